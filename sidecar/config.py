@@ -1,0 +1,230 @@
+"""The sidecar's configuration: one frozen object parsed once, at start-up, from ``SIDECAR_*`` variables.
+
+Nothing else in the package reads ``os.environ``. :func:`load` reports *every* bad variable by its name (never its
+value: a URL may hold a password) and raises :class:`~sidecar.errors.ConfigError`, which the entrypoint turns into
+exit status 2 before any port is bound. Unknown ``SIDECAR_*`` variables only produce warnings, since deployments may
+set variables meant for a newer version. The README's variable table is generated from the field descriptions below
+(``python -m sidecar config-table``), so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sidecar.errors import ConfigError
+from sidecar.model import Region
+
+ENV_PREFIX = "SIDECAR_"
+
+# Segment's limits, each written once (see shared/reference/segment-http-api.md, section 4).
+SEGMENT_MAX_EVENT_BYTES = 32 * 1024
+SEGMENT_MAX_BATCH_BYTES = 500 * 1000
+SEGMENT_MAX_BATCH_EVENTS = 2500
+SEGMENT_MAX_MESSAGE_ID_CHARS = 99
+PARTNER_MAX_REQUESTS_PER_SECOND = 50.0
+DEFAULT_BATCH_BYTES = 475_000  # headroom under 500 KB for sentAt and rounding, as Segment's own SDKs keep
+
+US_ENDPOINT = "https://api.segment.io"
+EU_ENDPOINT = "https://events.eu1.segmentapis.com"
+US_OAUTH_ENDPOINT = "https://oauth2.segment.io"
+EU_OAUTH_ENDPOINT = "https://oauth2.eu1.segmentapis.com"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30}
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept ``25``, ``25s``, ``500ms``, ``5m``, ``24h`` or ``1d``; return seconds as a float."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("expected a duration such as 500ms, 25s, 5m or 24h")
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return value
+
+
+def _parse_size(value: Any) -> Any:
+    """Accept ``1048576``, ``512MiB``, ``2GiB`` or ``475KB``; return bytes as an int."""
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError("expected a size such as 475000, 64MiB or 2GiB")
+        return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+    return value
+
+
+def _parse_list(value: Any) -> Any:
+    """A comma-separated list; blanks are dropped."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
+Bytes = Annotated[int, BeforeValidator(_parse_size), Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """Every setting of the sidecar; each field is the variable ``SIDECAR_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    # --- the gRPC API
+    listen: str = Field(
+        "127.0.0.1:50051", description="gRPC listen address: `host:port`, or `unix:/path/to.sock`."
+    )
+    integration_name: str = Field(
+        "segment-sidecar",
+        description="Your tool's slug as Segment knows it; sent as `context.integration.name` on every event.",
+    )
+    integration_version: str = Field("1.0.0", description="Sent as `context.integration.version`.")
+    default_region: Region = Field(Region.US, description="Region for calls that leave `region` unspecified: `us` or `eu`.")
+
+    # --- Segment
+    endpoint_us: str = Field(US_ENDPOINT, description="Origin of Segment's US Tracking API.")
+    endpoint_eu: str = Field(EU_ENDPOINT, description="Origin of Segment's EU Tracking API.")
+    max_requests_per_second: float = Field(
+        PARTNER_MAX_REQUESTS_PER_SECOND,
+        gt=0,
+        le=1000,
+        description="Cap on HTTP requests to Segment in any one-second window, retries included, all keys together.",
+    )
+    request_timeout: Seconds = Field(10.0, description="Time limit of one HTTP attempt.")
+    max_in_flight: int = Field(64, ge=1, le=1024, description="HTTP requests to Segment in flight at once.")
+
+    # --- batching
+    flush_interval: Seconds = Field(1.0, description="How long the oldest event of a batch may wait before it is sent.")
+    batch_max_bytes: Bytes = Field(
+        DEFAULT_BATCH_BYTES, le=SEGMENT_MAX_BATCH_BYTES, description="Byte limit of one batch request body."
+    )
+    batch_max_events: int = Field(
+        SEGMENT_MAX_BATCH_EVENTS, ge=1, le=SEGMENT_MAX_BATCH_EVENTS, description="Event limit of one batch."
+    )
+
+    # --- the spool
+    spool: Literal["disk", "memory"] = Field(
+        "disk", description="`disk` acknowledges after an fsync'd write; `memory` acknowledges from memory."
+    )
+    spool_dir: Path = Field(Path("segment-sidecar-spool"), description="Folder of the disk spool and dead letters.")
+    spool_max_bytes: Bytes = Field(2 * 2**30, description="Bound on undelivered events; past it calls get RESOURCE_EXHAUSTED.")
+    read_ahead_bytes: Bytes = Field(64 * 2**20, description="Bound on spooled events held in memory for batching.")
+
+    # --- retries and giving up
+    retry_base_delay: Seconds = Field(0.5, description="First retry backoff; doubles per attempt, with full jitter.")
+    retry_max_delay: Seconds = Field(60.0, description="Largest retry backoff.")
+    max_event_age: Seconds = Field(86400.0, description="An event not delivered this long after acceptance is dead-lettered.")
+    parked_retry_interval: Seconds = Field(300.0, description="How often a parked (401/403) write key is retried.")
+    parked_dead_letter_after: Seconds = Field(86400.0, description="A key parked this long has its events dead-lettered.")
+    shutdown_grace: Seconds = Field(25.0, description="On SIGTERM, time allowed to flush before exiting.")
+
+    # --- Spec conformance
+    spec_mode: Literal["strict", "warn", "off"] = Field(
+        "strict", description="`strict` rejects near-miss Spec event names; `warn` forwards with warnings; `off`."
+    )
+    spec_allow: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_parse_list)] = Field(
+        (), description="Comma-separated custom event names never flagged by the Spec check."
+    )
+
+    # --- operations
+    metrics_listen: str | None = Field(None, description="`host:port` of the Prometheus `/metrics` endpoint; off when unset.")
+    debugger_listen: str | None = Field(None, description="`host:port` of the live debugger page; off when unset.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest log level written.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`json`, `console`, or `auto` (console on a terminal, JSON otherwise)."
+    )
+
+    # --- fleet rate limit
+    redis_url: str | None = Field(None, description="Redis URL of the fleet-wide rate budget (`redis://` or `rediss://`).")
+    redis_key: str | None = Field(None, description="Redis key of the budget; default derived from the integration name.")
+    fleet_size: int = Field(1, ge=1, description="Sidecars sharing the cap; the fallback rate when Redis is down is cap / this.")
+
+    # --- OAuth
+    oauth_credentials_file: Path | None = Field(None, description="JSON or YAML file of OAuth credentials per write key.")
+    oauth_required: bool = Field(False, description="Refuse calls for write keys without OAuth credentials.")
+    oauth_endpoint_us: str = Field(US_OAUTH_ENDPOINT, description="Origin of Segment's US OAuth authorization server.")
+    oauth_endpoint_eu: str = Field(EU_OAUTH_ENDPOINT, description="Origin of Segment's EU OAuth authorization server.")
+
+    @field_validator("integration_name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError("must be a slug: lower-case letters, digits and single hyphens, such as `my-email-tool`")
+        return value
+
+    @field_validator("listen", "metrics_listen", "debugger_listen")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None or value.startswith("unix:"):
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("expected host:port (such as 127.0.0.1:50051) or unix:/path")
+        return value
+
+    @field_validator("endpoint_us", "endpoint_eu", "oauth_endpoint_us", "oauth_endpoint_eu")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+$", value.rstrip("/")):
+            raise ValueError("expected an origin such as https://api.segment.io (no path)")
+        return value.rstrip("/")
+
+    def endpoint(self, region: Region) -> str:
+        """The Tracking API origin of a region."""
+        return self.endpoint_us if region is Region.US else self.endpoint_eu
+
+    def oauth_endpoint(self, region: Region) -> str:
+        """The OAuth authorization server origin of a region."""
+        return self.oauth_endpoint_us if region is Region.US else self.oauth_endpoint_eu
+
+
+def variable_name(field: str) -> str:
+    """The environment variable behind a settings field."""
+    return ENV_PREFIX + field.upper()
+
+
+def load(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
+    """Parse settings from ``environ``; return them with warnings about unknown ``SIDECAR_*`` variables.
+
+    Raises :class:`ConfigError` naming every invalid variable.
+    """
+    known = {variable_name(name) for name in Settings.model_fields}
+    ours = {key.upper(): value for key, value in environ.items() if key.upper().startswith(ENV_PREFIX)}
+    warnings = [f"{key} is not a setting of this version and is ignored" for key in sorted(set(ours) - known)]
+    values = {key[len(ENV_PREFIX) :].lower(): value for key, value in ours.items() if key in known}
+    try:
+        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{variable_name(field)}: {message}")
+        raise ConfigError(problems) from None
+    return settings, warnings
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting, in declaration order, for the README's table."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "unset" if default is None else (default.value if isinstance(default, Region) else default)
+        if isinstance(shown, tuple):
+            shown = ",".join(shown) or "empty"
+        rows.append((variable_name(name), str(shown), field.description or ""))
+    return rows
