@@ -85,15 +85,15 @@ class Settings(BaseSettings):
     )
 
     # --- the gRPC API
-    listen: str = Field(
-        "127.0.0.1:50051", description="gRPC listen address: `host:port`, or `unix:/path/to.sock`."
-    )
+    listen: str = Field("127.0.0.1:50051", description="gRPC listen address: `host:port`, or `unix:/path/to.sock`.")
     integration_name: str = Field(
         "segment-sidecar",
         description="Your tool's slug as Segment knows it; sent as `context.integration.name` on every event.",
     )
     integration_version: str = Field("1.0.0", description="Sent as `context.integration.version`.")
-    default_region: Region = Field(Region.US, description="Region for calls that leave `region` unspecified: `us` or `eu`.")
+    default_region: Region = Field(
+        Region.US, description="Region for calls that leave `region` unspecified: `us` or `eu`."
+    )
 
     # --- Segment
     endpoint_us: str = Field(US_ENDPOINT, description="Origin of Segment's US Tracking API.")
@@ -121,15 +121,21 @@ class Settings(BaseSettings):
         "disk", description="`disk` acknowledges after an fsync'd write; `memory` acknowledges from memory."
     )
     spool_dir: Path = Field(Path("segment-sidecar-spool"), description="Folder of the disk spool and dead letters.")
-    spool_max_bytes: Bytes = Field(2 * 2**30, description="Bound on undelivered events; past it calls get RESOURCE_EXHAUSTED.")
+    spool_max_bytes: Bytes = Field(
+        2 * 2**30, description="Bound on undelivered events; past it calls get RESOURCE_EXHAUSTED."
+    )
     read_ahead_bytes: Bytes = Field(64 * 2**20, description="Bound on spooled events held in memory for batching.")
 
     # --- retries and giving up
     retry_base_delay: Seconds = Field(0.5, description="First retry backoff; doubles per attempt, with full jitter.")
     retry_max_delay: Seconds = Field(60.0, description="Largest retry backoff.")
-    max_event_age: Seconds = Field(86400.0, description="An event not delivered this long after acceptance is dead-lettered.")
+    max_event_age: Seconds = Field(
+        86400.0, description="An event not delivered this long after acceptance is dead-lettered."
+    )
     parked_retry_interval: Seconds = Field(300.0, description="How often a parked (401/403) write key is retried.")
-    parked_dead_letter_after: Seconds = Field(86400.0, description="A key parked this long has its events dead-lettered.")
+    parked_dead_letter_after: Seconds = Field(
+        86400.0, description="A key parked this long has its events dead-lettered."
+    )
     shutdown_grace: Seconds = Field(25.0, description="On SIGTERM, time allowed to flush before exiting.")
 
     # --- Spec conformance
@@ -141,7 +147,9 @@ class Settings(BaseSettings):
     )
 
     # --- operations
-    metrics_listen: str | None = Field(None, description="`host:port` of the Prometheus `/metrics` endpoint; off when unset.")
+    metrics_listen: str | None = Field(
+        None, description="`host:port` of the Prometheus `/metrics` endpoint; off when unset."
+    )
     debugger_listen: str | None = Field(None, description="`host:port` of the live debugger page; off when unset.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest log level written.")
     log_format: Literal["auto", "json", "console"] = Field(
@@ -149,12 +157,20 @@ class Settings(BaseSettings):
     )
 
     # --- fleet rate limit
-    redis_url: str | None = Field(None, description="Redis URL of the fleet-wide rate budget (`redis://` or `rediss://`).")
-    redis_key: str | None = Field(None, description="Redis key of the budget; default derived from the integration name.")
-    fleet_size: int = Field(1, ge=1, description="Sidecars sharing the cap; the fallback rate when Redis is down is cap / this.")
+    redis_url: str | None = Field(
+        None, description="Redis URL of the fleet-wide rate budget (`redis://` or `rediss://`)."
+    )
+    redis_key: str | None = Field(
+        None, description="Redis key of the budget; default derived from the integration name."
+    )
+    fleet_size: int = Field(
+        1, ge=1, description="Sidecars sharing the cap; the fallback rate when Redis is down is cap / this."
+    )
 
     # --- OAuth
-    oauth_credentials_file: Path | None = Field(None, description="JSON or YAML file of OAuth credentials per write key.")
+    oauth_credentials_file: Path | None = Field(
+        None, description="JSON or YAML file of OAuth credentials per write key."
+    )
     oauth_required: bool = Field(False, description="Refuse calls for write keys without OAuth credentials.")
     oauth_endpoint_us: str = Field(US_OAUTH_ENDPOINT, description="Origin of Segment's US OAuth authorization server.")
     oauth_endpoint_eu: str = Field(EU_OAUTH_ENDPOINT, description="Origin of Segment's EU OAuth authorization server.")
@@ -207,7 +223,7 @@ def load(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
     warnings = [f"{key} is not a setting of this version and is ignored" for key in sorted(set(ours) - known)]
     values = {key[len(ENV_PREFIX) :].lower(): value for key, value in ours.items() if key in known}
     try:
-        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        settings = Settings.model_validate(values)  # values only: model_validate does not read os.environ
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

@@ -40,6 +40,15 @@ def write_key_hash(write_key: str) -> str:
     return hashlib.sha256(write_key.encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True, slots=True)
+class Warning:
+    """A finding that did not stop the event, returned to the caller with its acknowledgement."""
+
+    code: str
+    field: str
+    message: str
+
+
 @dataclass(slots=True)
 class Call:
     """One call as the caller sent it, decoded: ``fields`` holds the Segment JSON fields set so far.
@@ -88,3 +97,15 @@ class SpooledEvent:
     def shard(self) -> ShardKey:
         """The batching and pacing unit this event belongs to."""
         return (self.write_key, self.region)
+
+
+@dataclass(slots=True)
+class Batch:
+    """Events of one (write key, region) sent in one request; retried whole until split or settled."""
+
+    shard: ShardKey
+    events: list[SpooledEvent]
+    payload_bytes: int
+    attempts: int = 0
+    auth_renewals: int = 0
+    first_attempt_at: float = 0.0

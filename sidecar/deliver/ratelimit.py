@@ -36,8 +36,9 @@ class PacedLimiter:
 
     __slots__ = ("_clock", "_interval", "_lock", "_next_start")
 
-    def __init__(self, requests_per_second: float, headroom: float = HEADROOM,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, requests_per_second: float, headroom: float = HEADROOM, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._interval = 1.0 / (requests_per_second * headroom)
         self._clock = clock
         self._next_start = 0.0

@@ -1,0 +1,149 @@
+"""The ``segment-sidecar`` command: serve, demo, collector, lint, healthcheck, dead-letters, config-table.
+
+Only this module installs signal handlers and reads the process environment (through :func:`sidecar.config.load`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+
+import structlog
+
+from sidecar import __version__
+from sidecar.config import Settings, describe, load
+from sidecar.errors import ConfigError
+from sidecar.logs import configure
+
+log = structlog.get_logger("sidecar")
+
+EXIT_CONFIG = 2
+
+
+def _settings() -> Settings:
+    """Parse the environment or exit 2 naming every bad variable, before anything is bound."""
+    try:
+        settings, warnings = load(os.environ)
+    except ConfigError as error:
+        print(f"segment-sidecar: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    configure(settings.log_level, settings.log_format)
+    for warning in warnings:
+        log.warning("unknown_setting", detail=warning)
+    if settings.integration_name == Settings.model_fields["integration_name"].default:
+        log.warning("default_integration_name", detail="set SIDECAR_INTEGRATION_NAME to the slug Segment gave you")
+    return settings
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT, then drain within SIDECAR_SHUTDOWN_GRACE; a second signal exits at once."""
+    from sidecar.app import Sidecar  # noqa: PLC0415 - keeps `lint` and `--help` fast
+
+    sidecar = Sidecar(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            # Acknowledged events are already on disk (disk spool): exiting now loses none of them.
+            log.warning("second_signal_exit", signal=signal.Signals(signum).name)
+            os._exit(1)
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await sidecar.start()
+    except Exception as error:  # noqa: BLE001 - any start-up failure ends the process with one clear line
+        log.error("start_failed", error=str(error))  # noqa: TRY400 - the reason is enough; no traceback for a config problem
+        await sidecar.stop(grace=0)
+        return 1
+    await stop.wait()
+    await sidecar.stop()
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return asyncio.run(serve(_settings()))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from sidecar.demo import main as demo_main  # noqa: PLC0415
+
+    return demo_main(args.rest)
+
+
+def _cmd_collector(args: argparse.Namespace) -> int:
+    from sidecar.collector.cli import main as collector_main  # noqa: PLC0415
+
+    return collector_main(args.rest)
+
+
+def _cmd_lint(args: argparse.Namespace) -> int:
+    from sidecar.lint import main as lint_main  # noqa: PLC0415
+
+    return lint_main(args.rest)
+
+
+def _cmd_healthcheck(args: argparse.Namespace) -> int:
+    from sidecar.healthcheck import main as healthcheck_main  # noqa: PLC0415
+
+    return healthcheck_main(args.rest)
+
+
+def _cmd_dead_letters(args: argparse.Namespace) -> int:
+    from sidecar.deadletters import main as dead_letters_main  # noqa: PLC0415
+
+    return dead_letters_main(args.rest)
+
+
+def _cmd_config_table(args: argparse.Namespace) -> int:
+    print("| Variable | Default | Meaning |\n| --- | --- | --- |")
+    for name, default, meaning in describe():
+        print(f"| `{name}` | `{default}` | {meaning} |")
+    return 0
+
+
+COMMANDS = {
+    "serve": (_cmd_serve, "run the sidecar (configured by SIDECAR_* variables)"),
+    "demo": (_cmd_demo, "start a local collector and a sidecar, and play an email tool's QA flow"),
+    "collector": (_cmd_collector, "run the local Segment-compatible collector (US and EU)"),
+    "lint": (_cmd_lint, "check event names or a tracking plan against the Segment Spec"),
+    "healthcheck": (_cmd_healthcheck, "exit 0 when the sidecar answers SERVING (for Docker's HEALTHCHECK)"),
+    "dead-letters": (_cmd_dead_letters, "list or replay events given up on"),
+    "config-table": (_cmd_config_table, "print the table of SIDECAR_* variables (Markdown)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch a subcommand; ``serve`` when none is given (so ``python -m sidecar`` runs the sidecar)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in COMMANDS and args_list[0] not in ("serve", "config-table"):
+        # Subcommands with options of their own parse them themselves (argparse.REMAINDER drops leading options).
+        handler = COMMANDS[args_list[0]][0]
+        with contextlib.suppress(BrokenPipeError):
+            return handler(argparse.Namespace(command=args_list[0], rest=args_list[1:]))
+        return 0
+    parser = argparse.ArgumentParser(prog="segment-sidecar", description="A local gRPC sidecar for Segment partners.")
+    parser.add_argument("--version", action="version", version=f"segment-sidecar {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    for name, (handler, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, add_help=name in ("serve", "config-table"))
+        command.add_argument("rest", nargs=argparse.REMAINDER)
+        command.set_defaults(handler=handler)
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        args = parser.parse_args(["serve"])
+    with contextlib.suppress(BrokenPipeError):
+        result: int = args.handler(args)
+        return result
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,244 @@
+"""The gRPC servicer: decode, validate, enrich, spool, answer. One call returns OK only once its events are durable.
+
+Errors become statuses in one place (:mod:`sidecar.api.status`); an unexpected exception is logged with its
+traceback and answered ``INTERNAL`` with a plain message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar, cast
+
+import grpc
+import structlog
+
+from sidecar._proto import sidecar_pb2 as pb
+from sidecar._proto import sidecar_pb2_grpc as pb_grpc
+from sidecar.api.convert import BATCH_KINDS, to_call
+from sidecar.api.status import code_of, to_status
+from sidecar.batch.driver import DeliveryDriver
+from sidecar.deliver.auth import Authenticator
+from sidecar.enrich.enricher import Enricher
+from sidecar.errors import CredentialsMissing, FlushTimeout, InvalidEvent, ShuttingDown, SidecarError
+from sidecar.model import Call, CallType, Event, Region, Warning, write_key_hash
+from sidecar.spool import Spool
+from sidecar.validate.rules import Validator, run
+
+log = structlog.get_logger("sidecar.api")
+
+MAX_BATCH_EVENTS = 10_000
+MAX_BATCH_BYTES = 16 * 2**20
+"""Limits of one Batch call: the gRPC server's receive limit is set from the byte figure."""
+
+Response = TypeVar("Response")
+
+
+class IntakeObserver(Protocol):
+    """Told what the edge accepts and rejects, for metrics and the debugger page."""
+
+    def accepted(self, event: Event, call_type: CallType, warnings: Sequence[Warning]) -> None:
+        """An event was spooled."""
+
+    def rejected(self, call_type: CallType, write_key: str, error: SidecarError, detail: dict[str, Any]) -> None:
+        """A call or batch event was refused."""
+
+
+class Intake:
+    """The path of one call up to the spool: validators, then the enricher."""
+
+    __slots__ = ("_authenticator", "_enricher", "_validators")
+
+    def __init__(self, validators: Sequence[Validator], enricher: Enricher, authenticator: Authenticator) -> None:
+        self._validators = tuple(validators)
+        self._enricher = enricher
+        self._authenticator = authenticator
+
+    def prepare(self, call: Call) -> tuple[Event, list[Warning]]:
+        """The enriched event and its warnings; raises InvalidEvent or CredentialsMissing."""
+        warnings = run(self._validators, call)
+        if self._authenticator.requires_credentials(call.write_key):
+            raise CredentialsMissing(
+                f"write key {write_key_hash(call.write_key)} has no OAuth credentials and SIDECAR_OAUTH_REQUIRED is "
+                "set: add the key to SIDECAR_OAUTH_CREDENTIALS_FILE"
+            )
+        return self._enricher(call, warnings), warnings
+
+
+def _warnings(warnings: Sequence[Warning]) -> list[pb.Warning]:
+    return [pb.Warning(code=w.code, field=w.field, message=w.message) for w in warnings]
+
+
+class SidecarServicer(pb_grpc.SidecarServiceServicer):
+    """Implements ``segment.sidecar.v1.SidecarService``."""
+
+    def __init__(
+        self,
+        intake: Intake,
+        spool: Spool,
+        driver: DeliveryDriver,
+        default_region: Region,
+        observers: Sequence[IntakeObserver] = (),
+    ) -> None:
+        self._intake = intake
+        self._spool = spool
+        self._driver = driver
+        self._default_region = default_region
+        self._observers = tuple(observers)
+        self.accepting = True
+
+    def _check_accepting(self) -> None:
+        if not self.accepting:
+            raise ShuttingDown("the sidecar is shutting down; retry against another instance or after restart")
+
+    async def _guard(
+        self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], Awaitable[Response]]
+    ) -> Response:
+        try:
+            return await work()
+        except SidecarError as error:
+            if not isinstance(error, InvalidEvent):
+                log.warning("call_refused", code=code_of(error).name, reason=str(error))
+            await cast(Any, context).abort_with_status(to_status(error))  # missing from grpc-stubs' aio context
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("internal_error")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error in the sidecar; see its log")
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+    async def _one(self, call_type: CallType, request: Any) -> tuple[Event, list[Warning]]:
+        self._check_accepting()
+        try:
+            call = to_call(call_type, request, self._default_region, time.time())
+            event, warnings = self._intake.prepare(call)
+        except SidecarError as error:
+            for observer in self._observers:
+                observer.rejected(call_type, request.write_key, error, {"event": getattr(request, "event", "")})
+            raise
+        await self._spool.append([event])
+        for observer in self._observers:
+            observer.accepted(event, call_type, warnings)
+        return event, warnings
+
+    async def _unary(
+        self,
+        call_type: CallType,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        response: Callable[..., Response],
+    ) -> Response:
+        async def work() -> Response:
+            event, warnings = await self._one(call_type, request)
+            return response(message_id=event.message_id, warnings=_warnings(warnings))
+
+        return await self._guard(context, work)
+
+    async def Track(self, request: pb.TrackRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.TrackResponse:
+        """Accept a track call."""
+        return await self._unary(CallType.TRACK, request, context, pb.TrackResponse)
+
+    async def Identify(
+        self, request: pb.IdentifyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.IdentifyResponse:
+        """Accept an identify call."""
+        return await self._unary(CallType.IDENTIFY, request, context, pb.IdentifyResponse)
+
+    async def Page(self, request: pb.PageRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.PageResponse:
+        """Accept a page call."""
+        return await self._unary(CallType.PAGE, request, context, pb.PageResponse)
+
+    async def Screen(self, request: pb.ScreenRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ScreenResponse:
+        """Accept a screen call."""
+        return await self._unary(CallType.SCREEN, request, context, pb.ScreenResponse)
+
+    async def Group(self, request: pb.GroupRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.GroupResponse:
+        """Accept a group call."""
+        return await self._unary(CallType.GROUP, request, context, pb.GroupResponse)
+
+    async def Alias(self, request: pb.AliasRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.AliasResponse:
+        """Accept an alias call."""
+        return await self._unary(CallType.ALIAS, request, context, pb.AliasResponse)
+
+    async def Batch(self, request: pb.BatchRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.BatchResponse:
+        """Accept many events; each is validated on its own, all accepted ones share one spool commit."""
+
+        async def work() -> pb.BatchResponse:
+            self._check_accepting()
+            if len(request.events) > MAX_BATCH_EVENTS:
+                raise InvalidEvent.single(
+                    "events", f"holds {len(request.events)} events; a Batch call takes at most {MAX_BATCH_EVENTS}"
+                )
+            results: list[pb.BatchResult] = []
+            accepted: list[tuple[Event, CallType, list[Warning]]] = []
+            now = time.time()
+            for index, item in enumerate(request.events):
+                kind_name = item.WhichOneof("event")
+                if kind_name is None:
+                    results.append(
+                        pb.BatchResult(
+                            rejected=pb.Rejection(
+                                code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                                reason="the event has no call type set",
+                                field_violations=[
+                                    pb.FieldViolation(field=f"events[{index}]", description="set one call")
+                                ],
+                            )
+                        )
+                    )
+                    continue
+                call_type = BATCH_KINDS[kind_name]
+                inner = getattr(item, kind_name)
+                try:
+                    event, warnings = self._intake.prepare(to_call(call_type, inner, self._default_region, now))
+                except SidecarError as error:
+                    violations = getattr(error, "violations", ())
+                    results.append(
+                        pb.BatchResult(
+                            rejected=pb.Rejection(
+                                code=code_of(error).value[0],
+                                reason=str(error),
+                                field_violations=[
+                                    pb.FieldViolation(field=v.field, description=v.description) for v in violations
+                                ],
+                            )
+                        )
+                    )
+                    for observer in self._observers:
+                        observer.rejected(call_type, inner.write_key, error, {"event": getattr(inner, "event", "")})
+                    continue
+                accepted.append((event, call_type, warnings))
+                results.append(pb.BatchResult(message_id=event.message_id, warnings=_warnings(warnings)))
+            await self._spool.append([event for event, _, _ in accepted])
+            for observer in self._observers:
+                for event, call_type, warnings in accepted:
+                    observer.accepted(event, call_type, warnings)
+            return pb.BatchResponse(results=results, accepted=len(accepted), rejected=len(results) - len(accepted))
+
+        return await self._guard(context, work)
+
+    async def Flush(self, request: pb.FlushRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.FlushResponse:
+        """Wait for delivery of everything accepted so far, within the call's deadline."""
+
+        async def work() -> pb.FlushResponse:
+            remaining = context.time_remaining()
+            # Answer a little before the deadline, so the caller gets the counts rather than a bare timeout.
+            timeout = max(0.0, remaining - 0.05) if remaining is not None else None
+            try:
+                result = await asyncio.wait_for(self._driver.flush(), timeout=timeout)
+            except TimeoutError:
+                pending = self._spool.pending_events
+                raise FlushTimeout(
+                    f"deadline reached with {pending} events still waiting for delivery; they stay spooled and "
+                    "will still be delivered",
+                    pending,
+                ) from None
+            return pb.FlushResponse(
+                delivered=result.delivered,
+                dead_lettered=result.dead_lettered,
+                parked=result.parked,
+                parked_write_key_hashes=list(result.parked_hashes),
+            )
+
+        return await self._guard(context, work)

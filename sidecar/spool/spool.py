@@ -1,0 +1,225 @@
+"""The spool: a durable queue. The gRPC edge appends to it; the batch driver consumes from it.
+
+``append`` returns only once its events are committed (with ``SIDECAR_SPOOL=disk``, fsync'd), which is when a call is
+acknowledged. Concurrent appends share one commit (group commit): while one commit runs on the store's thread, new
+appends gather, and the next commit takes all of them. Committed events also go into a bounded in-memory read-ahead so
+the driver rarely reads back from disk; when the read-ahead is full, events stay on disk only and the driver loads them
+in seq order once memory frees up (so a backlog of millions of events lives on disk, not in RAM).
+
+An event leaves the spool through :meth:`Spool.remove` (Segment answered 2xx) or :meth:`Spool.dead_letter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sidecar.errors import CapacityExhausted, SpoolFailure
+from sidecar.model import Event, Region, SpooledEvent
+from sidecar.spool.store import DeadLetter, Store, now
+
+T = TypeVar("T")
+
+FULL_RETRY_AFTER = 1.0
+"""Seconds a caller is told to wait when the spool is full; delivery frees space continuously."""
+
+
+@dataclass
+class _PendingAppend:
+    events: list[SpooledEvent]
+    done: asyncio.Future[None] = field(repr=False)
+
+
+class Spool:
+    """The acknowledgement boundary and the queue between ingestion and delivery."""
+
+    def __init__(self, store: Store, max_bytes: int, read_ahead_bytes: int) -> None:
+        self._store = store
+        self._max_bytes = max_bytes
+        self._read_ahead_bytes = read_ahead_bytes
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[_PendingAppend] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._last_seq = 0
+        self._loaded_seq = 0  # highest seq handed to the read-ahead or the consumer
+        self._on_disk_only = False  # some committed events are not in the read-ahead
+        self._read_ahead: deque[SpooledEvent] = deque()
+        self._read_ahead_size = 0
+        self._available = asyncio.Event()
+        self.pending_events = 0
+        self.pending_bytes = 0
+        self.appended_total = 0
+        self.recovered = 0
+        self._open = False
+
+    # --- lifecycle
+
+    async def start(self) -> None:
+        """Open the store and recover what a previous run left; events found are delivered again."""
+        if self._open:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._last_seq, self.pending_events, self.pending_bytes = await self._run(self._store.open)
+        self.recovered = self.pending_events
+        self._on_disk_only = self.pending_events > 0
+        if self._on_disk_only:
+            self._available.set()
+        self._open = True
+        self._writer = asyncio.create_task(self._write_loop(), name="spool-writer")
+
+    async def stop(self) -> None:
+        """Commit what is pending, then close the store; idempotent and safe without start."""
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+            if self._pending:
+                await self._commit(self._take_pending())
+        if self._executor is not None:
+            await self._run(self._store.close)
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._open = False
+
+    async def _run(self, function: Callable[..., T], *args: object) -> T:
+        assert self._executor is not None, "spool used before start()"
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    # --- the write side
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest acknowledged event."""
+        return self._last_seq
+
+    async def append(self, events: Sequence[Event]) -> list[SpooledEvent]:
+        """Make events durable; return them with their seqs. Raises CapacityExhausted or SpoolFailure."""
+        if not events:
+            return []
+        if not self._open:
+            raise SpoolFailure("the spool is not open")
+        size = sum(len(e.payload) for e in events)
+        if self.pending_bytes + size > self._max_bytes:
+            raise CapacityExhausted(
+                f"the spool holds {self.pending_bytes} bytes of undelivered events, its limit is {self._max_bytes} "
+                "(SIDECAR_SPOOL_MAX_BYTES); retry shortly with the same message ids",
+                FULL_RETRY_AFTER,
+            )
+        spooled = []
+        for event in events:
+            self._last_seq += 1
+            spooled.append(
+                SpooledEvent(
+                    self._last_seq, event.write_key, event.region, event.message_id, event.payload, event.accepted_at
+                )
+            )
+        # Count the bytes now so that concurrent appends see the spool fill up before their commit.
+        self.pending_bytes += size
+        self.pending_events += len(spooled)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_PendingAppend(spooled, done))
+        self._wake.set()
+        # Shielded: a caller that gives up (deadline) must not abort a commit other callers share.
+        await asyncio.shield(done)
+        return spooled
+
+    def _take_pending(self) -> list[_PendingAppend]:
+        pending, self._pending = self._pending, []
+        return pending
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._pending:
+                await self._commit(self._take_pending())
+
+    async def _commit(self, group: list[_PendingAppend]) -> None:
+        events = [event for pending in group for event in pending.events]
+        try:
+            await self._run(self._store.insert, events)
+        except SpoolFailure as exc:
+            self.pending_bytes -= sum(len(e.payload) for e in events)
+            self.pending_events -= len(events)
+            for pending in group:
+                if not pending.done.done():
+                    pending.done.set_exception(exc)
+            self._on_disk_only = True  # seqs were skipped; reloading from disk keeps the order right
+            return
+        self.appended_total += len(events)
+        for event in events:
+            if self._on_disk_only or self._read_ahead_size >= self._read_ahead_bytes:
+                self._on_disk_only = True
+                break
+            self._read_ahead.append(event)
+            self._read_ahead_size += len(event.payload)
+            self._loaded_seq = event.seq
+        self._available.set()
+        for pending in group:
+            if not pending.done.done():
+                pending.done.set_result(None)
+
+    # --- the read side
+
+    async def wait_available(self) -> None:
+        """Wait until :meth:`take` may return something."""
+        await self._available.wait()
+
+    async def take(self, max_bytes: int) -> list[SpooledEvent]:
+        """Up to about max_bytes of the oldest events not yet taken, in seq order (at least one if any)."""
+        taken: list[SpooledEvent] = []
+        size = 0
+        while self._read_ahead and (size < max_bytes or not taken):
+            event = self._read_ahead.popleft()
+            self._read_ahead_size -= len(event.payload)
+            taken.append(event)
+            size += len(event.payload)
+        if not taken and self._on_disk_only:
+            loaded: list[SpooledEvent] = await self._run(self._store.load, self._loaded_seq, max(max_bytes, 1))
+            if loaded:
+                self._loaded_seq = loaded[-1].seq
+                taken = loaded
+            if not loaded or self._loaded_seq >= self._last_seq:
+                # Caught up with the disk: new commits may go to the read-ahead again.
+                self._on_disk_only = False
+        if not self._read_ahead and not self._on_disk_only:
+            self._available.clear()
+        return taken
+
+    async def remove(self, events: Sequence[SpooledEvent]) -> None:
+        """Segment accepted these: forget them."""
+        await self._run(self._store.delete, [e.seq for e in events])
+        self._forget(events)
+
+    async def dead_letter(self, events: Sequence[SpooledEvent], reason: str, response: str) -> None:
+        """Give these up, keeping them with the reason and Segment's answer."""
+        at = now()
+        await self._run(self._store.dead_letter, [DeadLetter(e, at, reason, response) for e in events])
+        self._forget(events)
+
+    def _forget(self, events: Sequence[SpooledEvent]) -> None:
+        self.pending_events -= len(events)
+        self.pending_bytes -= sum(len(e.payload) for e in events)
+
+    async def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
+        """Pending events of one (write key, region) with seq <= upto_seq."""
+        return await self._run(self._store.count_for, write_key, region, upto_seq)
+
+    async def take_replays(self) -> int:
+        """Re-queue dead letters marked for replay; return how many."""
+        events: list[SpooledEvent] = await self._run(self._store.take_replays, self._last_seq + 1)
+        if events:
+            self._last_seq = events[-1].seq
+            self.pending_events += len(events)
+            self.pending_bytes += sum(len(e.payload) for e in events)
+            self._on_disk_only = True
+            self._available.set()
+        return len(events)

@@ -1,0 +1,340 @@
+"""Where spooled events live: SQLite on disk (the default) or memory, behind one small blocking interface.
+
+On-disk layout (``$SIDECAR_SPOOL_DIR``)::
+
+    spool.db        SQLite database in WAL mode, synchronous=FULL (a commit is fsync'd before it returns)
+    spool.db-wal    its write-ahead log; spool.db-shm its shared-memory index (both managed by SQLite)
+    lock            held with flock(2) while a sidecar runs, so two sidecars never share one spool
+
+    table events        seq INTEGER PRIMARY KEY   -- order of acceptance; ids are never reused
+                        write_key TEXT, region TEXT, message_id TEXT,
+                        payload BLOB              -- the event's final JSON, exactly as sent to Segment
+                        accepted_at REAL          -- Unix time of acknowledgement (give-up rules count from it)
+    table dead_letters  the same columns, plus dead_at REAL, reason TEXT, response TEXT (Segment's answer),
+                        replay INTEGER            -- 1 once `segment-sidecar dead-letters replay` asked for it
+
+A row is inserted before its call is acknowledged and deleted only when Segment answered 2xx for its batch, or when it
+moves to ``dead_letters`` in the same transaction. Every method here blocks: the :class:`~sidecar.spool.Spool` runs
+them on one dedicated thread, which also serialises them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+from sidecar.errors import SpoolFailure
+from sidecar.model import Region, SpooledEvent
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event given up on, with why and what Segment answered."""
+
+    event: SpooledEvent
+    dead_at: float
+    reason: str
+    response: str
+
+
+class Store(Protocol):
+    """Blocking storage of spooled events and dead letters."""
+
+    def open(self) -> tuple[int, int, int]:
+        """Open or create; return (last seq, pending events, pending payload bytes)."""
+
+    def close(self) -> None:
+        """Release files; idempotent."""
+
+    def insert(self, events: Sequence[SpooledEvent]) -> None:
+        """Durably store events before they are acknowledged."""
+
+    def delete(self, seqs: Sequence[int]) -> None:
+        """Forget delivered events."""
+
+    def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        """Move events to the dead letters, atomically."""
+
+    def load(self, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
+        """Events with seq > after_seq in order, up to about max_bytes of payload (at least one)."""
+
+    def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
+        """How many pending events of one (write key, region) have seq <= upto_seq."""
+
+    def take_replays(self, first_seq: int) -> list[SpooledEvent]:
+        """Move dead letters marked for replay back into the queue with new seqs from first_seq; return them."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, write_key TEXT NOT NULL, region TEXT NOT NULL, message_id TEXT NOT NULL,
+    payload BLOB NOT NULL, accepted_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY, write_key TEXT NOT NULL, region TEXT NOT NULL, message_id TEXT NOT NULL,
+    payload BLOB NOT NULL, accepted_at REAL NOT NULL, dead_at REAL NOT NULL, reason TEXT NOT NULL,
+    response TEXT NOT NULL, replay INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS events_by_key ON events (write_key, region, seq);
+"""
+_COLUMNS = "seq, write_key, region, message_id, payload, accepted_at"
+
+
+def _row(row: tuple[int, str, str, str, bytes, float]) -> SpooledEvent:
+    return SpooledEvent(row[0], row[1], Region(row[2]), row[3], bytes(row[4]), row[5])
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in WAL mode with fsync'd commits; used by the spool and by the dead-letters command."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.executescript(_SCHEMA)
+    return db
+
+
+class SqliteStore:
+    """The disk store: one SQLite database in WAL mode; see the module docstring for its layout."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._db: sqlite3.Connection | None = None
+        self._lock_file: IO[bytes] | None = None
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._directory / "spool.db"
+
+    def open(self) -> tuple[int, int, int]:
+        """Create the folder and database if needed, take the lock, and read the queue's extent."""
+        try:
+            self._directory.mkdir(parents=True, exist_ok=True)
+            lock_file = (self._directory / "lock").open("wb")
+        except OSError as exc:
+            raise SpoolFailure(f"cannot use spool folder {self._directory}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            lock_file.close()
+            raise SpoolFailure(f"spool folder {self._directory} is in use by another sidecar (lock held)") from exc
+        self._lock_file = lock_file
+        try:
+            self._db = connect(self.path)
+            last = self._db.execute(
+                "SELECT max(coalesce((SELECT max(seq) FROM events), 0),"
+                " coalesce((SELECT max(seq) FROM dead_letters), 0))"
+            ).fetchone()[0]
+            count, size = self._db.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM events").fetchone()
+        except sqlite3.Error as exc:
+            self.close()
+            raise SpoolFailure(f"cannot open spool database {self.path}: {exc}") from exc
+        return int(last), int(count), int(size)
+
+    def close(self) -> None:
+        """Close the database and release the lock."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise SpoolFailure("the spool is not open")
+        return self._db
+
+    def insert(self, events: Sequence[SpooledEvent]) -> None:
+        """One transaction, one fsync, for every event of a group commit."""
+        db = self._conn
+        with _Transaction(db):
+            db.executemany(
+                f"INSERT OR REPLACE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.seq, e.write_key, e.region.value, e.message_id, e.payload, e.accepted_at) for e in events],
+            )
+
+    def delete(self, seqs: Sequence[int]) -> None:
+        """Forget delivered events."""
+        db = self._conn
+        with _Transaction(db):
+            db.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq in seqs])
+
+    def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        """Insert into dead_letters and delete from events in one transaction."""
+        db = self._conn
+        with _Transaction(db):
+            db.executemany(
+                f"INSERT OR REPLACE INTO dead_letters ({_COLUMNS}, dead_at, reason, response)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        e.seq,
+                        e.write_key,
+                        e.region.value,
+                        e.message_id,
+                        e.payload,
+                        e.accepted_at,
+                        d.dead_at,
+                        d.reason,
+                        d.response,
+                    )
+                    for d in letters
+                    for e in (d.event,)
+                ],
+            )
+            db.executemany("DELETE FROM events WHERE seq = ?", [(d.event.seq,) for d in letters])
+
+    def load(self, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
+        """Read ahead in seq order."""
+        loaded: list[SpooledEvent] = []
+        size = 0
+        cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq", (after_seq,))
+        for row in cursor:
+            loaded.append(_row(row))
+            size += len(row[4])
+            if size >= max_bytes:
+                break
+        cursor.close()
+        return loaded
+
+    def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
+        """Pending events of one shard up to a seq (for Flush, which does not wait for parked keys)."""
+        row = self._conn.execute(
+            "SELECT count(*) FROM events WHERE write_key = ? AND region = ? AND seq <= ?",
+            (write_key, region.value, upto_seq),
+        ).fetchone()
+        return int(row[0])
+
+    def take_replays(self, first_seq: int) -> list[SpooledEvent]:
+        """Re-queue dead letters marked for replay, under new seqs so the queue stays in order."""
+        db = self._conn
+        with _Transaction(db):
+            rows = db.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE replay = 1 ORDER BY seq").fetchall()
+            events = [
+                SpooledEvent(first_seq + i, row[1], Region(row[2]), row[3], bytes(row[4]), row[5])
+                for i, row in enumerate(rows)
+            ]
+            db.executemany(
+                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.seq, e.write_key, e.region.value, e.message_id, e.payload, e.accepted_at) for e in events],
+            )
+            db.executemany("DELETE FROM dead_letters WHERE seq = ?", [(row[0],) for row in rows])
+        return events
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error, with SQLite errors turned into SpoolFailure."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise SpoolFailure(f"spool write failed: {exc}") from exc
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                self._db.execute("ROLLBACK")
+                raise SpoolFailure(f"spool write failed: {error}") from error
+            return
+        self._db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise SpoolFailure(f"spool write failed: {exc}") from exc
+
+
+class MemoryStore:
+    """Keeps events in a dict: ``SIDECAR_SPOOL=memory``, fast, and lost on exit (as Segment's SDKs are)."""
+
+    def __init__(self) -> None:
+        self._events: dict[int, SpooledEvent] = {}
+        self.dead_letters: list[DeadLetter] = []
+
+    def open(self) -> tuple[int, int, int]:
+        """Nothing survives a restart."""
+        return 0, 0, 0
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def insert(self, events: Sequence[SpooledEvent]) -> None:
+        """Keep the events."""
+        for event in events:
+            self._events[event.seq] = event
+
+    def delete(self, seqs: Sequence[int]) -> None:
+        """Forget delivered events."""
+        for seq in seqs:
+            self._events.pop(seq, None)
+
+    def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        """Keep dead letters in a list."""
+        self.dead_letters.extend(letters)
+        self.delete([letter.event.seq for letter in letters])
+
+    def load(self, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
+        """Read ahead in seq order (dict order is seq order: seqs only grow)."""
+        loaded: list[SpooledEvent] = []
+        size = 0
+        for seq, event in self._events.items():
+            if seq <= after_seq:
+                continue
+            loaded.append(event)
+            size += len(event.payload)
+            if size >= max_bytes:
+                break
+        return loaded
+
+    def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
+        """Pending events of one shard up to a seq."""
+        return sum(1 for e in self._events.values() if e.seq <= upto_seq and e.shard == (write_key, region))
+
+    def take_replays(self, first_seq: int) -> list[SpooledEvent]:
+        """Memory dead letters are replayed only through the running process; nothing is marked."""
+        return []
+
+
+def list_dead_letters(directory: Path, write_key_hash: str | None = None) -> Iterable[DeadLetter]:
+    """Read dead letters from a spool folder (works while a sidecar runs: WAL readers do not block it)."""
+    from sidecar.model import write_key_hash as hash_of  # noqa: PLC0415 - keeps the module's imports minimal
+
+    db = connect(directory / "spool.db")
+    try:
+        rows = db.execute(f"SELECT {_COLUMNS}, dead_at, reason, response FROM dead_letters ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    for row in rows:
+        event = _row(row[:6])
+        if write_key_hash is None or hash_of(event.write_key) == write_key_hash:
+            yield DeadLetter(event, row[6], row[7], row[8])
+
+
+def mark_for_replay(directory: Path, write_key_hash: str | None = None) -> int:
+    """Mark dead letters for replay; a running sidecar re-queues them within seconds, a stopped one at start."""
+    from sidecar.model import write_key_hash as hash_of  # noqa: PLC0415
+
+    db = connect(directory / "spool.db")
+    try:
+        rows = db.execute("SELECT seq, write_key FROM dead_letters WHERE replay = 0").fetchall()
+        chosen = [(seq,) for seq, key in rows if write_key_hash is None or hash_of(key) == write_key_hash]
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("UPDATE dead_letters SET replay = 1 WHERE seq = ?", chosen)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    return len(chosen)
+
+
+def now() -> float:
+    """Wall-clock time, for dead_at."""
+    return time.time()

@@ -1,0 +1,1 @@
+"""Validation: the partner rules every call must meet, and the Spec conformance check."""

@@ -1,0 +1,83 @@
+"""The partner rules: small validators, each a callable built once, run in order on every call.
+
+A validator raises :class:`~sidecar.errors.InvalidEvent` to refuse a call, or appends
+:class:`~sidecar.model.Warning` s to let it through with a remark. Field paths in violations are the proto field
+names the caller set (``user_id``, ``event``), so a client can point at its own code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from sidecar.config import SEGMENT_MAX_MESSAGE_ID_CHARS
+from sidecar.errors import FieldViolation, InvalidEvent
+from sidecar.model import Call, CallType, Warning
+
+Validator = Callable[[Call, list[Warning]], None]
+"""Checks one call: raises InvalidEvent to refuse it, appends warnings to keep it with a remark."""
+
+# (Segment JSON field, proto field, why it is needed) per call type, beyond write_key and user_id.
+_REQUIRED: dict[CallType, tuple[tuple[str, str, str], ...]] = {
+    CallType.TRACK: (("event", "event", 'a track call needs the event name, such as "Email Opened"'),),
+    CallType.GROUP: (("groupId", "group_id", "a group call needs the id of the group"),),
+    CallType.ALIAS: (("previousId", "previous_id", "an alias call needs the previous id to merge into user_id"),),
+}
+
+
+class RequiredFields:
+    """write_key and user_id on every call (partner streams must identify users), plus each call's own fields."""
+
+    __slots__ = ()
+
+    def __call__(self, call: Call, warnings: list[Warning]) -> None:
+        """Collect every missing field, then refuse the call once, naming them all."""
+        missing: list[FieldViolation] = []
+        if not call.write_key:
+            missing.append(FieldViolation("write_key", "is required: the customer's Segment source write key"))
+        if "userId" not in call.fields:
+            missing.append(
+                FieldViolation(
+                    "user_id",
+                    "is required: partner streams must send the customer's own user id on every call "
+                    "(an anonymous_id alone is not enough)",
+                )
+            )
+        for json_name, proto_name, why in _REQUIRED.get(call.type, ()):
+            if json_name not in call.fields:
+                missing.append(FieldViolation(proto_name, f"is required: {why}"))
+        if missing:
+            raise InvalidEvent("; ".join(f"{v.field} {v.description}" for v in missing), tuple(missing))
+
+
+class MessageIdLength:
+    """Segment refuses message ids of 100 characters or more."""
+
+    __slots__ = ()
+
+    def __call__(self, call: Call, warnings: list[Warning]) -> None:
+        """Refuse a message id Segment would refuse."""
+        message_id = call.fields.get("messageId")
+        if message_id is not None and len(message_id) > SEGMENT_MAX_MESSAGE_ID_CHARS:
+            raise InvalidEvent.single(
+                "message_id",
+                f"has {len(message_id)} characters; Segment accepts at most {SEGMENT_MAX_MESSAGE_ID_CHARS}",
+            )
+
+
+def run(validators: Sequence[Validator], call: Call) -> list[Warning]:
+    """Apply validators in order; return the warnings (raises on the first refusal)."""
+    warnings: list[Warning] = []
+    for validator in validators:
+        validator(call, warnings)
+    return warnings
+
+
+def default_validators(extra: Iterable[Validator] = ()) -> list[Validator]:
+    """The partner rules, then whatever else (the Spec check) the composition root adds."""
+    return [RequiredFields(), MessageIdLength(), *extra]
+
+
+def object_field(call: Call, name: str) -> dict[str, Any] | None:
+    """The parsed form of a JSON object field, whether it came as a Struct or as JSON bytes."""
+    return call.parsed.get(name)

@@ -1,0 +1,71 @@
+"""Fixtures shared by every suite: real collectors on loopback, a real sidecar (in-process or as a process), and a
+guard that fails a test which leaks asyncio tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import pytest
+
+from sidecar.collector.server import Collector
+from tests.support.harness import Collectors, SidecarUnderTest, start_sidecar
+
+
+@pytest.fixture
+async def collectors() -> AsyncIterator[Collectors]:
+    """A US and an EU collector, each on its own loopback port."""
+    pair = Collectors(Collector("us"), Collector("eu"))
+    await pair.us.start()
+    await pair.eu.start()
+    try:
+        yield pair
+    finally:
+        await pair.us.stop()
+        await pair.eu.stop()
+
+
+SidecarFactory = Callable[..., Awaitable[SidecarUnderTest]]
+
+
+@pytest.fixture
+async def sidecar_factory(collectors: Collectors, tmp_path: Path) -> AsyncIterator[SidecarFactory]:
+    """Starts in-process sidecars pointed at the collectors; each is stopped (grace 0) at the end of the test."""
+    started: list[SidecarUnderTest] = []
+
+    async def factory(**env: str) -> SidecarUnderTest:
+        running = await start_sidecar(collectors, tmp_path / f"spool{len(started)}", env)
+        started.append(running)
+        return running
+
+    yield factory
+    for running in started:
+        await running.close()
+
+
+@pytest.fixture
+async def sidecar(sidecar_factory: SidecarFactory) -> SidecarUnderTest:
+    """One sidecar with test timings (flush interval 100 ms)."""
+    return await sidecar_factory()
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks running after its fixtures are torn down."""
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)
+    leaked = [
+        t
+        for t in asyncio.all_tasks() - before
+        if not t.done() and t is not asyncio.current_task() and "grpc" not in repr(t.get_coro())
+    ]
+    assert not leaked, f"leaked tasks: {leaked}"
+
+
+def rpc_error(error: BaseException) -> grpc.aio.AioRpcError:
+    """Narrow an exception to a gRPC error (for pytest.raises results)."""
+    assert isinstance(error, grpc.aio.AioRpcError)
+    return error

@@ -1,0 +1,1 @@
+"""Test helpers: starting sidecars and reading gRPC error details."""
