@@ -1,0 +1,160 @@
+"""Event-name verdicts, modes, the allow list and the name cache."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from sidecar.model import CallType
+from sidecar.validate.spec import Code, Severity, SpecChecker, Verdict, load_catalog
+from sidecar.validate.spec.names import name_key, split_words, stem
+
+
+@pytest.fixture(scope="module")
+def checker() -> SpecChecker:
+    """One strict checker for the module."""
+    return SpecChecker()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("order_completed", "Order Completed"),
+        ("email opened", "Email Opened"),
+        ("Completed Order", "Order Completed"),
+        ("Opened Email", "Email Opened"),
+        ("Viewed Product", "Product Viewed"),
+        ("Email Open", "Email Opened"),
+        ("App Installed", "Application Installed"),
+        ("Purchase", "Order Completed"),
+        ("Add to Cart", "Product Added"),
+        ("Login", "Signed In"),
+        ("Signup", "Signed Up"),
+        ("install", "Application Installed"),
+        ("Email Unsubscribed", "Unsubscribed"),
+        ("App Launched", "Application Opened"),
+        ("Order Canceled", "Order Cancelled"),
+        ("Order Compelted", "Order Completed"),
+    ],
+)
+def test_issue_near_misses_are_flagged_with_the_spec_event(checker: SpecChecker, name: str, expected: str) -> None:
+    """The issue's own examples are near-misses naming the right Spec event, as a strict-mode ERROR."""
+    findings = checker.check(CallType.TRACK, name, None)
+    assert len(findings) == 1
+    finding = findings[0]
+    assert finding.code == Code.EVENT_NAME
+    assert finding.field == "event"
+    assert finding.severity is Severity.ERROR
+    assert finding.suggestion == expected
+    assert f'send "{expected}"' in finding.message
+    assert finding.category
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SMS Delivered",
+        "Ticket Created",
+        "Document Signed",
+        "SMS Unsubscribed",
+        "Email Sent",
+        "Invoice Paid",
+        "Email Soft Bounced",
+        "Login Failed",
+        "Card Viewed",
+        "Conversation Closed",
+        "",
+        "!!!",
+    ],
+)
+def test_custom_names_sharing_a_word_pass(checker: SpecChecker, name: str) -> None:
+    """Custom events that merely share a word with a Spec event produce no finding."""
+    assert checker.check(CallType.TRACK, name, None) == []
+
+
+@pytest.mark.parametrize("name", ["User Signed Up", "User Signed In", "Custom Component Loaded"])
+def test_forms_the_spec_page_accepts_pass(checker: SpecChecker, name: str) -> None:
+    """Names the Spec pages themselves accept (object-action forms) are not flagged."""
+    assert checker.classify(name)[0] is Verdict.EXACT
+    assert checker.check(CallType.TRACK, name, None) == []
+
+
+def test_warn_mode_downgrades_the_event_name_to_a_warning() -> None:
+    """In warn mode a near-miss name is reported as a WARNING, with the same suggestion."""
+    (finding,) = SpecChecker(mode="warn").check(CallType.TRACK, "Purchase", None)
+    assert finding.severity is Severity.WARNING
+    assert finding.suggestion == "Order Completed"
+
+
+def test_off_mode_returns_nothing() -> None:
+    """Mode off never reports, whatever the call."""
+    checker = SpecChecker(mode="off")
+    assert checker.check(CallType.TRACK, "Purchase", {"revenue": "x"}, {"all": 1}) == []
+    assert checker.check(CallType.IDENTIFY, None, {"email": 1}) == []
+
+
+def test_unknown_mode_is_refused() -> None:
+    """A mistyped mode fails at construction, not silently per event."""
+    with pytest.raises(ValueError, match="spec mode"):
+        SpecChecker(mode="loud")  # type: ignore[arg-type]
+
+
+def test_allow_list_keeps_a_custom_name() -> None:
+    """A name in the allow list is never flagged; other near-misses still are."""
+    checker = SpecChecker(allow=["Purchase"])
+    assert checker.check(CallType.TRACK, "Purchase", None) == []
+    assert checker.check(CallType.TRACK, "Add to Cart", None)[0].suggestion == "Product Added"
+
+
+def test_allowed_name_still_gets_reserved_property_checks() -> None:
+    """An allowed custom event is checked like any custom event: reserved properties such as revenue."""
+    findings = SpecChecker(allow=["Purchase"]).check(CallType.TRACK, "Purchase", {"revenue": "9.99"})
+    assert [f.code for f in findings] == [Code.PROPERTY_TYPE]
+
+
+def test_verdicts_are_memoised() -> None:
+    """Repeated names are answered from the bounded cache (same Finding object), so the hot path does one lookup."""
+    checker = SpecChecker(name_cache_size=2)
+    first = checker.check(CallType.TRACK, "Purchase", None)[0]
+    again = checker.check(CallType.TRACK, "Purchase", None)[0]
+    assert first is again
+    for name in ("a", "b", "c"):
+        checker.check(CallType.TRACK, name, None)
+    assert checker.check(CallType.TRACK, "Purchase", None)[0] == first
+
+
+def test_page_and_screen_names_and_alias_are_not_event_checked(checker: SpecChecker) -> None:
+    """Page and screen names are free text and alias has nothing to check."""
+    assert checker.check(CallType.PAGE, "Purchase", None) == []
+    assert checker.check(CallType.SCREEN, "Login", None) == []
+    assert checker.check(CallType.ALIAS, None, None) == []
+
+
+def test_keys_ignore_case_separators_order_and_tense() -> None:
+    """The name key is the same for every spelling of one meaning, and differs when a word differs."""
+    key = name_key("Order Completed")
+    for spelling in ("order_completed", "orderCompleted", "ORDER-COMPLETED", "Completed Order", "Order completes"):
+        assert name_key(spelling) == key
+    assert name_key("SMS Order Completed") != key
+    assert split_words("In-AppMessageViewed") == ["in", "app", "message", "viewed"]
+    assert stem("cancelled") == stem("canceled") == stem("cancel")
+
+
+def test_every_spec_name_respelt_points_back_to_itself(checker: SpecChecker) -> None:
+    """snake_case and lower-case spellings of every Spec name are near-misses of that same event (no key collides)."""
+    for event in load_catalog().events:
+        for spelling in (event.name.lower(), event.name.replace(" ", "_").lower(), event.name.upper()):
+            if spelling == event.name:
+                continue
+            assert checker.classify(spelling) == (Verdict.NEAR_MISS, event), spelling
+
+
+def test_packaged_catalog_matches_the_shared_catalog() -> None:
+    """The package's copy of the catalog has not drifted from the shared one (skipped outside the team checkout)."""
+    shared = Path(__file__).resolve().parents[4].parent / "shared" / "spec" / "semantic-events.json"
+    if not shared.exists():
+        pytest.skip(f"no shared catalog at {shared}")
+    packaged = resources.files("sidecar.validate.spec").joinpath("semantic_events.json").read_bytes()
+    assert packaged == shared.read_bytes()
