@@ -1,0 +1,54 @@
+"""The client's exceptions, one per way a call can end badly.
+
+::
+
+    SidecarError                  any failed call; ``code`` is the gRPC status code
+    └── InvalidEventError         INVALID_ARGUMENT: the event breaks a rule, with its field violations; never retried
+
+UNAVAILABLE and RESOURCE_EXHAUSTED are retried with the same message id until the call's deadline; when the deadline
+leaves no room for another attempt, the last of them is raised as a :class:`SidecarError` with ``retryable`` true.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """A field that broke a rule: ``field`` is a path such as ``user_id`` or ``properties.revenue``."""
+
+    field: str
+    description: str
+
+
+class SidecarError(Exception):
+    """A call the sidecar refused or could not answer; ``code`` is the gRPC status, ``message`` its detail."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """Whether sending the same call again (same message id) later may succeed."""
+        return self.code in RETRYABLE_CODES
+
+
+class InvalidEventError(SidecarError):
+    """The sidecar rejected the event (INVALID_ARGUMENT); ``violations`` says which fields and why."""
+
+    def __init__(self, message: str, violations: tuple[FieldViolation, ...] = ()) -> None:
+        super().__init__(grpc.StatusCode.INVALID_ARGUMENT, message)
+        self.violations = violations
+
+    @property
+    def field(self) -> str | None:
+        """The field of the first violation, or None when the sidecar named none."""
+        return self.violations[0].field if self.violations else None

@@ -1,0 +1,60 @@
+"""Decoding a failed call: its status code, message and ``google.rpc.Status`` details, into a client exception."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from segment_sidecar_client._errors import FieldViolation, InvalidEventError, SidecarError
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def rich_status(metadata: Any) -> status_pb2.Status | None:
+    """The ``google.rpc.Status`` carried in trailing metadata, or None when absent or unreadable."""
+    for key, value in metadata or ():
+        if key == STATUS_DETAILS_KEY:
+            status = status_pb2.Status()
+            try:
+                status.ParseFromString(value)
+            except Exception:  # noqa: BLE001 - a garbled trailer must not hide the status code itself
+                return None
+            return status
+    return None
+
+
+def retry_after(status: status_pb2.Status | None) -> float | None:
+    """The delay a ``google.rpc.RetryInfo`` detail asks for, in seconds."""
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
+    return None
+
+
+def violations(status: status_pb2.Status | None) -> tuple[FieldViolation, ...]:
+    """The field violations of every ``google.rpc.BadRequest`` detail, in order."""
+    if status is None:
+        return ()
+    found: list[FieldViolation] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+    return tuple(found)
+
+
+def translate(error: Any) -> SidecarError:
+    """The client exception for a failed call (a ``grpc.RpcError`` that is also a ``grpc.Call``, sync or aio)."""
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or ""
+    status = rich_status(error.trailing_metadata())
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidEventError(message, violations(status))
+    return SidecarError(code, message, retry_after=retry_after(status))

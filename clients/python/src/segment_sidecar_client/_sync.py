@@ -1,0 +1,284 @@
+"""The blocking client: one method per Spec call, retries inside, a message id made before the first attempt."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from segment_sidecar_client._address import CHANNEL_OPTIONS, resolve_address
+from segment_sidecar_client._events import (
+    Ack,
+    Alias,
+    BatchResult,
+    Event,
+    FlushResult,
+    Group,
+    Identify,
+    ObjectValue,
+    Page,
+    Region,
+    Screen,
+    Timestamp,
+    Track,
+    ack_of,
+    batch_results,
+    flush_result,
+    kind,
+    to_batch_event,
+    to_request,
+    with_message_id,
+)
+from segment_sidecar_client._proto import sidecar_pb2, sidecar_pb2_grpc
+from segment_sidecar_client._retry import DEFAULT_FLUSH_TIMEOUT, DEFAULT_TIMEOUT, Attempts, RetryPolicy
+from segment_sidecar_client._status import translate
+
+_METHOD = {
+    "track": "Track",
+    "identify": "Identify",
+    "page": "Page",
+    "screen": "Screen",
+    "group": "Group",
+    "alias": "Alias",
+}
+
+
+class Client:
+    """A blocking client of the sidecar; thread-safe, and cheap to share (it holds one gRPC channel).
+
+    ``write_key`` and ``region`` are defaults for calls that do not name their own. ``timeout`` bounds each call,
+    all retries included; ``retry`` says how UNAVAILABLE and RESOURCE_EXHAUSTED are retried. Use it as a context
+    manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        write_key: str | None = None,
+        region: Region | str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.address = resolve_address(address)
+        self.write_key = write_key
+        self.region = region
+        self.timeout = timeout
+        self.flush_timeout = flush_timeout
+        self.retry = retry or RetryPolicy()
+        self._owns_channel = channel is None
+        self._channel = channel or grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._stub = sidecar_pb2_grpc.SidecarServiceStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel (unless it was passed in). Idempotent."""
+        if self._owns_channel:
+            self._channel.close()
+
+    def _invoke(self, method: str, request: Any, timeout: float | None) -> Any:
+        """Call ``method``, retrying retryable failures until the deadline, and translate the final error."""
+        attempts = Attempts(self.retry, self.timeout if timeout is None else timeout)
+        call = getattr(self._stub, method)
+        while True:
+            try:
+                return call(request, timeout=attempts.start())
+            except grpc.RpcError as exc:
+                error = translate(exc)
+                delay = attempts.wait_before_next(error)
+                if delay is None:
+                    raise error from None
+                time.sleep(delay)
+
+    def send(self, event: Event, *, timeout: float | None = None) -> Ack:
+        """Send one event of any type; returns its :class:`Ack` or raises a :class:`SidecarError`."""
+        event = with_message_id(event)
+        request = to_request(event, self.write_key, self.region)
+        return ack_of(self._invoke(_METHOD[kind(event)], request, timeout))
+
+    def batch(self, events: Iterable[Event], *, timeout: float | None = None) -> list[BatchResult]:
+        """Send events of mixed types in one call; one result per event, in order.
+
+        An invalid event is rejected alone (its result says why); a capacity or shutdown failure fails the whole
+        call, which is retried whole with the same message ids.
+        """
+        requests = [self.prepare(event) for event in events]
+        return self.batch_requests(requests, timeout=timeout)
+
+    def prepare(self, event: Event) -> Any:
+        """The request message for ``event``: the client's write key and region filled in, a message id made.
+
+        Raises ValueError or TypeError at once for an event that cannot be sent (no write key, an object that is not
+        JSON). The batching helpers prepare each event when it is queued, so such errors reach the producer.
+        """
+        return to_request(with_message_id(event), self.write_key, self.region)
+
+    def batch_requests(self, requests: list[Any], *, timeout: float | None = None) -> list[BatchResult]:
+        """Send prepared requests (:meth:`prepare`) in one ``Batch`` call; one result per request, in order."""
+        message = sidecar_pb2.BatchRequest(events=[to_batch_event(r) for r in requests])
+        return batch_results(requests, self._invoke("Batch", message, timeout))
+
+    def flush(self, *, timeout: float | None = None) -> FlushResult:
+        """Wait until the sidecar has delivered (or given up on) everything accepted before this call."""
+        response = self._invoke("Flush", sidecar_pb2.FlushRequest(), self.flush_timeout if timeout is None else timeout)
+        return flush_result(response)
+
+    def track(
+        self,
+        *,
+        user_id: str = "",
+        event: str,
+        properties: ObjectValue | None = None,
+        anonymous_id: str = "",
+        message_id: str = "",
+        write_key: str | None = None,
+        region: Region | str | None = None,
+        timestamp: Timestamp | None = None,
+        context: ObjectValue | None = None,
+        integrations: ObjectValue | None = None,
+        timeout: float | None = None,
+    ) -> Ack:
+        """Record that the user performed ``event``."""
+        return self.send(
+            Track(
+                user_id=user_id, event=event, properties=properties, anonymous_id=anonymous_id,
+                message_id=message_id, write_key=write_key, region=region, timestamp=timestamp, context=context,
+                integrations=integrations,
+            ),
+            timeout=timeout,
+        )  # fmt: skip
+
+    def identify(
+        self,
+        *,
+        user_id: str = "",
+        traits: ObjectValue | None = None,
+        anonymous_id: str = "",
+        message_id: str = "",
+        write_key: str | None = None,
+        region: Region | str | None = None,
+        timestamp: Timestamp | None = None,
+        context: ObjectValue | None = None,
+        integrations: ObjectValue | None = None,
+        timeout: float | None = None,
+    ) -> Ack:
+        """Tie the user to ``traits``."""
+        return self.send(
+            Identify(
+                user_id=user_id, traits=traits, anonymous_id=anonymous_id, message_id=message_id,
+                write_key=write_key, region=region, timestamp=timestamp, context=context, integrations=integrations,
+            ),
+            timeout=timeout,
+        )  # fmt: skip
+
+    def page(
+        self,
+        *,
+        user_id: str = "",
+        name: str = "",
+        category: str = "",
+        properties: ObjectValue | None = None,
+        anonymous_id: str = "",
+        message_id: str = "",
+        write_key: str | None = None,
+        region: Region | str | None = None,
+        timestamp: Timestamp | None = None,
+        context: ObjectValue | None = None,
+        integrations: ObjectValue | None = None,
+        timeout: float | None = None,
+    ) -> Ack:
+        """Record a web page view."""
+        return self.send(
+            Page(
+                user_id=user_id, name=name, category=category, properties=properties, anonymous_id=anonymous_id,
+                message_id=message_id, write_key=write_key, region=region, timestamp=timestamp, context=context,
+                integrations=integrations,
+            ),
+            timeout=timeout,
+        )  # fmt: skip
+
+    def screen(
+        self,
+        *,
+        user_id: str = "",
+        name: str = "",
+        properties: ObjectValue | None = None,
+        anonymous_id: str = "",
+        message_id: str = "",
+        write_key: str | None = None,
+        region: Region | str | None = None,
+        timestamp: Timestamp | None = None,
+        context: ObjectValue | None = None,
+        integrations: ObjectValue | None = None,
+        timeout: float | None = None,
+    ) -> Ack:
+        """Record a mobile screen view."""
+        return self.send(
+            Screen(
+                user_id=user_id, name=name, properties=properties, anonymous_id=anonymous_id, message_id=message_id,
+                write_key=write_key, region=region, timestamp=timestamp, context=context, integrations=integrations,
+            ),
+            timeout=timeout,
+        )  # fmt: skip
+
+    def group(
+        self,
+        *,
+        user_id: str = "",
+        group_id: str,
+        traits: ObjectValue | None = None,
+        anonymous_id: str = "",
+        message_id: str = "",
+        write_key: str | None = None,
+        region: Region | str | None = None,
+        timestamp: Timestamp | None = None,
+        context: ObjectValue | None = None,
+        integrations: ObjectValue | None = None,
+        timeout: float | None = None,
+    ) -> Ack:
+        """Associate the user with the group ``group_id``."""
+        return self.send(
+            Group(
+                user_id=user_id, group_id=group_id, traits=traits, anonymous_id=anonymous_id, message_id=message_id,
+                write_key=write_key, region=region, timestamp=timestamp, context=context, integrations=integrations,
+            ),
+            timeout=timeout,
+        )  # fmt: skip
+
+    def alias(
+        self,
+        *,
+        user_id: str,
+        previous_id: str,
+        anonymous_id: str = "",
+        message_id: str = "",
+        write_key: str | None = None,
+        region: Region | str | None = None,
+        timestamp: Timestamp | None = None,
+        context: ObjectValue | None = None,
+        integrations: ObjectValue | None = None,
+        timeout: float | None = None,
+    ) -> Ack:
+        """Merge ``previous_id`` into ``user_id``."""
+        return self.send(
+            Alias(
+                user_id=user_id, previous_id=previous_id, anonymous_id=anonymous_id, message_id=message_id,
+                write_key=write_key, region=region, timestamp=timestamp, context=context, integrations=integrations,
+            ),
+            timeout=timeout,
+        )  # fmt: skip
+
+
+__all__ = ["Client"]
