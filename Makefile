@@ -1,0 +1,49 @@
+# The two commands a new machine needs: `make demo` and `make test`. Everything else is set up by them.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+BUF := tools/node_modules/.bin/buf
+
+.PHONY: setup demo test lint protos-check pytest clients-test bench-smoke clean
+
+setup: .venv/.synced tools/node_modules/.installed
+
+$(UV):
+	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	touch $@
+
+tools/node_modules/.installed: tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --silent
+	touch $@
+
+## Run the demo: a local collector, a sidecar, and an email tool's QA flow.
+demo: setup
+	$(UV) run segment-sidecar demo
+
+## Run every test: lint, types, proto checks, the Python suite, every client's tests.
+test: setup lint protos-check pytest clients-test
+
+lint: setup
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+	cd protos && ../$(BUF) lint
+
+protos-check: setup
+	$(UV) run scripts/gen_protos.sh --check
+	scripts/check_breaking.sh
+
+pytest: setup
+	$(UV) run pytest -q
+
+clients-test: setup
+	scripts/test_clients.sh
+
+bench-smoke: setup
+	$(UV) run python bench/bench_spec.py --quick
+
+clean:
+	rm -rf .venv tools/node_modules .mypy_cache .ruff_cache .pytest_cache
