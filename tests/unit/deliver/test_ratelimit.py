@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from sidecar.collector.store import max_requests_in_window
@@ -16,7 +17,7 @@ async def test_starts_empty_and_paces_every_grant() -> None:
     for _ in range(60):
         await limiter.acquire()
         grants.append(time.monotonic())
-    gaps = [b - a for a, b in zip(grants, grants[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(grants)]
     assert min(gaps) >= limiter.interval * 0.99
     assert max_requests_in_window(grants, 1.0) <= 50
 
@@ -32,4 +33,4 @@ async def test_concurrent_waiters_share_the_pace() -> None:
 
     await asyncio.gather(*(take() for _ in range(40)))
     grants.sort()
-    assert min(b - a for a, b in zip(grants, grants[1:], strict=False)) >= limiter.interval * 0.99
+    assert min(b - a for a, b in itertools.pairwise(grants)) >= limiter.interval * 0.99
