@@ -21,6 +21,18 @@ from sidecar.model import Batch, Region
 USER_AGENT = f"segment-sidecar/{__version__}"
 
 
+class AuthorizationFailed(Exception):
+    """:meth:`Authenticator.authorize` could not supply credentials; ``outcome`` is what happens to the batch.
+
+    ``Retry`` when the credentials may come later (a token server that fails: only this key backs off), or
+    ``Unauthorized`` when they were refused (a revoked OAuth app: the key is parked). Nothing is sent.
+    """
+
+    def __init__(self, outcome: Retry | Unauthorized) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
 def envelope_overhead(write_key: str) -> int:
     """Bytes a batch body adds around its events, writeKey included (sent with OAuth), for size limits."""
     return len(b'{"batch":[],"sentAt":"2026-01-01T00:00:00.000Z","writeKey":""}') + len(orjson.dumps(write_key))
@@ -69,7 +81,10 @@ class HttpSender:
         """One attempt; never raises for an HTTP or network failure (it becomes an Outcome)."""
         assert self._session is not None, "sender used before start()"
         write_key, region = batch.shard
-        authorization = await self._authenticator.authorize(write_key, region)
+        try:
+            authorization = await self._authenticator.authorize(write_key, region)
+        except AuthorizationFailed as exc:
+            return exc.outcome
         body = batch_body(batch, self._clock.format(time.time()), authorization.write_key_in_body)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **authorization.headers}
         if batch.attempts:

@@ -28,7 +28,7 @@ KEYS = ["wk-fault-a", "wk-fault-b", "wk-fault-c", "wk-fault-d"]
 
 
 async def test_flaky_slow_and_throttling_server(collector: Collector, sidecar_process: ProcessFactory) -> None:
-    """30% 500/503, bursts of 429 with Retry-After, reset connections and a slow server: nothing acknowledged is lost."""
+    """30% 500/503, bursts of 429 with Retry-After, resets and a slow server: nothing acknowledged is lost."""
     process = sidecar_process()
     process.start()
     await process.wait_ready()
