@@ -17,9 +17,11 @@ class Shard:
     """Events and retries of one (write key, region)."""
 
     __slots__ = (
+        "held",
         "in_flight",
         "key",
         "last_active",
+        "loaded_seq",
         "max_bytes",
         "max_events",
         "oldest_at",
@@ -28,7 +30,9 @@ class Shard:
         "paused_until",
         "pending",
         "pending_bytes",
+        "reloading",
         "retries",
+        "spilled",
         "timer_due",
     )
 
@@ -46,6 +50,12 @@ class Shard:
         self.in_flight = 0
         self.last_active = 0.0
         self.timer_due = float("inf")
+        # Spilling (see DeliveryDriver): past a few batches in memory, newer events stay on disk and are reloaded
+        # by seq once the shard has room; loaded_seq is the newest seq the shard has taken, so a duplicate is dropped.
+        self.loaded_seq = 0
+        self.spilled = False
+        self.reloading = False
+        self.held: list[SpooledEvent] = []
 
     def add(self, event: SpooledEvent, now: float) -> None:
         """Queue an event for the next batch."""
@@ -54,6 +64,7 @@ class Shard:
         self.pending.append(event)
         self.pending_bytes += len(event.payload) + 1
         self.last_active = now
+        self.loaded_seq = max(self.loaded_seq, event.seq)
 
     @property
     def has_full_batch(self) -> bool:
@@ -62,8 +73,8 @@ class Shard:
 
     @property
     def idle(self) -> bool:
-        """Nothing queued, nothing to retry, nothing in flight."""
-        return not self.pending and not self.retries and self.in_flight == 0
+        """Nothing queued, nothing to retry, nothing in flight, nothing left on disk."""
+        return not self.pending and not self.retries and self.in_flight == 0 and not self.spilled
 
     def ready(self, now: float, flush_interval: float, forced: bool) -> bool:
         """Whether the shard should send a batch now."""

@@ -3,6 +3,9 @@
 Three kinds of task, all owned by :class:`DeliveryDriver` and cancelled by :meth:`DeliveryDriver.stop`:
 
 * the *pump* moves spooled events into their shards while the events held in memory stay under the read-ahead bound;
+  a shard holding more than ``shard_memory_bytes`` (a couple of batches: more cannot leave before its next turns)
+  *spills*: its newer events stay on disk and the shard reloads them by seq when it has room. So a busy or parked key
+  never fills memory, and a quiet key's event is reached at once however much of a busy key's backlog is on disk;
 * the *scheduler* waits for a free in-flight slot and a rate-limiter grant, then gives the request to the next ready
   shard in round-robin order (a busy key cannot starve a quiet one: each ready shard gets one request per turn);
 * one *send* task per request, which settles the batch: delivered events leave the spool; a retryable failure pauses
@@ -37,6 +40,8 @@ log = structlog.get_logger("sidecar.delivery")
 
 IDLE_SHARD_SECONDS = 300.0
 """A shard with nothing to do for this long is forgotten (there is no cap on the number of write keys)."""
+REPLAY_CHECK_SECONDS = 2.0
+"""How often the spool is asked for dead letters marked for replay by `segment-sidecar dead-letters replay`."""
 
 
 class Sender(Protocol):
@@ -67,6 +72,8 @@ class DeliveryPolicy:
     batch_max_bytes: int
     batch_max_events: int
     read_ahead_bytes: int
+    shard_memory_bytes: int | None
+    """Past this many bytes queued in one shard, its newer events stay on disk (None: never; the memory spool)."""
     max_in_flight: int
     max_event_age: float
     parked_retry_interval: float
@@ -219,25 +226,31 @@ class DeliveryDriver:
     # --- the pump
 
     async def _pump(self) -> None:
-        next_sweep = self._clock() + IDLE_SHARD_SECONDS
+        now = self._clock()
+        next_sweep = now + IDLE_SHARD_SECONDS
+        next_replay_check = now
         while True:
             if self._memory_bytes >= self._policy.read_ahead_bytes:
                 self._memory_freed.clear()
                 await self._memory_freed.wait()
                 continue
-            await self._spool.wait_available()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REPLAY_CHECK_SECONDS):
+                    await self._spool.wait_available()
             events = await self._spool.take(min(4 * 2**20, self._policy.read_ahead_bytes - self._memory_bytes))
             now = self._clock()
             for event in events:
                 self._add(event, now)
+            if events:
+                self._changed.set()
             if now >= next_sweep:
                 self._forget_idle_shards(now)
                 next_sweep = now + IDLE_SHARD_SECONDS
-            if events:
-                self._changed.set()
-            replays = await self._spool.take_replays() if not events else 0
-            if replays:
-                log.info("dead_letters_replayed", events=replays)
+            if now >= next_replay_check:
+                next_replay_check = now + REPLAY_CHECK_SECONDS
+                replays = await self._spool.take_replays()
+                if replays:
+                    log.info("dead_letters_replayed", events=replays)
 
     def _add(self, event: SpooledEvent, now: float) -> None:
         key = event.shard
@@ -245,12 +258,59 @@ class DeliveryDriver:
         if shard is None:
             shard = Shard(key, self._overhead(key[0]), self._policy.batch_max_bytes, self._policy.batch_max_events)
             self._shards[key] = shard
+        if event.seq <= shard.loaded_seq:
+            return  # a spilled shard already reloaded it from disk
+        if shard.spilled:
+            if shard.reloading:
+                shard.held.append(event)  # settled once the reload answers
+                self._memory_bytes += len(event.payload)
+            return  # it stays on disk; the shard reloads it when it has room
         shard.add(event, now)
         self._memory_bytes += len(event.payload)
+        limit = self._policy.shard_memory_bytes
+        if limit is not None and shard.pending_bytes > limit:
+            shard.spilled = True
         if shard.ready(now, self._policy.flush_interval, self._forced):
             self._mark_ready(key)
         else:
             self._schedule_timer(shard)
+
+    def _maybe_reload(self, shard: Shard) -> None:
+        """Top a spilled shard up from disk once less than one batch is queued in memory."""
+        if shard.spilled and not shard.reloading and shard.pending_bytes < shard.max_bytes:
+            shard.reloading = True
+            task = asyncio.create_task(self._reload(shard), name="delivery-reload")
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+
+    async def _reload(self, shard: Shard) -> None:
+        budget = 2 * shard.max_bytes
+        try:
+            events = await self._spool.load_shard(shard.key[0], shard.key[1], shard.loaded_seq, budget)
+        except BaseException:
+            shard.reloading = False
+            raise
+        now = self._clock()
+        for event in events:
+            shard.add(event, now)
+            self._memory_bytes += len(event.payload)
+        held, shard.held = shard.held, []
+        if sum(len(e.payload) for e in events) < budget:
+            # Everything on disk is in memory now; events that arrived meanwhile follow in seq order.
+            shard.spilled = False
+            for event in held:
+                if event.seq > shard.loaded_seq:
+                    shard.add(event, now)
+                else:
+                    self._memory_bytes -= len(event.payload)
+        else:
+            self._memory_bytes -= sum(len(e.payload) for e in held)  # still on disk: the next reload reads them
+        shard.reloading = False
+        if shard.ready(now, self._policy.flush_interval, self._forced):
+            self._mark_ready(shard.key)
+        else:
+            self._schedule_timer(shard)
+        self._changed.set()
 
     def _forget_idle_shards(self, now: float) -> None:
         for key in [
@@ -329,6 +389,7 @@ class DeliveryDriver:
                 self._slots.release()  # the grant is given up: the limiter never hands out a start twice
                 continue
             batch = await self._drop_expired(shard, shard.next_batch())
+            self._maybe_reload(shard)
             if batch is None:
                 self._slots.release()
                 continue
@@ -351,6 +412,8 @@ class DeliveryDriver:
             await self._dead_letter(
                 shard, events, "write key refused (401/403) for longer than SIDECAR_PARKED_DEAD_LETTER_AFTER", ""
             )
+            # A new parking period begins: the key is still probed, so a customer who fixes it gets through.
+            shard.parked_since = now
             return None
         oldest_allowed = wall - self._policy.max_event_age
         if batch.events and batch.events[0].accepted_at >= oldest_allowed:

@@ -209,6 +209,10 @@ class Spool:
         self.pending_events -= len(events)
         self.pending_bytes -= sum(len(e.payload) for e in events)
 
+    async def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
+        """One (write key, region)'s events with seq > after_seq, read back from the store (for a spilled shard)."""
+        return await self._run(self._store.load_shard, write_key, region, after_seq, max_bytes)
+
     async def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
         """Pending events of one (write key, region) with seq <= upto_seq."""
         return await self._run(self._store.count_for, write_key, region, upto_seq)

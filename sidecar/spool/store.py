@@ -63,6 +63,9 @@ class Store(Protocol):
     def load(self, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
         """Events with seq > after_seq in order, up to about max_bytes of payload (at least one)."""
 
+    def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
+        """Events of one (write key, region) with seq > after_seq in order, up to about max_bytes (at least one)."""
+
     def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
         """How many pending events of one (write key, region) have seq <= upto_seq."""
 
@@ -203,6 +206,22 @@ class SqliteStore:
         cursor.close()
         return loaded
 
+    def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
+        """Read one shard's events back from disk (index events_by_key), for a shard that spilled."""
+        loaded: list[SpooledEvent] = []
+        size = 0
+        cursor = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE write_key = ? AND region = ? AND seq > ? ORDER BY seq",
+            (write_key, region.value, after_seq),
+        )
+        for row in cursor:
+            loaded.append(_row(row))
+            size += len(row[4])
+            if size >= max_bytes:
+                break
+        cursor.close()
+        return loaded
+
     def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
         """Pending events of one shard up to a seq (for Flush, which does not wait for parked keys)."""
         row = self._conn.execute(
@@ -293,6 +312,18 @@ class MemoryStore:
             size += len(event.payload)
             if size >= max_bytes:
                 break
+        return loaded
+
+    def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
+        """One shard's events in seq order (a scan: the memory spool never spills, so this is rare)."""
+        loaded: list[SpooledEvent] = []
+        size = 0
+        for event in self._events.values():
+            if event.seq > after_seq and event.shard == (write_key, region):
+                loaded.append(event)
+                size += len(event.payload)
+                if size >= max_bytes:
+                    break
         return loaded
 
     def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:

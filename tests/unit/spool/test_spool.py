@@ -1,0 +1,135 @@
+"""The spool: durable appends with group commit, read-ahead with overflow to disk, recovery, dead letters, limits."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from sidecar.errors import CapacityExhausted, SpoolFailure
+from sidecar.model import Event, Region
+from sidecar.spool import MemoryStore, Spool, SqliteStore
+from sidecar.spool.store import list_dead_letters, mark_for_replay
+
+
+def events(n: int, start: int = 0, size: int = 100, key: str = "wk") -> list[Event]:
+    """``n`` events of ``size`` bytes."""
+    return [Event(key, Region.US, f"m{start + i}", b"x" * size, 1.0) for i in range(n)]
+
+
+async def test_appends_survive_a_restart_with_their_message_ids(tmp_path: Path) -> None:
+    """What was acknowledged is found again, in order, by a new spool on the same folder."""
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    await spool.start()
+    spooled = await spool.append(events(10))
+    assert [e.seq for e in spooled] == list(range(1, 11))
+    await spool.remove(spooled[:3])
+    await spool.stop()
+    again = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    await again.start()
+    assert again.recovered == 7
+    taken = await again.take(10**6)
+    assert [e.message_id for e in taken] == [f"m{i}" for i in range(3, 10)]
+    assert (await again.append(events(1, start=99)))[0].seq == 11, "seqs are never reused"
+    await again.stop()
+
+
+async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
+    """Many concurrent appends are committed in fewer transactions than calls (group commit)."""
+    store = SqliteStore(tmp_path)
+    commits = 0
+    insert = store.insert
+
+    def counting_insert(batch: list) -> None:  # type: ignore[type-arg]
+        nonlocal commits
+        commits += 1
+        insert(batch)
+
+    store.insert = counting_insert  # type: ignore[method-assign]
+    spool = Spool(store, max_bytes=10**7, read_ahead_bytes=10**7)
+    await spool.start()
+    await asyncio.gather(*(spool.append(events(1, start=i)) for i in range(200)))
+    await spool.stop()
+    assert spool.appended_total == 200
+    assert commits < 100
+
+
+async def test_read_ahead_overflows_to_disk_and_is_read_back_in_order(tmp_path: Path) -> None:
+    """Past the read-ahead bound, events stay on disk only; take() returns them all, once, in seq order."""
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**7, read_ahead_bytes=1_000)
+    await spool.start()
+    for start in range(0, 100, 10):
+        await spool.append(events(10, start=start))
+    seen: list[int] = []
+    while len(seen) < 100:
+        await asyncio.wait_for(spool.wait_available(), 2)
+        seen.extend(e.seq for e in await spool.take(700))
+    assert seen == list(range(1, 101))
+    await spool.stop()
+
+
+async def test_a_full_spool_refuses_with_a_retry_delay(tmp_path: Path) -> None:
+    """Past SIDECAR_SPOOL_MAX_BYTES an append fails with CapacityExhausted; delivery frees the space."""
+    spool = Spool(MemoryStore(), max_bytes=1_000, read_ahead_bytes=1_000)
+    await spool.start()
+    first = await spool.append(events(9))
+    with pytest.raises(CapacityExhausted) as raised:
+        await spool.append(events(2, start=9))
+    assert raised.value.retry_after > 0
+    await spool.remove(first)
+    await spool.append(events(2, start=9))
+    await spool.stop()
+
+
+async def test_dead_letters_are_listed_and_replayed(tmp_path: Path) -> None:
+    """A dead letter keeps its reason and Segment's answer; replay puts it back in the queue with a new seq."""
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    await spool.start()
+    spooled = await spool.append(events(2))
+    await spool.take(10**6)
+    await spool.dead_letter(spooled[:1], "Segment refused the event", 'HTTP 400: {"code":"invalid_event"}')
+    letters = list(list_dead_letters(tmp_path))
+    assert [(d.event.message_id, d.reason) for d in letters] == [("m0", "Segment refused the event")]
+    assert mark_for_replay(tmp_path) == 1
+    assert await spool.take_replays() == 1
+    replayed = await spool.take(10**6)
+    assert [(e.message_id, e.seq) for e in replayed] == [("m0", 3)]
+    assert list(list_dead_letters(tmp_path)) == []
+    await spool.stop()
+
+
+async def test_one_spool_folder_serves_one_sidecar(tmp_path: Path) -> None:
+    """A second spool on a folder in use fails clearly instead of corrupting the first."""
+    first = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    await first.start()
+    second = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    with pytest.raises(SpoolFailure, match="in use"):
+        await second.start()
+    await second.stop()
+    await first.stop()
+
+
+async def test_a_failing_disk_refuses_the_call_and_keeps_running(tmp_path: Path) -> None:
+    """When the disk write fails the call gets SpoolFailure (UNAVAILABLE), and later appends work again."""
+    store = SqliteStore(tmp_path)
+    spool = Spool(store, max_bytes=10**6, read_ahead_bytes=10**6)
+    await spool.start()
+    insert = store.insert
+    store.insert = lambda batch: (_ for _ in ()).throw(SpoolFailure("spool write failed: disk I/O error"))  # type: ignore[method-assign]
+    with pytest.raises(SpoolFailure):
+        await spool.append(events(1))
+    assert spool.pending_events == 0
+    store.insert = insert  # type: ignore[method-assign]
+    await spool.append(events(1, start=1))
+    assert [e.message_id for e in await spool.take(10**6)] == ["m1"]
+    await spool.stop()
+
+
+async def test_stop_is_idempotent_and_safe_without_start(tmp_path: Path) -> None:
+    """stop() twice, or without start(), does nothing harmful."""
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    await spool.stop()
+    await spool.start()
+    await spool.stop()
+    await spool.stop()
