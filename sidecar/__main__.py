@@ -43,7 +43,11 @@ async def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then drain within SIDECAR_SHUTDOWN_GRACE; a second signal exits at once."""
     from sidecar.app import Sidecar  # noqa: PLC0415 - keeps `lint` and `--help` fast
 
-    sidecar = Sidecar(settings)
+    try:
+        sidecar = Sidecar(settings)
+    except ConfigError as error:  # found while building a stage (an OAuth credentials file, say)
+        print(f"segment-sidecar: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -59,6 +63,10 @@ async def serve(settings: Settings) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         await sidecar.start()
+    except ConfigError as error:
+        print(f"segment-sidecar: {error}", file=sys.stderr)
+        await sidecar.stop(grace=0)
+        return EXIT_CONFIG
     except Exception as error:  # noqa: BLE001 - any start-up failure ends the process with one clear line
         log.error("start_failed", error=str(error))  # noqa: TRY400 - the reason is enough; no traceback for a config problem
         await sidecar.stop(grace=0)

@@ -199,6 +199,13 @@ class Settings(BaseSettings):
             raise ValueError("expected an origin such as https://api.segment.io (no path)")
         return value.rstrip("/")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
+
     def endpoint(self, region: Region) -> str:
         """The Tracking API origin of a region."""
         return self.endpoint_us if region is Region.US else self.endpoint_eu

@@ -22,25 +22,32 @@ def main(argv: list[str]) -> int:
     """List or replay dead letters."""
     parser = argparse.ArgumentParser(prog="segment-sidecar dead-letters", description=__doc__)
     parser.add_argument("action", choices=["list", "replay"])
-    parser.add_argument("--spool-dir", type=Path,
-                        default=Path(os.environ.get("SIDECAR_SPOOL_DIR", "segment-sidecar-spool")))
+    parser.add_argument(
+        "--spool-dir", type=Path, default=Path(os.environ.get("SIDECAR_SPOOL_DIR", "segment-sidecar-spool"))
+    )
     parser.add_argument("--write-key-hash", help="only the dead letters of this write key (its short hash)")
     parser.add_argument("--format", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
     if not (args.spool_dir / "spool.db").exists():
-        print(f"no spool at {args.spool_dir} (set SIDECAR_SPOOL_DIR or --spool-dir)", file=sys.stderr)  # noqa: T201
+        print(f"no spool at {args.spool_dir} (set SIDECAR_SPOOL_DIR or --spool-dir)", file=sys.stderr)
         return 2
     if args.action == "replay":
         count = mark_for_replay(args.spool_dir, args.write_key_hash)
-        print(f"{count} dead letters marked for replay")  # noqa: T201
+        print(f"{count} dead letters marked for replay")
         return 0
     for letter in list_dead_letters(args.spool_dir, args.write_key_hash):
         event = letter.event
-        row = {"seq": event.seq, "message_id": event.message_id, "write_key_hash": write_key_hash(event.write_key),
-               "region": event.region.value, "reason": letter.reason, "response": letter.response,
-               "event": orjson.loads(event.payload)}
+        row = {
+            "seq": event.seq,
+            "message_id": event.message_id,
+            "write_key_hash": write_key_hash(event.write_key),
+            "region": event.region.value,
+            "reason": letter.reason,
+            "response": letter.response,
+            "event": orjson.loads(event.payload),
+        }
         if args.format == "json":
             sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
         else:
-            print(f"{event.seq}\t{row['write_key_hash']}\t{event.message_id}\t{letter.reason}\t{letter.response}")  # noqa: T201
+            print(f"{event.seq}\t{row['write_key_hash']}\t{event.message_id}\t{letter.reason}\t{letter.response}")
     return 0

@@ -32,24 +32,51 @@ USER = "user-4242"
 
 def _flow() -> list[tuple[str, Any]]:
     """The email QA flow as (label, request) pairs."""
-    campaign = b'{"campaign_id":"spring-sale","campaign_name":"Spring Sale","email_id":"em-1","email_subject":"20% off"}'
+    campaign = (
+        b'{"campaign_id":"spring-sale","campaign_name":"Spring Sale","email_id":"em-1","email_subject":"20% off"}'
+    )
     return [
-        ("identify the test user", pb.IdentifyRequest(
-            write_key=WRITE_KEY_US, user_id=USER, traits_json=b'{"email":"test@example.com","firstName":"Ada"}')),
-        ("the campaign is delivered", pb.TrackRequest(
-            write_key=WRITE_KEY_US, user_id=USER, event="Email Delivered", properties_json=campaign)),
-        ("the user opens it", pb.TrackRequest(
-            write_key=WRITE_KEY_US, user_id=USER, event="Email Opened", properties_json=campaign)),
-        ("the user clicks its link", pb.TrackRequest(
-            write_key=WRITE_KEY_US, user_id=USER, event="Email Link Clicked",
-            properties_json=campaign[:-1] + b',"link_url":"https://example.com/sale","link_id":"cta"}')),
-        ("the user unsubscribes", pb.TrackRequest(
-            write_key=WRITE_KEY_US, user_id=USER, event="Unsubscribed", properties_json=campaign)),
-        ("an EU customer's user opens an email", pb.TrackRequest(
-            write_key=WRITE_KEY_EU, region=pb.REGION_EU, user_id="eu-user-7", event="Email Opened",
-            properties_json=b'{"email_id":"em-9"}')),
-        ("a near-miss name the Spec check refuses", pb.TrackRequest(
-            write_key=WRITE_KEY_US, user_id=USER, event="email open")),
+        (
+            "identify the test user",
+            pb.IdentifyRequest(
+                write_key=WRITE_KEY_US, user_id=USER, traits_json=b'{"email":"test@example.com","firstName":"Ada"}'
+            ),
+        ),
+        (
+            "the campaign is delivered",
+            pb.TrackRequest(write_key=WRITE_KEY_US, user_id=USER, event="Email Delivered", properties_json=campaign),
+        ),
+        (
+            "the user opens it",
+            pb.TrackRequest(write_key=WRITE_KEY_US, user_id=USER, event="Email Opened", properties_json=campaign),
+        ),
+        (
+            "the user clicks its link",
+            pb.TrackRequest(
+                write_key=WRITE_KEY_US,
+                user_id=USER,
+                event="Email Link Clicked",
+                properties_json=campaign[:-1] + b',"link_url":"https://example.com/sale","link_id":"cta"}',
+            ),
+        ),
+        (
+            "the user unsubscribes",
+            pb.TrackRequest(write_key=WRITE_KEY_US, user_id=USER, event="Unsubscribed", properties_json=campaign),
+        ),
+        (
+            "an EU customer's user opens an email",
+            pb.TrackRequest(
+                write_key=WRITE_KEY_EU,
+                region=pb.REGION_EU,
+                user_id="eu-user-7",
+                event="Email Opened",
+                properties_json=b'{"email_id":"em-9"}',
+            ),
+        ),
+        (
+            "a near-miss name the Spec check refuses",
+            pb.TrackRequest(write_key=WRITE_KEY_US, user_id=USER, event="email open"),
+        ),
     ]
 
 
@@ -58,9 +85,13 @@ def _print_arrival(region: str, request: ReceivedRequest | None) -> None:
         return
     for event in request.events:
         name = event.get("event") or event.get("name") or ""
-        print(f"  [{region.upper()} collector] {event['type']:<8} {name:<20} userId={event.get('userId')} "  # noqa: T201
-              f"key={write_key_hash(request.write_key or '')} messageId={event['messageId'][:8]}…")
-        print("      " + orjson.dumps({k: event[k] for k in ("properties", "traits", "context") if k in event}).decode())  # noqa: T201
+        print(
+            f"  [{region.upper()} collector] {event['type']:<8} {name:<20} userId={event.get('userId')} "
+            f"key={write_key_hash(request.write_key or '')} messageId={event['messageId'][:8]}…"
+        )
+        print(
+            "      " + orjson.dumps({k: event[k] for k in ("properties", "traits", "context") if k in event}).decode()
+        )
 
 
 async def run(pause: float, keep_running: bool) -> int:
@@ -72,15 +103,23 @@ async def run(pause: float, keep_running: bool) -> int:
         await collector.start()
         collector.store.subscribe(functools.partial(_print_arrival, collector.region))
     spool_dir = tempfile.mkdtemp(prefix="segment-sidecar-demo-")
-    settings, _ = load({
-        "SIDECAR_LISTEN": "127.0.0.1:0", "SIDECAR_INTEGRATION_NAME": "acme-mail", "SIDECAR_SPOOL_DIR": spool_dir,
-        "SIDECAR_ENDPOINT_US": collectors[0].url, "SIDECAR_ENDPOINT_EU": collectors[1].url,
-        "SIDECAR_FLUSH_INTERVAL": "300ms", "SIDECAR_LOG_LEVEL": "warning",
-    })
+    settings, _ = load(
+        {
+            "SIDECAR_LISTEN": "127.0.0.1:0",
+            "SIDECAR_INTEGRATION_NAME": "acme-mail",
+            "SIDECAR_SPOOL_DIR": spool_dir,
+            "SIDECAR_ENDPOINT_US": collectors[0].url,
+            "SIDECAR_ENDPOINT_EU": collectors[1].url,
+            "SIDECAR_FLUSH_INTERVAL": "300ms",
+            "SIDECAR_LOG_LEVEL": "warning",
+        }
+    )
     sidecar = Sidecar(settings)
     await sidecar.start()
-    print(f"segment-sidecar demo: sidecar on 127.0.0.1:{sidecar.port}, collectors {collectors[0].url} (US) and "  # noqa: T201
-          f"{collectors[1].url} (EU), spool {spool_dir}\n")
+    print(
+        f"segment-sidecar demo: sidecar on 127.0.0.1:{sidecar.port}, collectors {collectors[0].url} (US) and "
+        f"{collectors[1].url} (EU), spool {spool_dir}\n"
+    )
     failures = 0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel:
         stub = pb_grpc.SidecarServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -88,16 +127,18 @@ async def run(pause: float, keep_running: bool) -> int:
             method = getattr(stub, type(request).__name__.removesuffix("Request"))
             try:
                 reply = await method(request, timeout=5)
-                print(f"-> {label}: accepted, messageId={reply.message_id[:8]}…")  # noqa: T201
+                print(f"-> {label}: accepted, messageId={reply.message_id[:8]}…")
             except grpc.aio.AioRpcError as error:
-                print(f"-> {label}: {error.code().name}: {error.details()}")  # noqa: T201
+                print(f"-> {label}: {error.code().name}: {error.details()}")
                 failures += error.code() != grpc.StatusCode.INVALID_ARGUMENT
             await asyncio.sleep(pause)
         flushed = await stub.Flush(pb.FlushRequest(), timeout=15)
-    print(f"\nflushed: {flushed.delivered} events delivered, {flushed.dead_lettered} dead-lettered; "  # noqa: T201
-          f"the collectors saw {sum(len(c.store.requests) for c in collectors)} batch requests")
+    print(
+        f"\nflushed: {flushed.delivered} events delivered, {flushed.dead_lettered} dead-lettered; "
+        f"the collectors saw {sum(len(c.store.requests) for c in collectors)} batch requests"
+    )
     if keep_running:
-        print("running until Ctrl-C (collector pages: " + ", ".join(c.url + "/" for c in collectors) + ")")  # noqa: T201
+        print("running until Ctrl-C (collector pages: " + ", ".join(c.url + "/" for c in collectors) + ")")
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:

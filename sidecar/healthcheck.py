@@ -19,13 +19,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--address", default=os.environ.get("SIDECAR_LISTEN", "127.0.0.1:50051"))
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
     args = parser.parse_args(argv)
-    address = args.address.replace("0.0.0.0:", "127.0.0.1:")  # noqa: S104 - a wildcard listen is checked on loopback
+    address = args.address.replace("0.0.0.0:", "127.0.0.1:")
     with grpc.insecure_channel(address) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=args.timeout)
         except grpc.RpcError as error:
-            print(f"unhealthy: {error.code().name}: {error.details()}", file=sys.stderr)  # noqa: T201
+            print(f"unhealthy: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    print(status)  # noqa: T201
+    print(status)
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
