@@ -27,10 +27,10 @@ if need go go && need npm 'stub generation'; then
   run "client stubs up to date" "scripts/gen_clients.sh --check"
 fi
 if need go go; then
-  run "go client" "cd clients/go && go vet ./... && go test ./..."
+  run "go client" "cd clients/go && test -z \"\$(gofmt -l .)\" && go vet ./... && go test ./..."
 fi
 if need mvn java; then
-  run "java client" "cd clients/java && mvn -q -B test"
+  run "java client" "cd clients/java && mvn -B -ntp test"
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then echo "client checks failed: ${failed[*]}" >&2; exit 1; fi

@@ -1,0 +1,136 @@
+package io.segmentsidecar.client;
+
+import io.grpc.Channel;
+import io.segmentsidecar.v1.FlushRequest;
+import java.time.Duration;
+import java.util.List;
+
+/**
+ * A blocking client of segment-sidecar. Each method returns once the sidecar has durably spooled the event, retrying
+ * UNAVAILABLE and RESOURCE_EXHAUSTED with the same message id until the options' deadline. A rejected event throws
+ * {@link InvalidEventException}; any other failure throws the {@link io.grpc.StatusRuntimeException} of the last
+ * attempt. Thread-safe: make one per process and close it at exit.
+ *
+ * <pre>{@code
+ * try (SidecarClient client = SidecarClient.create()) {
+ *   client.track(Track.builder().writeKey(key).userId("user-42").event("Email Opened")
+ *       .properties(Map.of("email_id", "e-1")).build());
+ * }
+ * }</pre>
+ */
+public final class SidecarClient implements AutoCloseable {
+  /** The most events one Batch call may carry (the sidecar also caps a call at 16 MiB). */
+  public static final int MAX_BATCH_EVENTS = 10_000;
+
+  private final Core core;
+
+  SidecarClient(Core core) {
+    this.core = core;
+  }
+
+  /** Connects to SIDECAR_ADDRESS, else 127.0.0.1:50051, with the default deadlines. */
+  public static SidecarClient create() {
+    return create(SidecarOptions.defaults());
+  }
+
+  /** Connects with the given options. The connection is made on the first call and re-made as needed. */
+  public static SidecarClient create(SidecarOptions options) {
+    return new SidecarClient(Core.open(options));
+  }
+
+  /** Uses a channel the caller owns (and closes); options.address() is ignored. */
+  public static SidecarClient forChannel(Channel channel, SidecarOptions options) {
+    return new SidecarClient(Core.over(channel, options));
+  }
+
+  /** The options in force. */
+  public SidecarOptions options() {
+    return core.options;
+  }
+
+  /** Records that a user performed an action. */
+  public Result track(Track event) {
+    String id = Requests.idFor(event);
+    var req = Requests.track(event, id);
+    var resp = core.call(id, core.options.timeout(), s -> s.track(req));
+    return new Result(id, Warning.fromProto(resp.getWarningsList()));
+  }
+
+  /** Ties a user to their traits. */
+  public Result identify(Identify event) {
+    String id = Requests.idFor(event);
+    var req = Requests.identify(event, id);
+    var resp = core.call(id, core.options.timeout(), s -> s.identify(req));
+    return new Result(id, Warning.fromProto(resp.getWarningsList()));
+  }
+
+  /** Records a web page view. */
+  public Result page(Page event) {
+    String id = Requests.idFor(event);
+    var req = Requests.page(event, id);
+    var resp = core.call(id, core.options.timeout(), s -> s.page(req));
+    return new Result(id, Warning.fromProto(resp.getWarningsList()));
+  }
+
+  /** Records a mobile screen view. */
+  public Result screen(Screen event) {
+    String id = Requests.idFor(event);
+    var req = Requests.screen(event, id);
+    var resp = core.call(id, core.options.timeout(), s -> s.screen(req));
+    return new Result(id, Warning.fromProto(resp.getWarningsList()));
+  }
+
+  /** Associates a user with a group. */
+  public Result group(Group event) {
+    String id = Requests.idFor(event);
+    var req = Requests.group(event, id);
+    var resp = core.call(id, core.options.timeout(), s -> s.group(req));
+    return new Result(id, Warning.fromProto(resp.getWarningsList()));
+  }
+
+  /** Merges a previous identity into a user id. */
+  public Result alias(Alias event) {
+    String id = Requests.idFor(event);
+    var req = Requests.alias(event, id);
+    var resp = core.call(id, core.options.timeout(), s -> s.alias(req));
+    return new Result(id, Warning.fromProto(resp.getWarningsList()));
+  }
+
+  /**
+   * Sends events of any type in one call and returns one result per event, in order. An invalid event does not
+   * reject the others: its result carries the rejection. Throws only for the whole call (after retries with the
+   * same message ids).
+   */
+  public List<BatchResult> batch(List<? extends Event> events) {
+    Core.PreparedBatch p = Core.prepare(events);
+    var resp = core.call(null, core.options.timeout(), s -> s.batch(p.request()));
+    return Core.results(resp, p.ids());
+  }
+
+  /** Waits until every event the sidecar accepted before the call is delivered or given up on. */
+  public FlushResult flush() {
+    var resp = core.call(null, core.options.flushTimeout(), s -> s.flush(FlushRequest.getDefaultInstance()));
+    return Core.flushResult(resp);
+  }
+
+  /** A future-based client over the same connection (closing either closes both). */
+  public SidecarFutureClient futures() {
+    return new SidecarFutureClient(core);
+  }
+
+  /** A client over the same connection whose calls get {@code timeout} as their deadline. */
+  public SidecarClient withTimeout(Duration timeout) {
+    return new SidecarClient(core.withOptions(core.options.toBuilder().timeout(timeout).build()));
+  }
+
+  /** Starts a {@link Batcher} that sends through this client's connection. */
+  public Batcher newBatcher(BatcherOptions options) {
+    return new Batcher(core, options);
+  }
+
+  /** Closes the connection (if the client opened it). */
+  @Override
+  public void close() {
+    core.close();
+  }
+}
