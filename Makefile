@@ -23,8 +23,9 @@ tools/node_modules/.installed: tools/package.json tools/package-lock.json
 demo: setup
 	$(UV) run segment-sidecar demo
 
-## Run every test: lint, types, proto checks, the Python suite, every client's tests.
-test: setup lint protos-check pytest clients-test
+## Run every test: lint, types, proto checks, the Python suite, every client's tests (all run; failures summed up).
+test: setup
+	UV=$(UV) scripts/check_all.sh
 
 lint: setup
 	$(UV) run ruff check .

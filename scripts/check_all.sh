@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every check `make test` runs, in order; each runs even when an earlier one failed, and the summary names the
+# failures, so one run shows everything that needs fixing.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+uv=${UV:-uv}
+failed=()
+step() {  # step NAME COMMAND...
+  echo "== $1"
+  shift
+  if ! "$@"; then failed+=("$1"); fi
+}
+step "ruff check" "$uv" run ruff check .
+step "ruff format" "$uv" run ruff format --check .
+step "mypy (strict)" "$uv" run mypy
+step "buf lint" bash -c "cd protos && ../tools/node_modules/.bin/buf lint"
+step "buf breaking" scripts/check_breaking.sh
+step "python stubs up to date" "$uv" run scripts/gen_protos.sh --check
+step "pytest" "$uv" run pytest -q
+step "clients" scripts/test_clients.sh
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "all checks passed"
