@@ -15,10 +15,13 @@ import orjson
 from sidecar import __version__
 from sidecar.deliver.auth import Authenticator
 from sidecar.deliver.classify import Outcome, Retry, Unauthorized, classify, classify_error
+from sidecar.deliver.ratelimit import RateLimiter
 from sidecar.enrich.enricher import IsoClock
 from sidecar.model import Batch, Region
 
 USER_AGENT = f"segment-sidecar/{__version__}"
+GRANT_VALIDITY = 0.05
+"""Seconds a rate-limiter grant stays usable; a request that waited longer for credentials takes a new one."""
 
 
 class AuthorizationFailed(Exception):
@@ -56,9 +59,11 @@ class HttpSender:
         authenticator: Authenticator,
         timeout: float,
         session: aiohttp.ClientSession | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._urls = {region: origin + "/v1/batch" for region, origin in endpoints.items()}
         self._authenticator = authenticator
+        self._limiter = limiter
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owns_session = session is None
@@ -81,10 +86,15 @@ class HttpSender:
         """One attempt; never raises for an HTTP or network failure (it becomes an Outcome)."""
         assert self._session is not None, "sender used before start()"
         write_key, region = batch.shard
+        waited_from = time.monotonic()
         try:
             authorization = await self._authenticator.authorize(write_key, region)
         except AuthorizationFailed as exc:
             return exc.outcome
+        if self._limiter is not None and time.monotonic() - waited_from > GRANT_VALIDITY:
+            # The scheduler's grant was for "now"; a request started long after it (a token fetch in between)
+            # could bunch up with later grants in one window. Take a fresh grant: the old one is simply unused.
+            await self._limiter.acquire()
         body = batch_body(batch, self._clock.format(time.time()), authorization.write_key_in_body)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **authorization.headers}
         if batch.attempts:
