@@ -6,7 +6,7 @@ BUF := tools/node_modules/.bin/buf
 
 .PHONY: setup demo test lint protos-check pytest clients-test bench-smoke clean
 
-setup: .venv/.synced tools/node_modules/.installed
+setup: .venv/.synced tools/node_modules/.installed tests/browser/node_modules/.installed
 
 $(UV):
 	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
@@ -17,6 +17,10 @@ $(UV):
 
 tools/node_modules/.installed: tools/package.json tools/package-lock.json
 	cd tools && npm ci --no-audit --no-fund --silent
+	touch $@
+
+tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --silent
 	touch $@
 
 ## Run the demo: a local collector, a sidecar, and an email tool's QA flow.
@@ -47,4 +51,4 @@ bench-smoke: setup
 	$(UV) run python bench/bench_spec.py --quick
 
 clean:
-	rm -rf .venv tools/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv tools/node_modules tests/browser/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,19 +1,30 @@
 """The composition root: builds every stage from the settings, wires each to the next, starts and stops them.
 
 Stages start downstream first (spool, delivery, then the gRPC edge) and stop upstream first (the edge stops accepting,
-delivery drains within the grace period, then the spool closes), so no stage ever hands work to a stopped one.
+delivery drains within the grace period, then the spool closes), so no stage ever hands work to a stopped one. The
+operations endpoints (``/metrics``, the debugger page) start before the gRPC edge and stop last, so a drain can be
+watched.
+
+Health (``grpc.health.v1``, for the empty service name and ``segment.sidecar.v1.SidecarService``): SERVING only while
+the sidecar accepts calls *and* its spool folder is writable. A probe writes, fsyncs and removes a small file in
+``SIDECAR_SPOOL_DIR`` at start and every ``HEALTH_PROBE_INTERVAL`` seconds (the memory spool is always writable);
+NOT_SERVING from the moment a drain begins.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sidecar._proto import sidecar_pb2 as pb
@@ -21,12 +32,14 @@ from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.api.servicer import MAX_BATCH_BYTES, Intake, IntakeObserver, SidecarServicer
 from sidecar.batch.driver import DeliveryDriver, DeliveryObserver, DeliveryPolicy
 from sidecar.config import Settings
+from sidecar.debugger import Debugger
 from sidecar.deliver.auth import Authenticator, BasicAuthenticator
 from sidecar.deliver.backoff import Backoff
 from sidecar.deliver.http import HttpSender, envelope_overhead
 from sidecar.deliver.ratelimit import PacedLimiter, RateLimiter
 from sidecar.enrich.enricher import Enricher
 from sidecar.errors import SidecarError
+from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer
 from sidecar.model import Region
 from sidecar.spool import MemoryStore, Spool, SqliteStore, Store
 from sidecar.validate.rules import Validator, default_validators
@@ -34,6 +47,24 @@ from sidecar.validate.rules import Validator, default_validators
 log = structlog.get_logger("sidecar")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SidecarService"].full_name
+
+HEALTH_PROBE_INTERVAL = 5.0
+"""Seconds between two writability probes of the spool folder."""
+HEALTH_PROBE_FILE = ".health-probe"
+
+
+def probe_writable(directory: Path) -> str | None:
+    """Write, fsync and remove a small file in ``directory``; None when that works, else why not (blocking)."""
+    path = directory / HEALTH_PROBE_FILE
+    try:
+        with path.open("wb") as probe:
+            probe.write(b"ok")
+            probe.flush()
+            os.fsync(probe.fileno())
+        path.unlink()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
 
 
 def build_limiter(settings: Settings) -> RateLimiter:
@@ -78,19 +109,38 @@ class Sidecar:
     def __init__(self, settings: Settings, observers: Observers | None = None) -> None:
         self.settings = settings
         observers = observers or Observers()
+        intake_observers = list(observers.intake)
+        delivery_observers = list(observers.delivery)
         store: Store = MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir)
+        self._store = store
         read_ahead = settings.spool_max_bytes if settings.spool == "memory" else settings.read_ahead_bytes
         self.spool = Spool(store, settings.spool_max_bytes, read_ahead)
+        self.metrics: Metrics | None = None
+        self.metrics_server: MetricsServer | None = None
+        if settings.metrics_listen is not None:
+            self.metrics = Metrics(self.spool, self.oldest_pending_at, lambda: self.serving, time.time)
+            self.metrics_server = MetricsServer(self.metrics, settings.metrics_listen)
+            intake_observers.append(self.metrics)
+            delivery_observers.append(self.metrics)
+        self.debugger: Debugger | None = None
+        if settings.debugger_listen is not None:
+            self.debugger = Debugger(settings.debugger_listen)
+            intake_observers.append(self.debugger)
+            delivery_observers.append(self.debugger)
         self.limiter = build_limiter(settings)
         self.authenticator = build_authenticator(settings)
         self.sender = HttpSender(
-            {region: settings.endpoint(region) for region in Region}, self.authenticator, settings.request_timeout
+            {region: settings.endpoint(region) for region in Region},
+            self.authenticator,
+            settings.request_timeout,
+            limiter=self.limiter,
         )
         policy = DeliveryPolicy(
             flush_interval=settings.flush_interval,
             batch_max_bytes=settings.batch_max_bytes,
             batch_max_events=settings.batch_max_events,
             read_ahead_bytes=read_ahead,
+            shard_memory_bytes=None if settings.spool == "memory" else 2 * settings.batch_max_bytes,
             max_in_flight=settings.max_in_flight,
             max_event_age=settings.max_event_age,
             parked_retry_interval=settings.parked_retry_interval,
@@ -98,19 +148,58 @@ class Sidecar:
             backoff=Backoff(settings.retry_base_delay, settings.retry_max_delay),
         )
         self.driver = DeliveryDriver(
-            self.spool, self.limiter, self.sender, policy, envelope_overhead, observers.delivery
+            self.spool, self.limiter, self.sender, policy, envelope_overhead, delivery_observers
         )
         intake = Intake(
             build_validators(settings),
             Enricher(settings.integration_name, settings.integration_version),
             self.authenticator,
         )
-        self.servicer = SidecarServicer(intake, self.spool, self.driver, settings.default_region, observers.intake)
+        self.servicer = SidecarServicer(intake, self.spool, self.driver, settings.default_region, intake_observers)
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.port = 0
         self._started = False
         self._stopped = False
+        self._spool_open = False
+        self.spool_problem: str | None = None
+        self._health_status: Any = None
+        self._probe_task: asyncio.Task[None] | None = None
+        self.health_probe_interval = HEALTH_PROBE_INTERVAL
+
+    @property
+    def serving(self) -> bool:
+        """Whether health answers SERVING: accepting calls, with a writable spool."""
+        return self._started and not self._stopped and self.servicer.accepting and self.spool_problem is None
+
+    async def check_health(self) -> bool:
+        """Probe the spool folder now and update the health service; return whether it is SERVING."""
+        if self.settings.spool == "disk" and not self._stopped:
+            problem = await asyncio.to_thread(probe_writable, self.settings.spool_dir)
+            if problem != self.spool_problem:
+                if problem is None:
+                    log.info("spool_writable_again", spool_dir=str(self.settings.spool_dir))
+                else:
+                    log.error("spool_not_writable", spool_dir=str(self.settings.spool_dir), reason=problem)
+            self.spool_problem = problem
+        serving = self.serving
+        await self._set_health(
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        return serving
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_probe_interval)
+            await self.check_health()
+
+    async def oldest_pending_at(self) -> float | None:
+        """Acceptance time (Unix) of the first undelivered event in spool order, or None when there is none."""
+        if not self._spool_open or self.spool.pending_events <= 0:
+            return None
+        # TODO(lead): a public Spool.oldest_accepted_at() would replace this use of the spool's store thread.
+        events = await self.spool._run(self._store.load, 0, 1)
+        return events[0].accepted_at if events else None
 
     async def start(self) -> None:
         """Open the spool (recovering what it holds), start delivery, then bind and serve gRPC."""
@@ -118,15 +207,20 @@ class Sidecar:
             return
         self._started = True
         await self.spool.start()
+        self._spool_open = True
         if self.spool.recovered:
             log.info("spool_recovered", events=self.spool.recovered, bytes=self.spool.pending_bytes)
         for stage in (self.authenticator, self.limiter, self.sender, self.driver):
             await stage.start()
+        for endpoint in (self.metrics_server, self.debugger):
+            if endpoint is not None:
+                await endpoint.start()
         server = grpc.aio.server(
+            interceptors=[IntakeInterceptor(self.metrics)] if self.metrics is not None else None,
             options=[
                 ("grpc.max_receive_message_length", MAX_BATCH_BYTES + 2**20),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         pb_grpc.add_SidecarServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -136,19 +230,26 @@ class Sidecar:
             raise SidecarError(f"cannot listen on {self.settings.listen} (SIDECAR_LISTEN): address in use?")
         await server.start()
         self._server = server
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        await self.check_health()
+        self._probe_task = asyncio.create_task(self._probe_loop(), name="health-probe")
         log.info(
             "sidecar_started",
             listen=self.settings.listen,
             port=self.port,
+            metrics=self.settings.metrics_listen,
+            debugger=self.settings.debugger_listen,
             spool=self.settings.spool,
             integration=self.settings.integration_name,
             cap=self.settings.max_requests_per_second,
         )
 
     async def _set_health(self, status: Any) -> None:
+        if status == self._health_status:
+            return
+        self._health_status = status
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
+        log.info("health_changed", status=health_pb2.HealthCheckResponse.ServingStatus.Name(status))
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, drain within ``grace`` seconds, keep the rest spooled; idempotent."""
@@ -160,6 +261,11 @@ class Sidecar:
         started = time.monotonic()
         self.servicer.accepting = False
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        probe, self._probe_task = self._probe_task, None
+        if probe is not None:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
         delivered_before = self.driver.delivered
         await self.driver.drain(started + grace)
         await self.driver.stop()
@@ -168,7 +274,11 @@ class Sidecar:
         for stage in (self.sender, self.limiter, self.authenticator):
             await stage.stop()
         left = self.spool.pending_events
+        self._spool_open = False
         await self.spool.stop()
+        for endpoint in (self.debugger, self.metrics_server):
+            if endpoint is not None:
+                await endpoint.stop()
         log.info(
             "sidecar_stopped",
             seconds=round(time.monotonic() - started, 3),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import sys
 import tempfile
@@ -94,7 +95,7 @@ def _print_arrival(region: str, request: ReceivedRequest | None) -> None:
         )
 
 
-async def run(pause: float, keep_running: bool) -> int:
+async def run(pause: float, keep_running: bool, debugger: str = "127.0.0.1:0") -> int:
     """Start everything, play the flow, flush, print a summary."""
     from sidecar.app import Sidecar  # noqa: PLC0415 - keeps `--help` fast
 
@@ -112,14 +113,18 @@ async def run(pause: float, keep_running: bool) -> int:
             "SIDECAR_ENDPOINT_EU": collectors[1].url,
             "SIDECAR_FLUSH_INTERVAL": "300ms",
             "SIDECAR_LOG_LEVEL": "warning",
+            **({"SIDECAR_DEBUGGER_LISTEN": debugger} if debugger != "off" else {}),
         }
     )
     sidecar = Sidecar(settings)
     await sidecar.start()
     print(
         f"segment-sidecar demo: sidecar on 127.0.0.1:{sidecar.port}, collectors {collectors[0].url} (US) and "
-        f"{collectors[1].url} (EU), spool {spool_dir}\n"
+        f"{collectors[1].url} (EU), spool {spool_dir}"
     )
+    if sidecar.debugger is not None:
+        print(f"live debugger page: http://127.0.0.1:{sidecar.debugger.port}/ (use --keep-running to keep it open)")
+    print()
     failures = 0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel:
         stub = pb_grpc.SidecarServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -139,10 +144,8 @@ async def run(pause: float, keep_running: bool) -> int:
     )
     if keep_running:
         print("running until Ctrl-C (collector pages: " + ", ".join(c.url + "/" for c in collectors) + ")")
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            pass
     await sidecar.stop(grace=2)
     for collector in collectors:
         await collector.stop()
@@ -155,9 +158,15 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="segment-sidecar demo", description=__doc__)
     parser.add_argument("--pause", type=float, default=0.4, help="seconds between calls (default 0.4)")
     parser.add_argument("--keep-running", action="store_true", help="keep serving after the flow, until Ctrl-C")
+    parser.add_argument(
+        "--debugger",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="address of the live debugger page (default: a free loopback port; `off` to disable)",
+    )
     args = parser.parse_args(argv)
     configure("warning", "console" if sys.stderr.isatty() else "json")
     try:
-        return asyncio.run(run(args.pause, args.keep_running))
+        return asyncio.run(run(args.pause, args.keep_running, args.debugger))
     except KeyboardInterrupt:
         return 0
