@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 uv=${UV:-uv}
 failed=()
 step() {  # step NAME COMMAND...
-  echo "== $1"
+  local name=$1
   shift
-  if ! "$@"; then failed+=("$1"); fi
+  echo "== $name"
+  if ! "$@"; then failed+=("$name"); fi
 }
 step "ruff check" "$uv" run ruff check .
 step "ruff format" "$uv" run ruff format --check .
