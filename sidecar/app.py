@@ -14,7 +14,6 @@ NOT_SERVING from the moment a drain begins.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from sidecar.errors import SidecarError
 from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer
 from sidecar.model import Region
 from sidecar.spool import MemoryStore, Spool, SqliteStore, Store
+from sidecar.tasks import cancel_and_wait
 from sidecar.validate.rules import Validator, default_validators
 
 log = structlog.get_logger("sidecar")
@@ -262,10 +262,7 @@ class Sidecar:
         self.servicer.accepting = False
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         probe, self._probe_task = self._probe_task, None
-        if probe is not None:
-            probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probe
+        await cancel_and_wait([probe])
         delivered_before = self.driver.delivered
         await self.driver.drain(started + grace)
         await self.driver.stop()

@@ -35,6 +35,7 @@ from sidecar.deliver.classify import Delivered, Outcome, Permanent, Retry, Split
 from sidecar.deliver.ratelimit import RateLimiter
 from sidecar.model import Batch, ShardKey, SpooledEvent, write_key_hash
 from sidecar.spool import Spool
+from sidecar.tasks import cancel_and_wait
 
 log = structlog.get_logger("sidecar.delivery")
 
@@ -149,12 +150,7 @@ class DeliveryDriver:
 
     async def stop(self) -> None:
         """Cancel everything; batches in flight stay in the spool and are sent again on the next start."""
-        tasks = self._tasks | self._senders
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks | self._senders)
         self._tasks.clear()
         self._senders.clear()
 

@@ -37,7 +37,6 @@ takes the whole budget. ``fallback_seconds`` counts the time spent in fallback, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import math
 import time
@@ -66,6 +65,7 @@ from sidecar.deliver._fleet_budget import (
     tolerance,
 )
 from sidecar.deliver.ratelimit import HEADROOM, PacedLimiter
+from sidecar.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
@@ -297,11 +297,7 @@ class RedisLimiter:
         if self._stopped:
             return
         self._stopped = True
-        for task in (self._connect_task, self._probe_task, self._refill_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait((self._connect_task, self._probe_task, self._refill_task))
         if self._mode is _Mode.FALLBACK:
             self._fallback_total += self._clock() - self._fallback_since
         self._book.clear()

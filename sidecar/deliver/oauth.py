@@ -60,6 +60,7 @@ from sidecar.deliver.classify import Retry, Unauthorized, classify_error, server
 from sidecar.deliver.http import USER_AGENT, AuthorizationFailed
 from sidecar.errors import ConfigError
 from sidecar.model import Region, write_key_hash
+from sidecar.tasks import cancel_and_wait
 
 log = structlog.get_logger("sidecar.oauth")
 
@@ -404,13 +405,8 @@ class OAuthAuthenticator:
     async def stop(self) -> None:
         """Cancel the file watcher and token requests in flight, close the pool; idempotent, safe without start."""
         self._running = False
-        tasks = [*self._tasks, *([self._watcher] if self._watcher is not None else [])]
-        self._watcher = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        watcher, self._watcher = self._watcher, None
+        await cancel_and_wait([*self._tasks, watcher])
         self._tasks.clear()
         if self._session is not None and self._owns_session:
             await self._session.close()
