@@ -19,22 +19,29 @@ from sidecar.model import Call, CallType, Region
 
 _REGIONS = {pb.REGION_US: Region.US, pb.REGION_EU: Region.EU}
 
-_OBJECT_FIELDS: dict[CallType, tuple[str, ...]] = {
-    CallType.TRACK: ("properties",),
-    CallType.IDENTIFY: ("traits",),
-    CallType.PAGE: ("properties",),
-    CallType.SCREEN: ("properties",),
-    CallType.GROUP: ("traits",),
-    CallType.ALIAS: (),
-}
-# (proto field, Segment JSON field) of the string fields each call has beyond the common ones.
-_STRING_FIELDS: dict[CallType, tuple[tuple[str, str], ...]] = {
+# Per call type, in Segment's field order (what happened, identity, objects), so that the enricher can copy a Call's
+# fields into the event in one step: string fields sent before the ids, those after them, then the JSON objects as
+# (Struct field, JSON bytes field). Precomputed so that the per-event path does no string concatenation.
+_LEADING: dict[CallType, tuple[tuple[str, str], ...]] = {
     CallType.TRACK: (("event", "event"),),
     CallType.IDENTIFY: (),
     CallType.PAGE: (("name", "name"), ("category", "category")),
     CallType.SCREEN: (("name", "name"),),
+    CallType.GROUP: (),
+    CallType.ALIAS: (),
+}
+_TRAILING: dict[CallType, tuple[tuple[str, str], ...]] = {
     CallType.GROUP: (("group_id", "groupId"),),
     CallType.ALIAS: (("previous_id", "previousId"),),
+}
+_COMMON_OBJECTS = (("context", "context_json"), ("integrations", "integrations_json"))
+_OBJECTS: dict[CallType, tuple[tuple[str, str], ...]] = {
+    CallType.TRACK: (("properties", "properties_json"), *_COMMON_OBJECTS),
+    CallType.IDENTIFY: (("traits", "traits_json"), *_COMMON_OBJECTS),
+    CallType.PAGE: (("properties", "properties_json"), *_COMMON_OBJECTS),
+    CallType.SCREEN: (("properties", "properties_json"), *_COMMON_OBJECTS),
+    CallType.GROUP: (("traits", "traits_json"), *_COMMON_OBJECTS),
+    CallType.ALIAS: _COMMON_OBJECTS,
 }
 
 ProtoRequest = Any  # one of the six generated <Name>Request classes, which share no base class but Message
@@ -62,21 +69,21 @@ def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     return {key: _value(item) for key, item in struct.fields.items()}
 
 
-def _object(request: ProtoRequest, name: str) -> tuple[Any, dict[str, Any]] | None:
+def _object(request: ProtoRequest, name: str, json_name: str) -> tuple[Any, dict[str, Any]] | None:
     """The JSON object field ``name``: (value to embed, parsed dict), or None when unset."""
-    raw: bytes = getattr(request, name + "_json")
+    raw: bytes = getattr(request, json_name)
     has_struct = request.HasField(name)
     if raw and has_struct:
-        raise InvalidEvent.single(name, f"set either {name} (Struct) or {name}_json (JSON bytes), not both")
+        raise InvalidEvent.single(name, f"set either {name} (Struct) or {json_name} (JSON bytes), not both")
     if raw:
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise InvalidEvent.single(
-                name + "_json", f"is not valid JSON ({exc.msg} at character {exc.pos}); NaN and Infinity are not JSON"
+                json_name, f"is not valid JSON ({exc.msg} at character {exc.pos}); NaN and Infinity are not JSON"
             ) from None
         if not isinstance(parsed, dict):
-            raise InvalidEvent.single(name + "_json", f"must be a JSON object, not {type(parsed).__name__}")
+            raise InvalidEvent.single(json_name, f"must be a JSON object, not {type(parsed).__name__}")
         return orjson.Fragment(raw), parsed
     if has_struct:
         parsed = struct_to_dict(getattr(request, name))
@@ -90,30 +97,52 @@ def _timestamp(stamp: timestamp_pb2.Timestamp) -> tuple[int, int]:
 
 
 def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, received_at: float) -> Call:
-    """Decode a request into a Call; raise :class:`InvalidEvent` for undecodable input (all problems at once)."""
+    """Decode a request into a Call; raise :class:`InvalidEvent` for undecodable input (all problems at once).
+
+    ``fields`` is filled in Segment's order (see ``_LEADING``); messageId and timestamp come last.
+    """
     fields: dict[str, Any] = {}
     parsed: dict[str, dict[str, Any]] = {}
     violations: list[FieldViolation] = []
-    if request.user_id:
-        fields["userId"] = request.user_id
-    if request.anonymous_id:
-        fields["anonymousId"] = request.anonymous_id
-    if request.message_id:
-        fields["messageId"] = request.message_id
-    if request.HasField("timestamp"):
-        fields["timestamp"] = _timestamp(request.timestamp)
-    for proto_name, json_name in _STRING_FIELDS[call_type]:
+    for proto_name, json_name in _LEADING[call_type]:
         value = getattr(request, proto_name)
         if value:
             fields[json_name] = value
-    for name in ("context", "integrations", *_OBJECT_FIELDS[call_type]):
+    if user_id := request.user_id:
+        fields["userId"] = user_id
+    if anonymous_id := request.anonymous_id:
+        fields["anonymousId"] = anonymous_id
+    for proto_name, json_name in _TRAILING.get(call_type, ()):
+        value = getattr(request, proto_name)
+        if value:
+            fields[json_name] = value
+    for name, json_name in _OBJECTS[call_type]:
+        raw = getattr(request, json_name)
+        has_struct = request.HasField(name)
+        if raw and not has_struct:
+            # The fast path, inline: a JSON object sent as bytes, parsed once, embedded as-is. Anything else
+            # (unparsable, not an object) falls through to _object, which words the violation.
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                value = None
+            if type(value) is dict:
+                fields[name] = orjson.Fragment(raw)
+                parsed[name] = value
+                continue
+        elif not has_struct:
+            continue
         try:
-            found = _object(request, name)
+            found = _object(request, name, json_name)
         except InvalidEvent as exc:
             violations.extend(exc.violations)
             continue
         if found is not None:
             fields[name], parsed[name] = found
+    if message_id := request.message_id:
+        fields["messageId"] = message_id
+    if request.HasField("timestamp"):
+        fields["timestamp"] = _timestamp(request.timestamp)
     region = default_region
     if request.region:
         known = _REGIONS.get(request.region)

@@ -8,8 +8,8 @@ the caller said when it happened), ``context.integration`` (the partner program'
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -17,39 +17,65 @@ import orjson
 from sidecar import __version__
 from sidecar.config import SEGMENT_MAX_EVENT_BYTES
 from sidecar.errors import InvalidEvent
-from sidecar.model import Call, Event, Warning
+from sidecar.model import Call, CallType, Event, Warning
 
 LIBRARY_NAME = "segment-sidecar"
 
-# Segment's field order, for a readable payload: identity first, then what happened, then the envelope fields.
-_FIELD_ORDER = (
-    "event",
-    "name",
-    "category",
-    "userId",
-    "anonymousId",
-    "groupId",
-    "previousId",
-    "properties",
-    "traits",
-    "context",
-    "integrations",
-)
+_TYPE_NAMES = {kind: kind.value for kind in CallType}
+"""Plain strings for ``type``: an enum's ``.value`` goes through a descriptor, which shows on the hot path."""
+
+_RANDOM_POOL_BYTES = 16 * 4096
+# The UUID variant nibble (RFC 9562: binary 10xx) for each hex digit of random data.
+_VARIANT = {f"{n:x}": f"{n & 0x3 | 0x8:x}" for n in range(16)}
+
+
+class MessageIds:
+    """Random (version 4) UUIDs as strings, about 8x cheaper than ``str(uuid.uuid4())``.
+
+    ``uuid.uuid4()`` makes one ``os.urandom`` call and builds a validated UUID object per event: 9 us per event on the
+    benchmark machine, where issue 6's budget is 20 us for everything. Here one ``os.urandom`` call, turned into hex
+    once, serves 4,096 ids, and each id is sliced out of that text: 122 random bits, version and variant set.
+    """
+
+    __slots__ = ("_hex", "_offset")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._offset = 0
+
+    def __call__(self) -> str:
+        """A new random UUID, ``xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx``."""
+        o = self._offset
+        if o >= len(self._hex):
+            self._hex = os.urandom(_RANDOM_POOL_BYTES).hex()
+            o = 0
+        self._offset = o + 32
+        h = self._hex[o : o + 32]
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 class IsoClock:
-    """ISO-8601 UTC strings with milliseconds, caching the formatted second: most events share it."""
+    """ISO-8601 UTC strings with milliseconds, caching the formatted second: most events share it.
 
-    __slots__ = ("_prefix", "_second")
+    The last time formatted is cached whole as well: every event of one Batch call shares its receive time.
+    """
+
+    __slots__ = ("_last", "_last_text", "_prefix", "_second")
 
     def __init__(self) -> None:
         self._second = -1
         self._prefix = ""
+        self._last = -1.0
+        self._last_text = ""
 
     def format(self, seconds: float) -> str:
         """``2026-11-26T10:09:04.123Z`` for a Unix time."""
+        if seconds == self._last:
+            return self._last_text
         whole = int(seconds // 1)
-        return self.format_parts(whole, int((seconds - whole) * 1000))
+        text = self.format_parts(whole, int((seconds - whole) * 1000))
+        self._last, self._last_text = seconds, text
+        return text
 
     def format_parts(self, whole: int, millis: int) -> str:
         """The same, from whole seconds and milliseconds."""
@@ -62,34 +88,37 @@ class IsoClock:
 class Enricher:
     """Adds the required fields and serialises the event; refuses one that ends up over Segment's 32 KB."""
 
-    __slots__ = ("_clock", "_integration", "_library")
+    __slots__ = ("_clock", "_integration", "_library", "_message_ids")
 
     def __init__(self, integration_name: str, integration_version: str) -> None:
         self._integration = {"name": integration_name, "version": integration_version}
         self._library = {"name": LIBRARY_NAME, "version": __version__}
         self._clock = IsoClock()
+        self._message_ids = MessageIds()
 
     def __call__(self, call: Call, warnings: list[Warning]) -> Event:
         """The enriched, serialised event."""
         fields = call.fields
-        message_id = fields.get("messageId") or str(uuid.uuid4())
-        context: dict[str, Any] = dict(call.parsed.get("context") or {})
-        if "integration" in context and context["integration"] != self._integration:
-            warnings.append(
-                Warning(
-                    "context.integration_replaced",
-                    "context.integration",
-                    "context.integration is set by the sidecar from SIDECAR_INTEGRATION_NAME; "
-                    "the value sent was replaced",
+        message_id = fields.get("messageId") or self._message_ids()
+        integration = self._integration
+        caller_context = call.parsed.get("context")
+        if caller_context is None:
+            context: dict[str, Any] = {"integration": integration, "library": self._library}
+        else:
+            if caller_context.get("integration", integration) != integration:
+                warnings.append(
+                    Warning(
+                        "context.integration_replaced",
+                        "context.integration",
+                        "context.integration is set by the sidecar from SIDECAR_INTEGRATION_NAME; "
+                        "the value sent was replaced",
+                    )
                 )
-            )
-        context["integration"] = self._integration
-        context["library"] = self._library
-
-        event: dict[str, Any] = {"type": call.type.value}
-        for name in _FIELD_ORDER:
-            if name in fields:
-                event[name] = fields[name]
+            # The caller's keys keep their order; ours replace theirs in place or come last.
+            context = {**caller_context, "integration": integration, "library": self._library}
+        # One C-level copy: to_call inserts the fields in Segment's order (identity, what happened, objects), so the
+        # event needs no per-field loop. messageId and timestamp are then set (or overwritten) with their final form.
+        event: dict[str, Any] = {"type": _TYPE_NAMES[call.type], **fields}
         event["context"] = context
         event["messageId"] = message_id
         stamp = fields.get("timestamp")

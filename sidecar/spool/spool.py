@@ -32,6 +32,7 @@ FULL_RETRY_AFTER = 1.0
 @dataclass
 class _PendingAppend:
     events: list[SpooledEvent]
+    size: int
     done: asyncio.Future[None] = field(repr=False)
 
 
@@ -90,6 +91,13 @@ class Spool:
 
     async def _run(self, function: Callable[..., T], *args: object) -> T:
         assert self._executor is not None, "spool used before start()"
+        if self._store.inline:
+            return function(*args)
+        return await self._offload(function, *args)
+
+    async def _offload(self, function: Callable[..., T], *args: object) -> T:
+        """On the store's thread even for an inline store (a scan that may be long)."""
+        assert self._executor is not None, "spool used before start()"
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, function, *args)
 
@@ -106,29 +114,37 @@ class Spool:
             return []
         if not self._open:
             raise SpoolFailure("the spool is not open")
-        size = sum(len(e.payload) for e in events)
+        size = 0
+        for event in events:
+            size += len(event.payload)
         if self.pending_bytes + size > self._max_bytes:
             raise CapacityExhausted(
                 f"the spool holds {self.pending_bytes} bytes of undelivered events, its limit is {self._max_bytes} "
                 "(SIDECAR_SPOOL_MAX_BYTES); retry shortly with the same message ids",
                 FULL_RETRY_AFTER,
             )
-        spooled = []
-        for event in events:
-            self._last_seq += 1
-            spooled.append(
-                SpooledEvent(
-                    self._last_seq, event.write_key, event.region, event.message_id, event.payload, event.accepted_at
-                )
-            )
+        first = self._last_seq + 1
+        self._last_seq += len(events)
+        spooled = [
+            SpooledEvent(seq, event.write_key, event.region, event.message_id, event.payload, event.accepted_at)
+            for seq, event in zip(range(first, first + len(events)), events, strict=True)
+        ]
         # Count the bytes now so that concurrent appends see the spool fill up before their commit.
         self.pending_bytes += size
         self.pending_events += len(spooled)
+        if self._store.inline:
+            # A store that never blocks (memory) is written at once: no writer task, no thread hop, no future, which
+            # are most of a unary call's cost in the spool (issue 6 profile).
+            self._store.insert(spooled)
+            self._committed(spooled, size)
+            return spooled
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_PendingAppend(spooled, done))
+        self._pending.append(_PendingAppend(spooled, size, done))
         self._wake.set()
-        # Shielded: a caller that gives up (deadline) must not abort a commit other callers share.
-        await asyncio.shield(done)
+        # Not shielded: ``done`` belongs to this caller alone, and the commit runs in the writer task, so a caller that
+        # gives up (deadline) cancels only its own wait; _commit skips futures already done. (A shield cost one more
+        # future and event-loop turn per call.)
+        await done
         return spooled
 
     def _take_pending(self) -> list[_PendingAppend]:
@@ -144,28 +160,39 @@ class Spool:
 
     async def _commit(self, group: list[_PendingAppend]) -> None:
         events = [event for pending in group for event in pending.events]
+        size = sum(pending.size for pending in group)
         try:
             await self._run(self._store.insert, events)
         except SpoolFailure as exc:
-            self.pending_bytes -= sum(len(e.payload) for e in events)
+            self.pending_bytes -= size
             self.pending_events -= len(events)
             for pending in group:
                 if not pending.done.done():
                     pending.done.set_exception(exc)
             self._on_disk_only = True  # seqs were skipped; reloading from disk keeps the order right
             return
-        self.appended_total += len(events)
-        for event in events:
-            if self._on_disk_only or self._read_ahead_size >= self._read_ahead_bytes:
-                self._on_disk_only = True
-                break
-            self._read_ahead.append(event)
-            self._read_ahead_size += len(event.payload)
-            self._loaded_seq = event.seq
-        self._available.set()
+        self._committed(events, size)
         for pending in group:
             if not pending.done.done():
                 pending.done.set_result(None)
+
+    def _committed(self, events: list[SpooledEvent], size: int) -> None:
+        """Hand committed events to the read-ahead, or leave them on disk only when it is full."""
+        self.appended_total += len(events)
+        if not self._on_disk_only and self._read_ahead_size + size <= self._read_ahead_bytes:
+            # The common case, without a per-event check: the whole group fits in the read-ahead.
+            self._read_ahead.extend(events)
+            self._read_ahead_size += size
+            self._loaded_seq = events[-1].seq
+        else:
+            for event in events:
+                if self._on_disk_only or self._read_ahead_size >= self._read_ahead_bytes:
+                    self._on_disk_only = True
+                    break
+                self._read_ahead.append(event)
+                self._read_ahead_size += len(event.payload)
+                self._loaded_seq = event.seq
+        self._available.set()
 
     # --- the read side
 
@@ -215,7 +242,7 @@ class Spool:
 
     async def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
         """Pending events of one (write key, region) with seq <= upto_seq."""
-        return await self._run(self._store.count_for, write_key, region, upto_seq)
+        return await self._offload(self._store.count_for, write_key, region, upto_seq)
 
     async def take_replays(self) -> int:
         """Re-queue dead letters marked for replay; return how many."""

@@ -21,6 +21,7 @@ them on one dedicated thread, which also serialises them.
 from __future__ import annotations
 
 import fcntl
+import operator
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -44,6 +45,9 @@ class DeadLetter:
 
 class Store(Protocol):
     """Blocking storage of spooled events and dead letters."""
+
+    inline: bool
+    """True when no method ever blocks (memory): the spool then calls them on the event loop, without a thread."""
 
     def open(self) -> tuple[int, int, int]:
         """Open or create; return (last seq, pending events, pending payload bytes)."""
@@ -86,6 +90,27 @@ CREATE INDEX IF NOT EXISTS events_by_key ON events (write_key, region, seq);
 _COLUMNS = "seq, write_key, region, message_id, payload, accepted_at"
 
 
+# A row's parameters, built in C rather than by a per-event tuple display in Python; the Region (a StrEnum) binds as
+# its text, so the stored value is the same "us"/"eu" as ``region.value``.
+_params = operator.attrgetter("seq", "write_key", "region", "message_id", "payload", "accepted_at")
+
+
+def _seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """Runs of consecutive seqs as (first, last): a batch of one write key is usually one run."""
+    ranges: list[tuple[int, int]] = []
+    ordered = sorted(seqs)
+    if not ordered:
+        return ranges
+    first = last = ordered[0]
+    for seq in ordered[1:]:
+        if seq != last + 1:
+            ranges.append((first, last))
+            first = seq
+        last = seq
+    ranges.append((first, last))
+    return ranges
+
+
 def _row(row: tuple[int, str, str, str, bytes, float]) -> SpooledEvent:
     return SpooledEvent(row[0], row[1], Region(row[2]), row[3], bytes(row[4]), row[5])
 
@@ -102,6 +127,8 @@ def connect(path: Path) -> sqlite3.Connection:
 
 class SqliteStore:
     """The disk store: one SQLite database in WAL mode; see the module docstring for its layout."""
+
+    inline = False
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
@@ -158,15 +185,14 @@ class SqliteStore:
         db = self._conn
         with _Transaction(db):
             db.executemany(
-                f"INSERT OR REPLACE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                [(e.seq, e.write_key, e.region.value, e.message_id, e.payload, e.accepted_at) for e in events],
+                f"INSERT OR REPLACE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", map(_params, events)
             )
 
     def delete(self, seqs: Sequence[int]) -> None:
-        """Forget delivered events."""
+        """Forget delivered events: one range delete per run of consecutive seqs, not one statement per event."""
         db = self._conn
         with _Transaction(db):
-            db.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq in seqs])
+            db.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?", _seq_ranges(seqs))
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
         """Insert into dead_letters and delete from events in one transaction."""
@@ -274,6 +300,8 @@ class _Transaction:
 
 class MemoryStore:
     """Keeps events in a dict: ``SIDECAR_SPOOL=memory``, fast, and lost on exit (as Segment's SDKs are)."""
+
+    inline = True
 
     def __init__(self) -> None:
         self._events: dict[int, SpooledEvent] = {}
