@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     spool_max_bytes: Bytes = Field(
         2 * 2**30, description="Bound on undelivered events; past it calls get RESOURCE_EXHAUSTED."
     )
-    read_ahead_bytes: Bytes = Field(64 * 2**20, description="Bound on spooled events held in memory for batching.")
+    read_ahead_bytes: Bytes = Field(32 * 2**20, description="Bound on spooled events held in memory for batching.")
 
     # --- retries and giving up
     retry_base_delay: Seconds = Field(0.5, description="First retry backoff; doubles per attempt, with full jitter.")

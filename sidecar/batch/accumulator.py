@@ -17,6 +17,7 @@ class Shard:
     """Events and retries of one (write key, region)."""
 
     __slots__ = (
+        "failing",
         "held",
         "in_flight",
         "key",
@@ -55,6 +56,8 @@ class Shard:
         self.loaded_seq = 0
         self.spilled = False
         self.reloading = False
+        # While the last attempt failed, only retries go out: new batches would only join the retries in memory.
+        self.failing = False
         self.held: list[SpooledEvent] = []
 
     def add(self, event: SpooledEvent, now: float) -> None:
@@ -82,7 +85,7 @@ class Shard:
             return False
         if self.retries:
             return True
-        if not self.pending:
+        if not self.pending or self.failing:
             return False
         return forced or self.has_full_batch or now - self.oldest_at >= flush_interval
 
@@ -90,7 +93,7 @@ class Shard:
         """When the shard becomes ready by time alone, or None if it has nothing to send."""
         if self.retries:
             return self.paused_until
-        if self.pending:
+        if self.pending and not self.failing:
             return max(self.paused_until, self.oldest_at + flush_interval)
         return None
 

@@ -128,6 +128,7 @@ class DeliveryDriver:
         self._timers: list[tuple[float, int, ShardKey]] = []
         self._timer_seq = 0
         self._memory_bytes = 0
+        self._reload_wanted: set[ShardKey] = set()
         self._changed = asyncio.Event()
         self._memory_freed = asyncio.Event()
         self._slots = asyncio.Semaphore(policy.max_in_flight)
@@ -230,6 +231,11 @@ class DeliveryDriver:
                 self._memory_freed.clear()
                 await self._memory_freed.wait()
                 continue
+            for key in list(self._reload_wanted):
+                self._reload_wanted.discard(key)
+                wanted = self._shards.get(key)
+                if wanted is not None:
+                    self._maybe_reload(wanted)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(REPLAY_CHECK_SECONDS):
                     await self._spool.wait_available()
@@ -274,6 +280,9 @@ class DeliveryDriver:
     def _maybe_reload(self, shard: Shard) -> None:
         """Top a spilled shard up from disk once less than one batch is queued in memory."""
         if shard.spilled and not shard.reloading and shard.pending_bytes < shard.max_bytes:
+            if self._memory_bytes >= self._policy.read_ahead_bytes:
+                self._reload_wanted.add(shard.key)  # the pump reloads it once memory frees up
+                return
             shard.reloading = True
             task = asyncio.create_task(self._reload(shard), name="delivery-reload")
             self._senders.add(task)
@@ -445,6 +454,7 @@ class DeliveryDriver:
         now = self._clock()
         hashed = write_key_hash(shard.key[0])
         if isinstance(outcome, Delivered):
+            shard.failing = False
             await self._spool.remove(batch.events)
             self._forget(batch.events)
             self.delivered += len(batch.events)
@@ -462,6 +472,7 @@ class DeliveryDriver:
                 seconds=round(now - batch.first_attempt_at, 3),
             )
         elif isinstance(outcome, Retry):
+            shard.failing = True
             delay = self._policy.backoff.delay(batch.attempts, outcome.after)
             batch.attempts += 1
             shard.retries.append(batch)
@@ -487,6 +498,7 @@ class DeliveryDriver:
             else:
                 await self._dead_letter(shard, batch.events, "Segment refused the event", outcome.reason)
         elif isinstance(outcome, Unauthorized):
+            shard.failing = True
             if shard.parked_since is None:
                 shard.parked_since = now
                 log.error(
@@ -503,6 +515,7 @@ class DeliveryDriver:
             for waiter in self._flushes:
                 waiter.done.set()  # a flush does not wait for a parked key: let it recount
         elif isinstance(outcome, Permanent):
+            shard.failing = False
             await self._dead_letter(shard, batch.events, "Segment refused the batch", outcome.reason)
         self._schedule_timer(shard)
         if shard.ready(now, self._policy.flush_interval, self._forced):

@@ -125,7 +125,9 @@ class Enricher:
         event["timestamp"] = (
             self._clock.format(call.received_at) if stamp is None else self._clock.format_parts(stamp[0], stamp[1])
         )
-        payload = orjson.dumps(event)
+        # orjson hands back its whole output buffer (about 4 KiB) whatever the length; an event waits in the spool's
+        # read-ahead and its shard for a while, so keep an exact-size copy: 10x less memory per queued event.
+        payload = memoryview(orjson.dumps(event)).tobytes()
         if len(payload) > SEGMENT_MAX_EVENT_BYTES:
             largest = max(("properties", "traits", "context"), key=lambda key: len(orjson.dumps(event.get(key))))
             raise InvalidEvent.single(

@@ -72,3 +72,19 @@ def test_split_halves_a_batch_in_order() -> None:
     first, second = s.split(batch)
     assert [e.seq for e in first.events] == [0, 1] and [e.seq for e in second.events] == [2, 3, 4]
     assert s.next_batch() is first and s.next_batch() is second
+
+
+def test_a_failing_shard_sends_only_its_retries() -> None:
+    """After a failed attempt, new batches wait until a retry succeeds, so an outage never moves a backlog into
+    memory as ever more retry batches."""
+    s = shard()
+    for seq in range(10):
+        s.add(event(seq), now=0.0)
+    s.failing = True
+    assert not s.ready(100.0, flush_interval=1.0, forced=True)
+    assert s.due_at(1.0) is None
+    s.retries.append(s.next_batch())
+    assert s.ready(100.0, flush_interval=1.0, forced=False)
+    s.failing = False
+    s.add(event(99), now=0.0)
+    assert s.ready(100.0, flush_interval=1.0, forced=False)
