@@ -112,7 +112,6 @@ class Sidecar:
         intake_observers = list(observers.intake)
         delivery_observers = list(observers.delivery)
         store: Store = MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir)
-        self._store = store
         read_ahead = settings.spool_max_bytes if settings.spool == "memory" else settings.read_ahead_bytes
         self.spool = Spool(store, settings.spool_max_bytes, read_ahead)
         self.metrics: Metrics | None = None
@@ -195,11 +194,9 @@ class Sidecar:
 
     async def oldest_pending_at(self) -> float | None:
         """Acceptance time (Unix) of the first undelivered event in spool order, or None when there is none."""
-        if not self._spool_open or self.spool.pending_events <= 0:
+        if not self._spool_open:
             return None
-        # TODO(lead): a public Spool.oldest_accepted_at() would replace this use of the spool's store thread.
-        events = await self.spool._run(self._store.load, 0, 1)
-        return events[0].accepted_at if events else None
+        return await self.spool.oldest_accepted_at()
 
     async def start(self) -> None:
         """Open the spool (recovering what it holds), start delivery, then bind and serve gRPC."""

@@ -236,6 +236,13 @@ class Spool:
         self.pending_events -= len(events)
         self.pending_bytes -= sum(len(e.payload) for e in events)
 
+    async def oldest_accepted_at(self) -> float | None:
+        """Acceptance time (Unix) of the oldest undelivered event, or None when the spool is empty."""
+        if self.pending_events <= 0 or not self._open:
+            return None
+        events: list[SpooledEvent] = await self._offload(self._store.load, 0, 1)
+        return events[0].accepted_at if events else None
+
     async def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
         """One (write key, region)'s events with seq > after_seq, read back from the store (for a spilled shard)."""
         return await self._run(self._store.load_shard, write_key, region, after_seq, max_bytes)

@@ -221,25 +221,18 @@ class SqliteStore:
 
     def load(self, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
         """Read ahead in seq order."""
-        loaded: list[SpooledEvent] = []
-        size = 0
-        cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq", (after_seq,))
-        for row in cursor:
-            loaded.append(_row(row))
-            size += len(row[4])
-            if size >= max_bytes:
-                break
-        cursor.close()
-        return loaded
+        return self._read(f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq", (after_seq,), max_bytes)
 
     def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
         """Read one shard's events back from disk (index events_by_key), for a shard that spilled."""
+        query = f"SELECT {_COLUMNS} FROM events WHERE write_key = ? AND region = ? AND seq > ? ORDER BY seq"
+        return self._read(query, (write_key, region.value, after_seq), max_bytes)
+
+    def _read(self, query: str, parameters: tuple[object, ...], max_bytes: int) -> list[SpooledEvent]:
+        """Rows of ``query`` in order until about ``max_bytes`` of payload (at least one row)."""
         loaded: list[SpooledEvent] = []
         size = 0
-        cursor = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE write_key = ? AND region = ? AND seq > ? ORDER BY seq",
-            (write_key, region.value, after_seq),
-        )
+        cursor = self._conn.execute(query, parameters)
         for row in cursor:
             loaded.append(_row(row))
             size += len(row[4])
