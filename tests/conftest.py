@@ -4,13 +4,14 @@ guard that fails a test which leaks asyncio tasks."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
 from sidecar.collector.server import Collector
+from tests.fleet.redis_server import RedisServer, running_redis
 from tests.support.harness import Collectors, SidecarUnderTest, start_sidecar
 
 
@@ -69,3 +70,13 @@ def rpc_error(error: BaseException) -> grpc.aio.AioRpcError:
     """Narrow an exception to a gRPC error (for pytest.raises results)."""
     assert isinstance(error, grpc.aio.AioRpcError)
     return error
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh, empty Redis on a free loopback port, killed after the test; skips when redis-server is missing
+    (fails instead with SIDECAR_REDIS_REQUIRED=1)."""
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    with running_redis(folder) as server:
+        yield server

@@ -92,9 +92,9 @@ async def test_whole_numbers_in_json_and_struct_stay_integers(
         )
     )
     await flush(sidecar)
-    raw = collectors.us.store.requests[-1]
-    body = orjson.dumps(collectors.us.store.events(KEY_US)[0]["properties"])
-    assert body == b'{"n":3,"nested":{"list":[1,2.5,"x"],"big":12345678901}}' or b'"n":3' in body, raw
+    properties = collectors.us.store.events(KEY_US)[0]["properties"]
+    assert properties == {"n": 3, "nested": {"list": [1, 2.5, "x"], "big": 12345678901}}
+    assert b'"n":3,' in orjson.dumps(properties) and b'"list":[1,2.5,' in orjson.dumps(properties)
 
 
 async def test_regions_route_to_their_endpoint_with_one_auth_header_per_key(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -24,22 +23,6 @@ def headers(key: str = KEY) -> dict[str, str]:
 def batch(*message_ids: str) -> dict[str, Any]:
     """A valid batch of track events with these message ids."""
     return {"batch": [{"type": "track", "userId": "u", "event": "E", "messageId": m} for m in message_ids]}
-
-
-@pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    """A started collector, stopped after the test."""
-    server = Collector("us")
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain HTTP client."""
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def send(

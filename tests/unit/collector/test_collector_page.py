@@ -19,7 +19,7 @@ KEY = "wk_live_page_secret_1"
 
 @pytest.fixture
 async def collector() -> AsyncIterator[Collector]:
-    """A started EU collector, stopped after the test."""
+    """A started EU collector, stopped after the test (the page names its region)."""
     server = Collector("eu")
     await server.start()
     yield server

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import gzip
 import io
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -30,22 +29,6 @@ def basic(key: str, colon: bool = True) -> str:
 def track(message_id: str, **extra: Any) -> dict[str, Any]:
     """A valid track event."""
     return {"type": "track", "userId": "user-1", "event": "Email Opened", "messageId": message_id, **extra}
-
-
-@pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    """A started US collector on a free port, stopped after the test."""
-    server = Collector("us")
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain HTTP client."""
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def post(

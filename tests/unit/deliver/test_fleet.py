@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from itertools import pairwise
 from pathlib import Path
 
@@ -31,15 +31,6 @@ from tests.fleet.redis_server import RedisServer, free_port, running_redis
 
 PATIENT = 1.0
 """A Redis call time limit a busy test machine does not trip; the tests of the time limit itself set their own."""
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh, empty Redis on a free loopback port, killed after the test."""
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    with running_redis(folder) as server:
-        yield server
 
 
 @pytest.fixture
