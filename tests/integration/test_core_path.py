@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import grpc
-import orjson
 import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 
@@ -94,7 +93,9 @@ async def test_whole_numbers_in_json_and_struct_stay_integers(
     await flush(sidecar)
     properties = collectors.us.store.events(KEY_US)[0]["properties"]
     assert properties == {"n": 3, "nested": {"list": [1, 2.5, "x"], "big": 12345678901}}
-    assert b'"n":3,' in orjson.dumps(properties) and b'"list":[1,2.5,' in orjson.dumps(properties)
+    # == treats 3 and 3.0 as equal, so check the JSON types too; Struct keys have no order, so check each value.
+    assert type(properties["n"]) is int and type(properties["nested"]["big"]) is int
+    assert [type(item) for item in properties["nested"]["list"]] == [int, float, str]
 
 
 async def test_regions_route_to_their_endpoint_with_one_auth_header_per_key(
