@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import tracemalloc
+import uuid
 
 import orjson
 
-from sidecar.enrich.enricher import Enricher
+from sidecar.enrich.enricher import Enricher, MessageIds
 from sidecar.model import Call, CallType, Region
 
 
@@ -38,3 +39,14 @@ def test_payloads_are_stored_at_their_own_size() -> None:
     allocated = sum(stat.size_diff for stat in grown if stat.size_diff > 0)
     payload_bytes = sum(len(e.payload) for e in events)
     assert allocated < 4 * payload_bytes, (allocated, payload_bytes)
+
+
+def test_message_ids_are_unique_rfc_uuids_across_generators() -> None:
+    """Every id parses as an RFC 9562 UUID (version 8); ids never repeat, within a generator or across two."""
+    first, second = MessageIds(), MessageIds()
+    ids = [first() for _ in range(5000)] + [second() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    for text in (ids[0], ids[4999], ids[5000]):
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 8 and parsed.variant == uuid.RFC_4122
+    assert ids[0][:24] != ids[5000][:24], "each generator draws its own random prefix"
