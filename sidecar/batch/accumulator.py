@@ -69,6 +69,15 @@ class Shard:
         self.last_active = now
         self.loaded_seq = max(self.loaded_seq, event.seq)
 
+    def add_run(self, events: list[SpooledEvent], payload_bytes: int, now: float) -> None:
+        """Queue several events at once (in seq order; ``payload_bytes`` is the sum of their payloads)."""
+        if not self.pending:
+            self.oldest_at = now
+        self.pending.extend(events)
+        self.pending_bytes += payload_bytes + len(events)
+        self.last_active = now
+        self.loaded_seq = max(self.loaded_seq, events[-1].seq)
+
     @property
     def has_full_batch(self) -> bool:
         """The pending events fill a batch to one of its limits."""

@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Protocol
 
 import structlog
@@ -36,6 +37,8 @@ from sidecar.deliver.ratelimit import RateLimiter
 from sidecar.model import Batch, ShardKey, SpooledEvent, write_key_hash
 from sidecar.spool import Spool
 from sidecar.tasks import cancel_and_wait
+
+_payload_of = attrgetter("payload")
 
 log = structlog.get_logger("sidecar.delivery")
 
@@ -241,8 +244,7 @@ class DeliveryDriver:
                     await self._spool.wait_available()
             events = await self._spool.take(min(4 * 2**20, self._policy.read_ahead_bytes - self._memory_bytes))
             now = self._clock()
-            for event in events:
-                self._add(event, now)
+            self._add_all(events, now)
             if events:
                 self._changed.set()
             if now >= next_sweep:
@@ -254,12 +256,46 @@ class DeliveryDriver:
                 if replays:
                     log.info("dead_letters_replayed", events=replays)
 
-    def _add(self, event: SpooledEvent, now: float) -> None:
-        key = event.shard
+    def _add_all(self, events: list[SpooledEvent], now: float) -> None:
+        """Hand a take to its shards: grouped first, so that the shard bookkeeping and the readiness check run once
+        per shard and take rather than once per event (the pump's share of the ingest hot path, issue 6)."""
+        runs: dict[ShardKey, list[SpooledEvent]] = {}
+        for event in events:
+            key = (event.write_key, event.region)
+            run = runs.get(key)
+            if run is None:
+                runs[key] = [event]
+            else:
+                run.append(event)
+        limit = self._policy.shard_memory_bytes
+        for key, run in runs.items():
+            shard = self._shard_for(key)
+            if shard.spilled or run[0].seq <= shard.loaded_seq:
+                for event in run:  # the careful path: a spilled or reloaded shard
+                    self._add(event, now)
+                continue
+            size = sum(map(len, map(_payload_of, run)))
+            if limit is not None and shard.pending_bytes + size > limit:
+                for event in run:
+                    self._add(event, now)
+                continue
+            shard.add_run(run, size, now)
+            self._memory_bytes += size
+            if shard.ready(now, self._policy.flush_interval, self._forced):
+                self._mark_ready(key)
+            else:
+                self._schedule_timer(shard)
+
+    def _shard_for(self, key: ShardKey) -> Shard:
         shard = self._shards.get(key)
         if shard is None:
             shard = Shard(key, self._overhead(key[0]), self._policy.batch_max_bytes, self._policy.batch_max_events)
             self._shards[key] = shard
+        return shard
+
+    def _add(self, event: SpooledEvent, now: float) -> None:
+        key = event.shard
+        shard = self._shard_for(key)
         if event.seq <= shard.loaded_seq:
             return  # a spilled shard already reloaded it from disk
         if shard.spilled:
