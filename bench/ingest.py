@@ -133,7 +133,11 @@ def main() -> None:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the servers' event loop")
     parser.add_argument("--servers", default="echo,disk,memory", help="comma-separated subset of echo,disk,memory")
     parser.add_argument("--cells", help="only cells whose label contains this (e.g. 'Track')")
-    parser.add_argument("--switch-interval", type=float, help="the sidecar's sys.setswitchinterval (default 0.005)")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        help="the sidecar's sys.setswitchinterval (default: what segment-sidecar serve sets)",
+    )
     args = parser.parse_args()
     matrix = QUICK_MATRIX if args.quick else FULL_MATRIX
     if args.cells:

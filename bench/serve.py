@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sidecar.__main__ import _settings, serve  # noqa: E402
+from sidecar.__main__ import GIL_SWITCH_INTERVAL, _settings, serve  # noqa: E402
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -34,11 +34,13 @@ def main() -> int:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--profile", type=Path, help="write a pyinstrument HTML profile of the run here")
     parser.add_argument(
-        "--switch-interval", type=float, help="sys.setswitchinterval (seconds; Python's default is 0.005)"
+        "--switch-interval",
+        type=float,
+        default=GIL_SWITCH_INTERVAL,
+        help=f"sys.setswitchinterval in seconds (default {GIL_SWITCH_INTERVAL}, as `segment-sidecar serve` sets it)",
     )
     args = parser.parse_args()
-    if args.switch_interval:
-        sys.setswitchinterval(args.switch_interval)
+    sys.setswitchinterval(args.switch_interval)
     settings = _settings()
     profiler = None
     if args.profile:

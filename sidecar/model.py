@@ -1,8 +1,8 @@
 """The values that travel through the pipeline. This module imports nothing from the package.
 
 An event is born in the gRPC edge as a :class:`Call` (the caller's fields, decoded and checked), becomes an
-:class:`Event` once enriched (its final JSON is fixed from then on), and a :class:`SpooledEvent` once the spool has
-made it durable and given it a sequence number.
+:class:`Event` once enriched (its final JSON is fixed from then on); the spool gives it a sequence number once it is
+durable (a :data:`SpooledEvent`).
 """
 
 from __future__ import annotations
@@ -66,15 +66,21 @@ class Call:
     received_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """An enriched event: ``payload`` is its final JSON exactly as it will be sent inside a batch."""
+    """An enriched event: ``payload`` is its final JSON exactly as it will be sent inside a batch.
+
+    ``seq`` is 0 until the spool makes the event durable and numbers it (see :data:`SpooledEvent`); the spool sets it
+    in place rather than building a second object, since every event of the ingest hot path would pay for one.
+    Nothing else changes an event once it is built.
+    """
 
     write_key: str
     region: Region
     message_id: str
     payload: bytes
     accepted_at: float
+    seq: int = 0
 
     @property
     def shard(self) -> ShardKey:
@@ -82,21 +88,8 @@ class Event:
         return (self.write_key, self.region)
 
 
-@dataclass(frozen=True, slots=True)
-class SpooledEvent:
-    """An event the spool has made durable; ``seq`` orders events and identifies them in the spool."""
-
-    seq: int
-    write_key: str
-    region: Region
-    message_id: str
-    payload: bytes
-    accepted_at: float
-
-    @property
-    def shard(self) -> ShardKey:
-        """The batching and pacing unit this event belongs to."""
-        return (self.write_key, self.region)
+SpooledEvent = Event
+"""An :class:`Event` the spool has made durable: its ``seq`` orders events and identifies them in the spool."""
 
 
 @dataclass(slots=True)

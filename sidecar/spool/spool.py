@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,13 @@ from sidecar.model import Event, Region, SpooledEvent
 from sidecar.spool.store import DeadLetter, Store, now
 
 T = TypeVar("T")
+
+LONE_COMMIT_MAX_EVENTS = 128
+"""A group of one append of up to this many events commits on the event loop (see ``Spool._commit``); a bigger one,
+whose rows take milliseconds to insert, goes to the store's thread so that the loop keeps serving meanwhile."""
+
+LONE_COMMIT_GAP = 0.001
+"""Seconds since the last commit after which a group of one counts as a lone caller rather than overlapping calls."""
 
 FULL_RETRY_AFTER = 1.0
 """Seconds a caller is told to wait when the spool is full; delivery frees space continuously."""
@@ -58,6 +66,8 @@ class Spool:
         self.appended_total = 0
         self.recovered = 0
         self._open = False
+        self._store_busy = 0  # store calls running on the store's thread
+        self._last_commit_end = 0.0
 
     # --- lifecycle
 
@@ -99,7 +109,11 @@ class Spool:
         """On the store's thread even for an inline store (a scan that may be long)."""
         assert self._executor is not None, "spool used before start()"
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, function, *args)
+        self._store_busy += 1  # a lone commit must not use the connection while the thread does
+        try:
+            return await loop.run_in_executor(self._executor, function, *args)
+        finally:
+            self._store_busy -= 1
 
     # --- the write side
 
@@ -123,12 +137,12 @@ class Spool:
                 "(SIDECAR_SPOOL_MAX_BYTES); retry shortly with the same message ids",
                 FULL_RETRY_AFTER,
             )
-        first = self._last_seq + 1
-        self._last_seq += len(events)
-        spooled = [
-            SpooledEvent(seq, event.write_key, event.region, event.message_id, event.payload, event.accepted_at)
-            for seq, event in zip(range(first, first + len(events)), events, strict=True)
-        ]
+        seq = self._last_seq
+        for event in events:
+            seq += 1
+            event.seq = seq
+        self._last_seq = seq
+        spooled = list(events)
         # Count the bytes now so that concurrent appends see the spool fill up before their commit.
         self.pending_bytes += size
         self.pending_events += len(spooled)
@@ -162,7 +176,21 @@ class Spool:
         events = [event for pending in group for event in pending.events]
         size = sum(pending.size for pending in group)
         try:
-            await self._run(self._store.insert, events)
+            started = time.monotonic()
+            if (
+                len(group) == 1
+                and len(events) <= LONE_COMMIT_MAX_EVENTS
+                and self._store_busy == 0
+                and started - self._last_commit_end > LONE_COMMIT_GAP
+            ):
+                # A lone append (one caller, and the last commit a while ago) has nobody to share the fsync with, and
+                # the hop to the store's thread and back costs more than the commit: commit here, on the loop (issue
+                # 6, unary latency at concurrency 1). Back-to-back commits mean overlapping calls: those go to the
+                # thread, so that the loop reads the next calls during the fsync.
+                self._store.insert(events)
+            else:
+                await self._run(self._store.insert, events)
+            self._last_commit_end = time.monotonic()
         except SpoolFailure as exc:
             self.pending_bytes -= size
             self.pending_events -= len(events)

@@ -26,6 +26,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -94,6 +95,30 @@ _COLUMNS = "seq, write_key, region, message_id, payload, accepted_at"
 # its text, so the stored value is the same "us"/"eu" as ``region.value``.
 _params = operator.attrgetter("seq", "write_key", "region", "message_id", "payload", "accepted_at")
 
+# Row counts of the cached INSERT statements; 1,024 rows x 6 columns stays under SQLite's 32,766 bound parameters.
+_INSERT_SIZES = (1, 4, 16, 64, 256, 1024)
+_INSERT_ROWS = {
+    rows: f"INSERT OR REPLACE INTO events ({_COLUMNS}) SELECT * FROM (VALUES "
+    + ",".join(["(?,?,?,?,?,?)"] * rows)
+    + ") WHERE column1 IS NOT NULL"
+    for rows in _INSERT_SIZES
+}
+_PADDING = (None,) * 6
+
+
+def _insert_rows(db: sqlite3.Connection, events: Sequence[SpooledEvent]) -> None:
+    """Insert up to 1,024 events with one statement (see :meth:`SqliteStore.insert`)."""
+    rows = next(size for size in _INSERT_SIZES if size >= len(events))
+    parameters = list(chain.from_iterable(map(_params, events)))
+    if rows > len(events):
+        parameters.extend(_PADDING * (rows - len(events)))
+    try:
+        db.execute(_INSERT_ROWS[rows], parameters)
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            raise  # the caller's _Transaction rolls back and reports it
+        raise SpoolFailure(f"spool write failed: {exc}") from exc
+
 
 def _seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
     """Runs of consecutive seqs as (first, last): a batch of one write key is usually one run."""
@@ -112,7 +137,7 @@ def _seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def _row(row: tuple[int, str, str, str, bytes, float]) -> SpooledEvent:
-    return SpooledEvent(row[0], row[1], Region(row[2]), row[3], bytes(row[4]), row[5])
+    return SpooledEvent(row[1], Region(row[2]), row[3], bytes(row[4]), row[5], row[0])
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -181,12 +206,22 @@ class SqliteStore:
         return self._db
 
     def insert(self, events: Sequence[SpooledEvent]) -> None:
-        """One transaction, one fsync, for every event of a group commit."""
+        """Durably store a group commit's events: one statement and one fsync when they fit one statement.
+
+        Why not ``executemany`` in a transaction: the sqlite3 module lets go of the GIL around every statement step
+        and must win it back from the busy event loop thread after each one, up to one switch interval per step. Under
+        load that made a 1,000-event commit take 140 ms instead of 8 ms, and a one-event commit 22 ms instead of
+        0.3 ms (issue 6). A single statement in autocommit mode (its own transaction, fsync'd inside the step) needs
+        the GIL back once; the statement's row count is rounded up to a few cached sizes and padded with NULL rows
+        that its WHERE clause drops.
+        """
         db = self._conn
+        if len(events) <= _INSERT_SIZES[-1]:
+            _insert_rows(db, events)
+            return
         with _Transaction(db):
-            db.executemany(
-                f"INSERT OR REPLACE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", map(_params, events)
-            )
+            for start in range(0, len(events), _INSERT_SIZES[-1]):
+                _insert_rows(db, events[start : start + _INSERT_SIZES[-1]])
 
     def delete(self, seqs: Sequence[int]) -> None:
         """Forget delivered events: one range delete per run of consecutive seqs, not one statement per event."""
@@ -255,7 +290,7 @@ class SqliteStore:
         with _Transaction(db):
             rows = db.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE replay = 1 ORDER BY seq").fetchall()
             events = [
-                SpooledEvent(first_seq + i, row[1], Region(row[2]), row[3], bytes(row[4]), row[5])
+                SpooledEvent(row[1], Region(row[2]), row[3], bytes(row[4]), row[5], first_seq + i)
                 for i, row in enumerate(rows)
             ]
             db.executemany(

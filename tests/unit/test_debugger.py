@@ -39,7 +39,7 @@ def test_entries_render_without_the_write_key() -> None:
         '"Email Opened" instead so destinations recognise it',
     )
     debugger.rejected(CallType.TRACK, KEY, error, {"event": "email open"})
-    spooled = SpooledEvent(1, KEY, Region.US, "m1", event().payload, 1000.0)
+    spooled = SpooledEvent(KEY, Region.US, "m1", event().payload, 1000.0, seq=1)
     debugger.batch_settled(Batch((KEY, Region.US), [spooled], 60), Delivered(200), 0.02)
     accepted, rejected, batch = (debugger.render(entry) for entry in debugger._ring)
     assert accepted["name"] == "Email Opened" and accepted["event"]["userId"] == "u1"

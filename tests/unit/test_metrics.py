@@ -37,7 +37,7 @@ def event(key: str = "key-a", region: Region = Region.US) -> Event:
 
 def spooled(seq: int, key: str = "key-a", region: Region = Region.US) -> SpooledEvent:
     """A spooled event accepted at t = 990."""
-    return SpooledEvent(seq, key, region, f"m{seq}", b'{"type":"track"}', 990.0)
+    return SpooledEvent(key, region, f"m{seq}", b'{"type":"track"}', 990.0, seq=seq)
 
 
 async def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -11,7 +11,7 @@ KEY = ("wk", Region.US)
 
 def event(seq: int, size: int = 100) -> SpooledEvent:
     """An event whose payload is ``size`` bytes."""
-    return SpooledEvent(seq, "wk", Region.US, f"m{seq}", b"x" * size, 0.0)
+    return SpooledEvent("wk", Region.US, f"m{seq}", b"x" * size, 0.0, seq=seq)
 
 
 def shard(max_bytes: int = 475_000, max_events: int = 2500) -> Shard:
