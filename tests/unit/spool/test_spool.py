@@ -35,6 +35,28 @@ async def test_appends_survive_a_restart_with_their_message_ids(tmp_path: Path) 
     await again.stop()
 
 
+async def test_commits_of_every_size_are_stored_whole_and_in_order(tmp_path: Path) -> None:
+    """One-statement inserts pad to a few sizes, and split past 1,024 rows: every event comes back, byte for byte."""
+    sizes = (1, 3, 16, 17, 1024, 1025, 2600)
+    sent: list[Event] = []
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, read_ahead_bytes=10**8)
+    await spool.start()
+    for size in sizes:
+        batch = [
+            Event(f"wk{i % 3}", Region.EU, f"m{len(sent) + i}", b"p%d" % (len(sent) + i), 2.5) for i in range(size)
+        ]
+        sent.extend(await spool.append(batch))
+    await spool.stop()
+    again = Spool(SqliteStore(tmp_path), max_bytes=10**8, read_ahead_bytes=10**8)
+    await again.start()
+    assert again.recovered == sum(sizes)
+    found = await again.take(10**8)
+    await again.stop()
+    assert [(e.seq, e.write_key, e.region, e.message_id, e.payload, e.accepted_at) for e in found] == [
+        (e.seq, e.write_key, e.region, e.message_id, e.payload, e.accepted_at) for e in sent
+    ]
+
+
 async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
     """Many concurrent appends are committed in fewer transactions than calls (group commit)."""
     store = SqliteStore(tmp_path)
