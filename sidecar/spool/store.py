@@ -106,6 +106,8 @@ _INSERT_ROWS = {
     for rows in _INSERT_SIZES
 }
 _PADDING = (None,) * 6
+_REGIONS = {region.value: region for region in Region}
+"""Region by its stored text: a dict lookup, where ``Region(text)`` goes through the enum machinery for every row."""
 
 
 def _insert_rows(db: sqlite3.Connection, events: Sequence[SpooledEvent]) -> None:
@@ -309,7 +311,7 @@ class SqliteStore:
             for seq, write_key, region, message_id, accepted_at, length in rows:
                 end = offset + length
                 payload = view[offset:end].tobytes()
-                loaded.append(SpooledEvent(write_key, Region(region), message_id, payload, float(accepted_at), seq))
+                loaded.append(SpooledEvent(write_key, _REGIONS[region], message_id, payload, float(accepted_at), seq))
                 offset = end
                 read += 1
                 if size + offset >= max_bytes:
