@@ -98,7 +98,7 @@ def main() -> None:
             name,
             f"{events:,}",
             f"{figures['delivered']:,}",
-            f"{figures.get('dropped', figures['lost']):,}",
+            f"{figures.get('dropped', figures['missing']):,}",
             f"{figures['events_s']:,.0f}",
             figures["max_rps"],
             figures["requests"],
