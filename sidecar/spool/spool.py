@@ -109,11 +109,20 @@ class Spool:
         """On the store's thread even for an inline store (a scan that may be long)."""
         assert self._executor is not None, "spool used before start()"
         loop = asyncio.get_running_loop()
-        self._store_busy += 1  # a lone commit must not use the connection while the thread does
-        try:
-            return await loop.run_in_executor(self._executor, function, *args)
-        finally:
-            self._store_busy -= 1
+        # A lone commit must not use the connection while the thread does: counted until the thread is done with the
+        # job, even when the caller stops waiting for it (a Flush deadline), hence the callback on the job itself.
+        self._store_busy += 1
+        job = self._executor.submit(function, *args)
+        job.add_done_callback(lambda _: self._call_soon_threadsafe(loop, self._store_job_done))
+        return await asyncio.wrap_future(job, loop=loop)
+
+    @staticmethod
+    def _call_soon_threadsafe(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing is left to coordinate
+            loop.call_soon_threadsafe(callback)
+
+    def _store_job_done(self) -> None:
+        self._store_busy -= 1
 
     # --- the write side
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,33 @@ async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
     await spool.stop()
     assert spool.appended_total == 200
     assert commits < 100
+
+
+async def test_a_lone_commit_never_shares_the_connection_with_a_store_job(tmp_path: Path) -> None:
+    """A lone append commits on the loop only while the store's thread is idle, even when the caller of the job
+    running there stopped waiting for it (a Flush deadline): otherwise two threads would use one connection."""
+    store = SqliteStore(tmp_path)
+    in_job, release = threading.Event(), threading.Event()
+    count_for = store.count_for
+
+    def slow_count_for(write_key: str, region: Region, upto_seq: int) -> int:
+        in_job.set()
+        release.wait(5)
+        return count_for(write_key, region, upto_seq)
+
+    store.count_for = slow_count_for  # type: ignore[method-assign]
+    spool = Spool(store, max_bytes=10**6, read_ahead_bytes=10**6)
+    await spool.start()
+    counting = asyncio.create_task(spool.count_for("wk", Region.US, 10))
+    assert await asyncio.to_thread(in_job.wait, 5)
+    counting.cancel()
+    append = asyncio.create_task(spool.append(events(1)))
+    await asyncio.sleep(0.2)
+    assert not append.done(), "the append must queue behind the job, not commit beside it"
+    release.set()
+    await asyncio.wait_for(append, 5)
+    assert [e.message_id for e in await spool.take(10**6)] == ["m0"]
+    await spool.stop()
 
 
 async def test_read_ahead_overflows_to_disk_and_is_read_back_in_order(tmp_path: Path) -> None:
