@@ -281,10 +281,7 @@ class DeliveryDriver:
                 continue
             shard.add_run(run, size, now)
             self._memory_bytes += size
-            if shard.ready(now, self._policy.flush_interval, self._forced):
-                self._mark_ready(key)
-            else:
-                self._schedule_timer(shard)
+            self._ready_or_timer(shard, now)
 
     def _shard_for(self, key: ShardKey) -> Shard:
         shard = self._shards.get(key)
@@ -308,10 +305,7 @@ class DeliveryDriver:
         limit = self._policy.shard_memory_bytes
         if limit is not None and shard.pending_bytes > limit:
             shard.spilled = True
-        if shard.ready(now, self._policy.flush_interval, self._forced):
-            self._mark_ready(key)
-        else:
-            self._schedule_timer(shard)
+        self._ready_or_timer(shard, now)
 
     def _maybe_reload(self, shard: Shard) -> None:
         """Top a spilled shard up from disk once less than one batch is queued in memory."""
@@ -347,10 +341,7 @@ class DeliveryDriver:
         else:
             self._memory_bytes -= sum(len(e.payload) for e in held)  # still on disk: the next reload reads them
         shard.reloading = False
-        if shard.ready(now, self._policy.flush_interval, self._forced):
-            self._mark_ready(shard.key)
-        else:
-            self._schedule_timer(shard)
+        self._ready_or_timer(shard, now)
         self._changed.set()
 
     def _forget_idle_shards(self, now: float) -> None:
@@ -368,6 +359,13 @@ class DeliveryDriver:
             self._in_ready.add(key)
             self._ready.append(key)
 
+    def _ready_or_timer(self, shard: Shard, now: float) -> None:
+        """Queue the shard for its turn if it is ready now, else set a timer for when it will be."""
+        if shard.ready(now, self._policy.flush_interval, self._forced):
+            self._mark_ready(shard.key)
+        else:
+            self._schedule_timer(shard)
+
     def _schedule_timer(self, shard: Shard) -> None:
         due = shard.due_at(self._policy.flush_interval)
         if due is not None and due < shard.timer_due:
@@ -383,10 +381,7 @@ class DeliveryDriver:
             if shard is None or shard.timer_due != due:
                 continue
             shard.timer_due = float("inf")
-            if shard.ready(now, self._policy.flush_interval, self._forced):
-                self._mark_ready(key)
-            else:
-                self._schedule_timer(shard)
+            self._ready_or_timer(shard, now)
 
     def _next_ready(self, now: float) -> Shard | None:
         """Round-robin: the first ready shard in turn order; shards not ready after all get a timer instead."""
@@ -434,10 +429,7 @@ class DeliveryDriver:
             if batch is None:
                 self._slots.release()
                 continue
-            if shard.ready(now, self._policy.flush_interval, self._forced):
-                self._mark_ready(shard.key)  # back of the line: one request per ready shard per turn
-            else:
-                self._schedule_timer(shard)
+            self._ready_or_timer(shard, now)  # back of the line: one request per ready shard per turn
             shard.in_flight += 1
             self.requests += 1
             task = asyncio.create_task(self._send(shard, batch), name="delivery-send")
