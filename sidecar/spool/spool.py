@@ -1,5 +1,9 @@
 """The spool: a durable queue. The gRPC edge appends to it; the batch driver consumes from it.
 
+One writer owns the seqs: the writer task numbers each group of appends when it commits it, and moves replayed dead
+letters back into the queue between two commits, so an append and a replay can never be given the same seq (issue 13:
+they once were, and one overwrote the other); the store refuses to overwrite a row rather than replace it.
+
 ``append`` returns only once its events are committed (with ``SIDECAR_SPOOL=disk``, fsync'd), which is when a call is
 acknowledged. Concurrent appends share one commit (group commit): while one commit runs on the store's thread, new
 appends gather, and the next commit takes all of them. Committed events also go into a bounded in-memory read-ahead so
@@ -70,7 +74,9 @@ class Spool:
         self._pending: list[_PendingAppend] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._last_seq = 0
+        self._stopping = False
+        self._replays: list[asyncio.Future[int]] = []  # callers of take_replays, served by the writer
+        self._last_seq = 0  # assigned only by the writer (or inline, on the loop, for a store that never blocks)
         self._loaded_seq = 0  # highest seq handed to the read-ahead or the consumer
         self._on_disk_only = False  # some committed events are not in the read-ahead
         self._read_ahead: deque[SpooledEvent] = deque()
@@ -106,6 +112,7 @@ class Spool:
         if self._on_disk_only:
             self._available.set()
         self._open = True
+        self._stopping = False
         self._writer = asyncio.create_task(self._write_loop(), name="spool-writer")
         for key, backlog in recovery.backlogs.items():
             self._set_backlog(key, backlog)
@@ -113,12 +120,11 @@ class Spool:
     async def stop(self) -> None:
         """Commit what is pending, then close the store; idempotent and safe without start."""
         if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            # The writer finishes what it was given (a commit cut short would leave its callers waiting forever).
+            self._stopping = True
+            self._wake.set()
+            await self._writer
             self._writer = None
-            if self._pending:
-                await self._commit(self._take_pending())
         if self._reader is not None:
             self._reader.shutdown(wait=True)
             self._reader = None
@@ -184,18 +190,15 @@ class Spool:
                 "(SIDECAR_SPOOL_MAX_BYTES); retry shortly with the same message ids",
                 FULL_RETRY_AFTER,
             )
-        seq = self._last_seq
-        for event in events:
-            seq += 1
-            event.seq = seq
-        self._last_seq = seq
         spooled = list(events)
         # Count the bytes now so that concurrent appends see the spool fill up before their commit.
         self.pending_bytes += size
         self.pending_events += len(spooled)
         if self._store.inline:
             # A store that never blocks (memory) is written at once: no writer task, no thread hop, no future, which
-            # are most of a unary call's cost in the spool (issue 6 profile).
+            # are most of a unary call's cost in the spool (issue 6 profile). Numbered here: nothing else can run on
+            # the loop between the numbering and the insert.
+            self._number(spooled)
             self._store.insert(spooled)
             self._add_backlogs(spooled)
             self._committed(spooled, size)
@@ -213,16 +216,33 @@ class Spool:
         pending, self._pending = self._pending, []
         return pending
 
+    def _number(self, events: Sequence[SpooledEvent]) -> None:
+        """Give events the next seqs. Only the writer calls this (or an inline append, which runs to its end)."""
+        seq = self._last_seq
+        for event in events:
+            seq += 1
+            event.seq = seq
+        self._last_seq = seq
+
     async def _write_loop(self) -> None:
+        """The one writer: commits groups of appends and moves replays back into the queue, one at a time."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
             if self._pending:
                 await self._commit(self._take_pending())
+            elif self._replays:
+                await self._replay()
+            elif self._stopping:
+                return
+            else:
+                await self._wake.wait()
+                self._wake.clear()
 
     async def _commit(self, group: list[_PendingAppend]) -> None:
         events = [event for pending in group for event in pending.events]
         size = sum(pending.size for pending in group)
+        # Numbered here, by the writer, never before: seqs of a failed commit are not given again (its rows cannot
+        # have been kept, but a failed fsync leaves that uncertain, and a skipped seq costs nothing).
+        self._number(events)
         try:
             started = time.monotonic()
             if (
@@ -240,7 +260,10 @@ class Spool:
             else:
                 await self._run(self._store.insert, events, then=lambda _: self._add_backlogs(events))
             self._last_commit_end = time.monotonic()
-        except SpoolFailure as exc:
+        except Exception as error:  # the writer must outlive any failure, or every later append would hang
+            exc = error if isinstance(error, SpoolFailure) else SpoolFailure(f"spool write failed: {error!r}")
+            if not isinstance(error, SpoolFailure):
+                log.exception("spool_commit_failed")
             self.pending_bytes -= size
             self.pending_events -= len(events)
             for pending in group:
@@ -449,17 +472,45 @@ class Spool:
         return await self._offload(self._store.count_for, write_key, region, upto_seq)
 
     async def take_replays(self) -> int:
-        """Re-queue dead letters marked for replay; return how many."""
-        events: list[SpooledEvent] = await self._run(
-            self._store.take_replays, self._last_seq + 1, then=self._add_backlogs
-        )
-        if events:
-            self._last_seq = events[-1].seq
-            self.pending_events += len(events)
-            self.pending_bytes += sum(len(e.payload) for e in events)
-            self._on_disk_only = True
-            self._available.set()
-        return len(events)
+        """Re-queue dead letters marked for replay, under new seqs given by the writer; return how many."""
+        if not self._open:
+            raise SpoolFailure("the spool is not open")
+        if self._store.inline:
+            events = self._store.take_replays(self._last_seq + 1)
+            self._replayed(events)
+            return len(events)
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._replays.append(waiter)
+        self._wake.set()
+        return await waiter
+
+    async def _replay(self) -> None:
+        """In the writer: one store job moves every marked dead letter back, numbered from the writer's next seq."""
+        waiters, self._replays = self._replays, []
+        try:
+            events = await self._run(self._store.take_replays, self._last_seq + 1, then=self._replayed)
+        except Exception as error:  # the writer must outlive any failure
+            exc = error if isinstance(error, SpoolFailure) else SpoolFailure(f"spool write failed: {error!r}")
+            if not isinstance(error, SpoolFailure):
+                log.exception("spool_replay_failed")
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(len(events))
+
+    def _replayed(self, events: list[SpooledEvent]) -> None:
+        """Replayed events are in the queue again (applied in job order, like every store job's effect)."""
+        if not events:
+            return
+        self._last_seq = max(self._last_seq, events[-1].seq)
+        self.pending_events += len(events)
+        self.pending_bytes += sum(len(e.payload) for e in events)
+        self._add_backlogs(events)
+        self._on_disk_only = True
+        self._available.set()
 
 
 def _keys_of(events: Iterable[SpooledEvent]) -> list[ShardKey]:

@@ -129,7 +129,7 @@ _params = operator.attrgetter("seq", "write_key", "region", "message_id", "paylo
 # Row counts of the cached INSERT statements; 1,024 rows x 6 columns stays under SQLite's 32,766 bound parameters.
 _INSERT_SIZES = (1, 4, 16, 64, 256, 1024)
 _INSERT_ROWS = {
-    rows: f"INSERT OR REPLACE INTO events ({_COLUMNS}) SELECT * FROM (VALUES "
+    rows: f"INSERT INTO events ({_COLUMNS}) SELECT * FROM (VALUES "
     + ",".join(["(?,?,?,?,?,?)"] * rows)
     + ") WHERE column1 IS NOT NULL"
     for rows in _INSERT_SIZES
@@ -324,8 +324,7 @@ class SqliteStore:
         db = self._conn
         with _Transaction(db):
             db.executemany(
-                f"INSERT OR REPLACE INTO dead_letters ({_COLUMNS}, dead_at, reason, response)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO dead_letters ({_COLUMNS}, dead_at, reason, response) VALUES (?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         e.seq,

@@ -184,3 +184,36 @@ async def test_stop_is_idempotent_and_safe_without_start(tmp_path: Path) -> None
     await spool.start()
     await spool.stop()
     await spool.stop()
+
+
+async def test_replays_during_appends_never_reuse_a_seq(tmp_path: Path) -> None:
+    """Dead letters replayed while appends go on keep every acknowledged event: the writer alone numbers events, so a
+    replay and an append never get the same seq (issue 13.1: they did, and one overwrote the other)."""
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**7, read_ahead_bytes=10**7)
+    await spool.start()
+    dead = await spool.append(events(20, start=1000))
+    await spool.dead_letter(dead, "refused", "HTTP 400")
+    acknowledged = {e.message_id for e in dead}
+    for round_ in range(4):
+        assert mark_for_replay(tmp_path) == len(dead)
+        appends = [spool.append(events(5, start=round_ * 100 + i * 5)) for i in range(10)]
+        results = await asyncio.gather(spool.take_replays(), *appends)
+        assert results[0] == len(dead)
+        for spooled in results[1:]:
+            acknowledged.update(e.message_id for e in spooled)
+        waiting = await spool.read(("wk", Region.US), 0, 10**7, 10**6)
+        dead = [e for e in waiting if int(e.message_id[1:]) >= 1000]
+        await spool.dead_letter(dead, "refused again", "HTTP 400")
+    await spool.append(events(5, start=900))
+    acknowledged.update(f"m{i}" for i in range(900, 905))
+    last = spool.last_seq
+    await spool.stop()
+    again = Spool(SqliteStore(tmp_path), max_bytes=10**7, read_ahead_bytes=10**7)
+    await again.start()
+    assert again.last_seq >= last, "the counter never moves backwards"
+    pending = await again.take(10**7)
+    found = [e.message_id for e in pending] + [d.event.message_id for d in list_dead_letters(tmp_path)]
+    assert sorted(found) == sorted(acknowledged), "every acknowledged event is pending or dead-lettered, once"
+    seqs = [e.seq for e in pending] + [d.event.seq for d in list_dead_letters(tmp_path)]
+    assert len(seqs) == len(set(seqs))
+    await again.stop()
