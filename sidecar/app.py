@@ -111,9 +111,17 @@ class Sidecar:
         observers = observers or Observers()
         intake_observers = list(observers.intake)
         delivery_observers = list(observers.delivery)
-        store: Store = MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir)
+        store: Store = (
+            MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir, settings.spool_max_bytes)
+        )
         read_ahead = settings.spool_max_bytes if settings.spool == "memory" else settings.read_ahead_bytes
-        self.spool = Spool(store, settings.spool_max_bytes, read_ahead)
+        self.spool = Spool(
+            store,
+            settings.spool_max_bytes,
+            read_ahead,
+            settings.spool_dead_letter_max_bytes,
+            settings.spool_dead_letter_max_age,
+        )
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
         if settings.metrics_listen is not None:
