@@ -524,6 +524,16 @@ class SqliteStore:
             key = (row[0], _REGIONS[row[1]])
         return key
 
+    def _key_id(self, key: ShardKey) -> int | None:
+        """A key's id, cached or from ``keys`` (the writer's thread)."""
+        key_id = self._key_ids.get(key)
+        if key_id is None:
+            try:
+                key_id = _lookup_key(self._conn, key)
+            except sqlite3.Error as exc:
+                raise SpoolFailure(f"spool read failed: {exc}") from exc
+        return key_id
+
     def _remember(self, keys: dict[ShardKey, int]) -> None:
         """Cache committed key ids (the writer's thread only)."""
         for key, key_id in keys.items():
@@ -577,7 +587,7 @@ class SqliteStore:
 
     def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
         """Read one shard's events back from disk (index events_by_key), for a shard that spilled."""
-        key_id = self._key_ids.get((write_key, region))
+        key_id = self._key_id((write_key, region))
         if key_id is None:
             return []
         return self._read("key_id = ? AND seq > ?", (key_id, after_seq), max_bytes)
@@ -682,7 +692,7 @@ class SqliteStore:
         db = self._conn
         try:
             for key in keys:
-                key_id = self._key_ids.get(key)
+                key_id = self._key_id(key)
                 if key_id is None:
                     continue
                 row = db.execute(_OLDEST, (key_id,)).fetchone()
@@ -696,7 +706,7 @@ class SqliteStore:
 
     def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
         """Pending events of one shard up to a seq (for Flush, which does not wait for parked keys)."""
-        key_id = self._key_ids.get((write_key, region))
+        key_id = self._key_id((write_key, region))
         if key_id is None:
             return 0
         row = self._conn.execute("SELECT count(*) FROM events WHERE key_id = ? AND seq <= ?", (key_id, upto_seq))
