@@ -111,9 +111,7 @@ class Sidecar:
         observers = observers or Observers()
         intake_observers = list(observers.intake)
         delivery_observers = list(observers.delivery)
-        store: Store = (
-            MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir, settings.spool_max_bytes)
-        )
+        store: Store = MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir)
         read_ahead = settings.spool_max_bytes if settings.spool == "memory" else settings.read_ahead_bytes
         self.spool = Spool(
             store,

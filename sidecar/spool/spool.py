@@ -57,7 +57,8 @@ FULL_RETRY_AFTER = 1.0
 
 ROW_OVERHEAD_BYTES = 160
 """What a disk spool counts per appended event beyond its payload until the disk is measured again: its row (seq, key
-id, message id up to 99 bytes, accepted_at, record header), its index entry and page slack."""
+id, message id up to 99 bytes, accepted_at, record header), its index entry and page slack. The whole estimate counts
+twice: a commit's pages go to the WAL first and into the database at the next checkpoint."""
 
 MEASURE_INTERVAL = 0.05
 """Seconds between measurements of the disk after commits (a removal or a commit near the bound always measures)."""
@@ -145,7 +146,7 @@ class Spool:
         if self._open:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
-        recovery = await self._run(self._store.open)
+        recovery = await self._run(self._store.open, self._max_bytes)
         if self._store.on_disk:
             self._disk_used = await self._run(self._store.used_bytes)
             self._disk_unmeasured = self._reserved = 0
@@ -290,11 +291,11 @@ class Spool:
             event = events[0]
             if (event.write_key, event.region) not in backlogs:
                 estimate += len(event.write_key)
-            return estimate
+            return 2 * estimate
         for key in {(event.write_key, event.region) for event in events}:
             if key not in backlogs:
                 estimate += len(key[0])
-        return estimate
+        return 2 * estimate
 
     @property
     def disk_bytes(self) -> int:

@@ -118,8 +118,9 @@ class Store(Protocol):
     on_disk: bool
     """True when :meth:`used_bytes` measures files on disk; else the spool counts payload bytes."""
 
-    def open(self) -> Recovery:
-        """Open or create; return the last seq used and the backlog of every key with events."""
+    def open(self, max_bytes: int | None = None) -> Recovery:
+        """Open or create, sized for ``max_bytes`` (the spool's bound) when given; return the last seq used and the
+        backlog of every key with events."""
 
     def close(self) -> None:
         """Release files; idempotent."""
@@ -354,17 +355,16 @@ def _migrate_from_v0(db: sqlite3.Connection) -> None:
 class SqliteStore:
     """The disk store: one SQLite database in WAL mode; see the module docstring for its layout.
 
-    ``max_bytes`` (the spool's bound, when given) scales the WAL: it is checkpointed every ``max_bytes / 16`` bytes of
-    pages (at most SQLite's default of 1,000 pages) and truncated back to that size after a checkpoint, so that the log
-    stays a small part of what the bound allows.
+    The spool's bound, given to :meth:`open`, scales the WAL: it is checkpointed every ``max_bytes / 16`` bytes of
+    pages (at least 32 pages, at most SQLite's default of 1,000) and truncated back to that size after a checkpoint,
+    so that the log stays a small part of what the bound allows.
     """
 
     inline = False
     on_disk = True
 
-    def __init__(self, directory: Path, max_bytes: int | None = None) -> None:
+    def __init__(self, directory: Path) -> None:
         self._directory = directory
-        self._max_bytes = max_bytes
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # per-key reads, on the spool's read thread
         self._lock_file: IO[bytes] | None = None
@@ -376,6 +376,7 @@ class SqliteStore:
         self._keys: dict[int, ShardKey] = {}
         self._unused: set[int] = set()  # ids of keys whose events all left; the next prune forgets the unused ones
         self._dead_bytes = 0
+        self._wal_bytes = 0  # what the WAL may grow to between checkpoints (counted as used from the start)
 
     @property
     def path(self) -> Path:
@@ -387,7 +388,7 @@ class SqliteStore:
         """Bytes the dead letters count against their bound."""
         return self._dead_bytes
 
-    def open(self) -> Recovery:
+    def open(self, max_bytes: int | None = None) -> Recovery:
         """Create the folder and database if needed (private), take the lock, and read every key's backlog.
 
         The backlogs come from one GROUP BY over the index on key_id (ordered by seq): per key its count, payload
@@ -408,7 +409,7 @@ class SqliteStore:
         self._lock_file = lock_file
         try:
             db = self._db = connect(self.path)
-            self._size_wal(db)
+            self._size_wal(db, max_bytes)
             last = db.execute(
                 "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
                 " coalesce((SELECT max(seq) FROM dead_letters), 0))"
@@ -436,13 +437,14 @@ class SqliteStore:
             backlogs[key] = Backlog(int(count), int(size), int(seq), float(accepted_at))
         return Recovery(int(last), backlogs)
 
-    def _size_wal(self, db: sqlite3.Connection) -> None:
+    def _size_wal(self, db: sqlite3.Connection, max_bytes: int | None) -> None:
         pages = DEFAULT_WAL_PAGES
         page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
-        if self._max_bytes is not None:
-            pages = max(32, min(DEFAULT_WAL_PAGES, self._max_bytes // 16 // page_size))
+        if max_bytes is not None:
+            pages = max(32, min(DEFAULT_WAL_PAGES, max_bytes // 16 // page_size))
         db.execute(f"PRAGMA wal_autocheckpoint = {pages}")
         db.execute(f"PRAGMA journal_size_limit = {pages * page_size}")
+        self._wal_bytes = pages * page_size
 
     def close(self) -> None:
         """Close the database and release the lock."""
@@ -463,15 +465,17 @@ class SqliteStore:
         return self._db
 
     def used_bytes(self) -> int:
-        """The database's pages in use (rows, keys, indexes; free pages are reused before the file grows) plus the
-        WAL and its index as they are on disk."""
+        """The database's pages in use (rows, keys, indexes; free pages are reused before the file grows), plus the
+        WAL as it is on disk but at least what it may grow to between two checkpoints, plus its index."""
         try:
             used = int(self._conn.execute(_USED_PAGES).fetchone()[0])
         except sqlite3.Error as exc:
             raise SpoolFailure(f"spool read failed: {exc}") from exc
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                used += os.stat(f"{self.path}{suffix}").st_size
+        for suffix, at_least in (("-wal", self._wal_bytes), ("-shm", 0)):
+            try:
+                used += max(at_least, os.stat(f"{self.path}{suffix}").st_size)
+            except FileNotFoundError:
+                used += at_least
         return used
 
     def insert(self, events: Sequence[SpooledEvent]) -> None:
@@ -878,7 +882,7 @@ class MemoryStore:
         """Payload bytes held (the memory spool is bounded by what its events weigh)."""
         return sum(len(event.payload) for event in self._events.values())
 
-    def open(self) -> Recovery:
+    def open(self, max_bytes: int | None = None) -> Recovery:
         """Nothing survives a restart."""
         return Recovery(0, {})
 

@@ -231,7 +231,7 @@ async def test_disk_use_stays_within_the_bound_whatever_the_write_keys(tmp_path:
     """SIDECAR_SPOOL_MAX_BYTES bounds the files on disk: events with 1 MiB write keys fill the spool by their keys
     (each stored once) and are refused with a retry delay past the bound (issue 13.4: 20 such events took 29 MiB)."""
     bound = 8 * 2**20
-    spool = Spool(SqliteStore(tmp_path, bound), max_bytes=bound, read_ahead_bytes=bound)
+    spool = Spool(SqliteStore(tmp_path), max_bytes=bound, read_ahead_bytes=bound)
     await spool.start()
     accepted = refused = 0
     delays: set[float] = set()
@@ -249,7 +249,7 @@ async def test_disk_use_stays_within_the_bound_whatever_the_write_keys(tmp_path:
     await spool.stop()
     assert refused > 0 and accepted >= 4
     other = tmp_path / "one-key"
-    spool = Spool(SqliteStore(other, bound), max_bytes=bound, read_ahead_bytes=bound)
+    spool = Spool(SqliteStore(other), max_bytes=bound, read_ahead_bytes=bound)
     await spool.start()
     for i in range(20):
         await spool.append([Event(same_key, Region.US, f"m{i}", b"{}", 1.0)])
