@@ -18,6 +18,11 @@ changes; :meth:`Spool.read` returns a key's next events from the store's index (
 thread of its own, beside the writer). Every store job's effect on the backlogs is applied on the event loop in the
 order the jobs ran on the store's thread (in the job's done callback), so the backlogs always describe the store as
 of the last job applied, whoever awaited it.
+
+Bounds: a disk spool counts what its files occupy (measured after removals, and after commits every 50 ms or every
+time near the bound; estimated in between) against ``max_bytes``, and refuses appends past it with
+:class:`~sidecar.errors.CapacityExhausted` (RESOURCE_EXHAUSTED with a retry delay). Dead letters are pruned, oldest
+first, past their own bound and age, by the dead-letter job that overflows them and by a pruner task.
 """
 
 from __future__ import annotations
