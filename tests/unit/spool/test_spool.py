@@ -304,3 +304,25 @@ async def test_the_memory_spool_bounds_its_dead_letters_too() -> None:
     assert [d.event.message_id for d in store.dead_letters] == [f"m{i}" for i in range(12, 20)]
     assert spool.dead_letters_pruned == 12
     await spool.stop()
+
+
+async def test_the_pruner_task_prunes_dead_letters_past_their_age_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without any call, the spool's pruner task drops dead letters past their age at its next turn."""
+    spool = Spool(
+        SqliteStore(tmp_path), max_bytes=10**8, read_ahead_bytes=10**8, dead_letter_max_age=3600.0, prune_interval=0.02
+    )
+    await spool.start()
+    old = await spool.append(events(2))
+    monkeypatch.setattr(spool_module, "now", lambda: time.time() - 7200)
+    await spool.dead_letter(old, "refused", "HTTP 400")
+    monkeypatch.undo()
+
+    async def pruned() -> None:
+        while spool.dead_letters_pruned < 2:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(pruned(), 5)
+    assert list(list_dead_letters(tmp_path)) == []
+    await spool.stop()
