@@ -7,6 +7,13 @@ the driver rarely reads back from disk; when the read-ahead is full, events stay
 in seq order once memory frees up (so a backlog of millions of events lives on disk, not in RAM).
 
 An event leaves the spool through :meth:`Spool.remove` (Segment answered 2xx) or :meth:`Spool.dead_letter`.
+
+Per key: the spool knows every (write key, region)'s :class:`~sidecar.spool.store.Backlog` (events, bytes, oldest
+event) without loading its events, updated in O(1) per key per commit or removal, and tells subscribers when one
+changes; :meth:`Spool.read` returns a key's next events from the store's index (SQLite: on a read connection and
+thread of its own, beside the writer). Every store job's effect on the backlogs is applied on the event loop in the
+order the jobs ran on the store's thread (in the job's done callback), so the backlogs always describe the store as
+of the last job applied, whoever awaited it.
 """
 
 from __future__ import annotations
@@ -15,16 +22,24 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TypeVar
 
+import structlog
+
 from sidecar.errors import CapacityExhausted, SpoolFailure
-from sidecar.model import Event, Region, SpooledEvent
-from sidecar.spool.store import DeadLetter, Store, now
+from sidecar.model import Event, Region, ShardKey, SpooledEvent
+from sidecar.spool.store import Backlog, DeadLetter, Store, now
 
 T = TypeVar("T")
+
+BacklogListener = Callable[[ShardKey, Backlog | None], None]
+"""Told, on the event loop, a key's new backlog whenever it changes; None when the key has nothing left."""
+
+log = structlog.get_logger("sidecar.spool")
 
 LONE_COMMIT_MAX_EVENTS = 128
 """A group of one append of up to this many events commits on the event loop (see ``Spool._commit``); a bigger one,
@@ -68,6 +83,10 @@ class Spool:
         self._open = False
         self._store_busy = 0  # store calls running on the store's thread
         self._last_commit_end = 0.0
+        self._reader: ThreadPoolExecutor | None = None  # per-key reads of a store that blocks
+        self._backlogs: dict[ShardKey, Backlog] = {}
+        self._backlogs_view: Mapping[ShardKey, Backlog] = MappingProxyType(self._backlogs)
+        self._listeners: list[BacklogListener] = []
 
     # --- lifecycle
 
@@ -76,13 +95,20 @@ class Spool:
         if self._open:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
-        self._last_seq, self.pending_events, self.pending_bytes = await self._run(self._store.open)
+        recovery = await self._run(self._store.open)
+        if not self._store.inline:
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
+        self._last_seq = recovery.last_seq
+        self.pending_events = sum(backlog.events for backlog in recovery.backlogs.values())
+        self.pending_bytes = sum(backlog.bytes for backlog in recovery.backlogs.values())
         self.recovered = self.pending_events
         self._on_disk_only = self.pending_events > 0
         if self._on_disk_only:
             self._available.set()
         self._open = True
         self._writer = asyncio.create_task(self._write_loop(), name="spool-writer")
+        for key, backlog in recovery.backlogs.items():
+            self._set_backlog(key, backlog)
 
     async def stop(self) -> None:
         """Commit what is pending, then close the store; idempotent and safe without start."""
@@ -93,27 +119,37 @@ class Spool:
             self._writer = None
             if self._pending:
                 await self._commit(self._take_pending())
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
+            self._reader = None
         if self._executor is not None:
             await self._run(self._store.close)
             self._executor.shutdown(wait=True)
             self._executor = None
         self._open = False
 
-    async def _run(self, function: Callable[..., T], *args: object) -> T:
+    async def _run(self, function: Callable[..., T], *args: object, then: Callable[[T], None] | None = None) -> T:
+        """Run a store job (on the store's thread unless the store is inline); ``then`` applies its result to the
+        spool's bookkeeping on the loop, in job order, even when the caller stopped waiting."""
         assert self._executor is not None, "spool used before start()"
         if self._store.inline:
-            return function(*args)
-        return await self._offload(function, *args)
+            result = function(*args)
+            if then is not None:
+                then(result)
+            return result
+        return await self._offload(function, *args, then=then)
 
-    async def _offload(self, function: Callable[..., T], *args: object) -> T:
+    async def _offload(self, function: Callable[..., T], *args: object, then: Callable[[T], None] | None = None) -> T:
         """On the store's thread even for an inline store (a scan that may be long)."""
         assert self._executor is not None, "spool used before start()"
         loop = asyncio.get_running_loop()
         # A lone commit must not use the connection while the thread does: counted until the thread is done with the
         # job, even when the caller stops waiting for it (a Flush deadline), hence the callback on the job itself.
+        # The same callback applies the job's effect, so effects are applied in the order the thread ran the jobs,
+        # before any later job's, and before a lone commit on the loop can run.
         self._store_busy += 1
         job = self._executor.submit(function, *args)
-        job.add_done_callback(lambda _: self._call_soon_threadsafe(loop, self._store_job_done))
+        job.add_done_callback(lambda _: self._call_soon_threadsafe(loop, lambda: self._store_job_done(job, then)))
         return await asyncio.wrap_future(job, loop=loop)
 
     @staticmethod
@@ -121,8 +157,10 @@ class Spool:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing is left to coordinate
             loop.call_soon_threadsafe(callback)
 
-    def _store_job_done(self) -> None:
+    def _store_job_done(self, job: Future[T], then: Callable[[T], None] | None) -> None:
         self._store_busy -= 1
+        if then is not None and not job.cancelled() and job.exception() is None:
+            then(job.result())
 
     # --- the write side
 
@@ -159,6 +197,7 @@ class Spool:
             # A store that never blocks (memory) is written at once: no writer task, no thread hop, no future, which
             # are most of a unary call's cost in the spool (issue 6 profile).
             self._store.insert(spooled)
+            self._add_backlogs(spooled)
             self._committed(spooled, size)
             return spooled
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -197,8 +236,9 @@ class Spool:
                 # 6, unary latency at concurrency 1). Back-to-back commits mean overlapping calls: those go to the
                 # thread, so that the loop reads the next calls during the fsync.
                 self._store.insert(events)
+                self._add_backlogs(events)
             else:
-                await self._run(self._store.insert, events)
+                await self._run(self._store.insert, events, then=lambda _: self._add_backlogs(events))
             self._last_commit_end = time.monotonic()
         except SpoolFailure as exc:
             self.pending_bytes -= size
@@ -259,19 +299,139 @@ class Spool:
         return taken
 
     async def remove(self, events: Sequence[SpooledEvent]) -> None:
-        """Segment accepted these: forget them."""
-        await self._run(self._store.delete, [e.seq for e in events])
-        self._forget(events)
+        """Segment accepted these: forget them (and update their keys' backlogs)."""
+        if not events:
+            return
+        seqs = [e.seq for e in events]
+        keys = _keys_of(events)
+        store = self._store
+
+        def job() -> dict[ShardKey, tuple[int, float]] | None:
+            store.delete(seqs)
+            return _oldest_or_none(store, keys)
+
+        await self._run(job, then=lambda oldest: self._forget(events, oldest))
 
     async def dead_letter(self, events: Sequence[SpooledEvent], reason: str, response: str) -> None:
         """Give these up, keeping them with the reason and Segment's answer."""
+        if not events:
+            return
         at = now()
-        await self._run(self._store.dead_letter, [DeadLetter(e, at, reason, response) for e in events])
-        self._forget(events)
+        letters = [DeadLetter(e, at, reason, response) for e in events]
+        keys = _keys_of(events)
+        store = self._store
 
-    def _forget(self, events: Sequence[SpooledEvent]) -> None:
+        def job() -> dict[ShardKey, tuple[int, float]] | None:
+            store.dead_letter(letters)
+            return _oldest_or_none(store, keys)
+
+        await self._run(job, then=lambda oldest: self._forget(events, oldest))
+
+    def _forget(self, events: Sequence[SpooledEvent], oldest: dict[ShardKey, tuple[int, float]] | None) -> None:
+        """Events left the store; ``oldest`` is each key's oldest event left, read in the same store job (None when
+        that read failed: the old oldest stays, which is older than the truth, never newer)."""
         self.pending_events -= len(events)
-        self.pending_bytes -= sum(len(e.payload) for e in events)
+        removed: dict[ShardKey, list[int]] = {}
+        size = 0
+        for event in events:
+            length = len(event.payload)
+            size += length
+            counts = removed.get((event.write_key, event.region))
+            if counts is None:
+                removed[(event.write_key, event.region)] = [1, length]
+            else:
+                counts[0] += 1
+                counts[1] += length
+        self.pending_bytes -= size
+        for key, (count, length) in removed.items():
+            backlog = self._backlogs.get(key)
+            if backlog is None:
+                continue
+            left = backlog.events - count
+            if oldest is None:
+                if left <= 0:
+                    self._set_backlog(key, None)
+                else:
+                    self._set_backlog(
+                        key, Backlog(left, backlog.bytes - length, backlog.oldest_seq, backlog.oldest_accepted_at)
+                    )
+                continue
+            first = oldest.get(key)
+            if first is None:  # the store is the truth about emptiness
+                self._set_backlog(key, None)
+            else:
+                self._set_backlog(key, Backlog(max(left, 1), max(backlog.bytes - length, 0), first[0], first[1]))
+
+    # --- per-key bookkeeping and reads
+
+    def backlog(self, key: ShardKey) -> Backlog | None:
+        """What ``key`` has waiting (from memory); None when nothing waits."""
+        return self._backlogs.get(key)
+
+    def backlogs(self) -> Mapping[ShardKey, Backlog]:
+        """A read-only, live view of every key with events waiting."""
+        return self._backlogs_view
+
+    def subscribe(self, listener: BacklogListener) -> None:
+        """Call ``listener(key, backlog)`` on the loop whenever a key's backlog changes (None: nothing left).
+
+        Changes come after a commit, a remove, a dead-letter, a replay, and, at :meth:`start`, once per recovered
+        key (a listener subscribed after start reads :meth:`backlogs` for those).
+        """
+        self._listeners.append(listener)
+
+    async def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
+        """``key``'s next events with seq > after_seq, in seq order, at most ``max_events``, stopping before their
+        payloads would exceed ``max_bytes`` (at least one if any). Reads the store's per-key index, never other keys'
+        rows; events committed meanwhile are simply found by the next read (the seq is the cursor)."""
+        if not self._open:
+            raise SpoolFailure("the spool is not open")
+        if self._reader is None:
+            return self._store.read(key, after_seq, max_bytes, max_events)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self._store.read, key, after_seq, max_bytes, max_events)
+
+    def _add_backlogs(self, events: Sequence[SpooledEvent]) -> None:
+        """Committed events (in seq order) join their keys' backlogs: one update per key."""
+        if len(events) == 1:
+            event = events[0]
+            self._grow((event.write_key, event.region), 1, len(event.payload), event)
+            return
+        added: dict[ShardKey, list[int]] = {}
+        firsts: dict[ShardKey, SpooledEvent] = {}
+        for event in events:
+            key = (event.write_key, event.region)
+            counts = added.get(key)
+            if counts is None:
+                added[key] = [1, len(event.payload)]
+                firsts[key] = event
+            else:
+                counts[0] += 1
+                counts[1] += len(event.payload)
+        for key, (count, size) in added.items():
+            self._grow(key, count, size, firsts[key])
+
+    def _grow(self, key: ShardKey, count: int, size: int, first: SpooledEvent) -> None:
+        backlog = self._backlogs.get(key)
+        if backlog is None:
+            self._set_backlog(key, Backlog(count, size, first.seq, first.accepted_at))
+        else:
+            self._set_backlog(
+                key,
+                Backlog(backlog.events + count, backlog.bytes + size, backlog.oldest_seq, backlog.oldest_accepted_at),
+            )
+
+    def _set_backlog(self, key: ShardKey, backlog: Backlog | None) -> None:
+        if backlog is None:
+            if self._backlogs.pop(key, None) is None:
+                return
+        else:
+            self._backlogs[key] = backlog
+        for listener in self._listeners:
+            try:
+                listener(key, backlog)
+            except Exception:  # a listener's bug must not undo the bookkeeping of a job already done
+                log.exception("spool_listener_failed")
 
     async def oldest_accepted_at(self) -> float | None:
         """Acceptance time (Unix) of the oldest undelivered event, or None when the spool is empty."""
@@ -290,7 +450,9 @@ class Spool:
 
     async def take_replays(self) -> int:
         """Re-queue dead letters marked for replay; return how many."""
-        events: list[SpooledEvent] = await self._run(self._store.take_replays, self._last_seq + 1)
+        events: list[SpooledEvent] = await self._run(
+            self._store.take_replays, self._last_seq + 1, then=self._add_backlogs
+        )
         if events:
             self._last_seq = events[-1].seq
             self.pending_events += len(events)
@@ -298,3 +460,16 @@ class Spool:
             self._on_disk_only = True
             self._available.set()
         return len(events)
+
+
+def _keys_of(events: Iterable[SpooledEvent]) -> list[ShardKey]:
+    """The distinct keys of some events, in first-seen order."""
+    return list(dict.fromkeys((event.write_key, event.region) for event in events))
+
+
+def _oldest_or_none(store: Store, keys: list[ShardKey]) -> dict[ShardKey, tuple[int, float]] | None:
+    """The keys' oldest events after a removal, or None when that read failed (the removal itself succeeded)."""
+    try:
+        return store.oldest(keys)
+    except SpoolFailure:
+        return None

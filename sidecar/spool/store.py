@@ -33,7 +33,29 @@ from typing import IO, Protocol
 import orjson
 
 from sidecar.errors import SpoolFailure
-from sidecar.model import Region, SpooledEvent
+from sidecar.model import Region, ShardKey, SpooledEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What one (write key, region) has waiting in the spool, known without loading its events."""
+
+    events: int
+    """Undelivered, not dead-lettered events of this key."""
+    bytes: int
+    """Their payload bytes (``len(event.payload)`` summed)."""
+    oldest_seq: int
+    """The seq of the oldest of them."""
+    oldest_accepted_at: float
+    """Its acceptance time (Unix seconds, as ``SpooledEvent.accepted_at``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What a store found when it opened: the highest seq it ever held and every key's backlog."""
+
+    last_seq: int
+    backlogs: dict[ShardKey, Backlog]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +74,8 @@ class Store(Protocol):
     inline: bool
     """True when no method ever blocks (memory): the spool then calls them on the event loop, without a thread."""
 
-    def open(self) -> tuple[int, int, int]:
-        """Open or create; return (last seq, pending events, pending payload bytes)."""
+    def open(self) -> Recovery:
+        """Open or create; return the last seq used and the backlog of every key with events."""
 
     def close(self) -> None:
         """Release files; idempotent."""
@@ -78,6 +100,13 @@ class Store(Protocol):
 
     def take_replays(self, first_seq: int) -> list[SpooledEvent]:
         """Move dead letters marked for replay back into the queue with new seqs from first_seq; return them."""
+
+    def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
+        """One key's events with seq > after_seq in order: at most max_events, and stopping before their payloads
+        would exceed max_bytes (at least one if any). May run on a thread of its own, beside the writer's."""
+
+    def oldest(self, keys: Iterable[ShardKey]) -> dict[ShardKey, tuple[int, float]]:
+        """The (seq, accepted_at) of each key's oldest event; keys without events are left out."""
 
 
 _SCHEMA = """
@@ -133,6 +162,16 @@ FROM (SELECT {_COLUMNS} FROM events WHERE {{where}} ORDER BY seq LIMIT ?)
 """
 
 
+# One key's next rows, read as one aggregate row (see _READ); write_key and region are the caller's.
+_READ_KEY = """
+SELECT json_group_array(json_array(seq, message_id, printf('%.17g', accepted_at), length(payload))),
+       CAST(group_concat(payload, '') AS BLOB)
+FROM (SELECT seq, message_id, payload, accepted_at FROM events
+      WHERE write_key = ? AND region = ? AND seq > ? ORDER BY seq LIMIT ?)
+"""
+_OLDEST = "SELECT seq, accepted_at FROM events WHERE write_key = ? AND region = ? ORDER BY seq LIMIT 1"
+
+
 def _seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
     """Runs of consecutive seqs as (first, last): a batch of one write key is usually one run."""
     ranges: list[tuple[int, int]] = []
@@ -151,6 +190,14 @@ def _seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
 
 def _row(row: tuple[int, str, str, str, bytes, float]) -> SpooledEvent:
     return SpooledEvent(row[1], Region(row[2]), row[3], bytes(row[4]), row[5], row[0])
+
+
+def connect_reader(path: Path) -> sqlite3.Connection:
+    """A second connection that only reads: in WAL mode it reads beside the writer without blocking it."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA query_only=ON")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -172,15 +219,21 @@ class SqliteStore:
         self._directory = directory
         self._db: sqlite3.Connection | None = None
         self._lock_file: IO[bytes] | None = None
+        self._reader: sqlite3.Connection | None = None  # per-key reads, on the spool's read thread
         self._row_bytes = 400  # payload bytes per row, as last read: how many rows a read asks for
+        self._read_row_bytes = 400  # the same, for the read thread's per-key reads
 
     @property
     def path(self) -> Path:
         """The database file."""
         return self._directory / "spool.db"
 
-    def open(self) -> tuple[int, int, int]:
-        """Create the folder and database if needed, take the lock, and read the queue's extent."""
+    def open(self) -> Recovery:
+        """Create the folder and database if needed, take the lock, and read every key's backlog.
+
+        The backlogs come from one GROUP BY over the index on (write_key, region, seq): per key its count, payload
+        bytes, smallest seq and that row's accepted_at (SQLite takes a bare column from the row that min() chose).
+        """
         try:
             self._directory.mkdir(parents=True, exist_ok=True)
             lock_file = (self._directory / "lock").open("wb")
@@ -198,14 +251,25 @@ class SqliteStore:
                 "SELECT max(coalesce((SELECT max(seq) FROM events), 0),"
                 " coalesce((SELECT max(seq) FROM dead_letters), 0))"
             ).fetchone()[0]
-            count, size = self._db.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM events").fetchone()
+            rows = self._db.execute(
+                "SELECT write_key, region, count(*), sum(length(payload)), min(seq), accepted_at"
+                " FROM events GROUP BY write_key, region"
+            ).fetchall()
+            self._reader = connect_reader(self.path)
         except sqlite3.Error as exc:
             self.close()
             raise SpoolFailure(f"cannot open spool database {self.path}: {exc}") from exc
-        return int(last), int(count), int(size)
+        backlogs = {
+            (write_key, _REGIONS[region]): Backlog(int(count), int(size), int(seq), float(accepted_at))
+            for write_key, region, count, size, seq, accepted_at in rows
+        }
+        return Recovery(int(last), backlogs)
 
     def close(self) -> None:
         """Close the database and release the lock."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -331,6 +395,57 @@ class SqliteStore:
         ).fetchone()
         return int(row[0])
 
+    def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
+        """One key's next events from the index on (write_key, region, seq), on the read connection.
+
+        Aggregate rows as in :meth:`_read`, each query asking for as many rows as the payload size seen so far says
+        the budget holds (plus one, so that a good guess needs one query); rows past the budget are dropped.
+        """
+        if self._reader is None:
+            raise SpoolFailure("the spool is not open")
+        write_key, region = key
+        loaded: list[SpooledEvent] = []
+        size = 0
+        try:
+            while len(loaded) < max_events and size < max_bytes:
+                limit = min(max_events - len(loaded), (max_bytes - size) // self._read_row_bytes + 1)
+                columns, payloads = self._reader.execute(
+                    _READ_KEY, (write_key, region.value, after_seq, limit)
+                ).fetchone()
+                if payloads is None:
+                    break
+                rows = orjson.loads(columns)
+                view = memoryview(payloads)
+                offset = 0
+                for seq, message_id, accepted_at, length in rows:
+                    if loaded and size + length > max_bytes:
+                        return loaded
+                    end = offset + length
+                    loaded.append(
+                        SpooledEvent(write_key, region, message_id, view[offset:end].tobytes(), float(accepted_at), seq)
+                    )
+                    offset = end
+                    size += length
+                self._read_row_bytes = max(1, offset // len(rows))
+                if len(rows) < limit:
+                    break
+                after_seq = loaded[-1].seq
+        except sqlite3.Error as exc:
+            raise SpoolFailure(f"spool read failed: {exc}") from exc
+        return loaded
+
+    def oldest(self, keys: Iterable[ShardKey]) -> dict[ShardKey, tuple[int, float]]:
+        """Each key's oldest event from the index (one row per key), on the writer's connection."""
+        found: dict[ShardKey, tuple[int, float]] = {}
+        try:
+            for key in keys:
+                row = self._conn.execute(_OLDEST, (key[0], key[1].value)).fetchone()
+                if row is not None:
+                    found[key] = (int(row[0]), float(row[1]))
+        except sqlite3.Error as exc:
+            raise SpoolFailure(f"spool read failed: {exc}") from exc
+        return found
+
     def take_replays(self, first_seq: int) -> list[SpooledEvent]:
         """Re-queue dead letters marked for replay, under new seqs so the queue stays in order."""
         db = self._conn
@@ -374,17 +489,22 @@ class _Transaction:
 
 
 class MemoryStore:
-    """Keeps events in a dict: ``SIDECAR_SPOOL=memory``, fast, and lost on exit (as Segment's SDKs are)."""
+    """Keeps events in dicts: ``SIDECAR_SPOOL=memory``, fast, and lost on exit (as Segment's SDKs are).
+
+    Events are held twice by reference: in seq order (the old global read) and per key in seq order (insertion order
+    is seq order, since seqs only grow), so that a key's reads and its oldest event never scan other keys.
+    """
 
     inline = True
 
     def __init__(self) -> None:
         self._events: dict[int, SpooledEvent] = {}
+        self._by_key: dict[ShardKey, dict[int, SpooledEvent]] = {}
         self.dead_letters: list[DeadLetter] = []
 
-    def open(self) -> tuple[int, int, int]:
+    def open(self) -> Recovery:
         """Nothing survives a restart."""
-        return 0, 0, 0
+        return Recovery(0, {})
 
     def close(self) -> None:
         """Nothing to release."""
@@ -393,11 +513,23 @@ class MemoryStore:
         """Keep the events."""
         for event in events:
             self._events[event.seq] = event
+            key = (event.write_key, event.region)
+            by_seq = self._by_key.get(key)
+            if by_seq is None:
+                by_seq = self._by_key[key] = {}
+            by_seq[event.seq] = event
 
     def delete(self, seqs: Sequence[int]) -> None:
         """Forget delivered events."""
         for seq in seqs:
-            self._events.pop(seq, None)
+            event = self._events.pop(seq, None)
+            if event is None:
+                continue
+            key = (event.write_key, event.region)
+            by_seq = self._by_key[key]
+            del by_seq[seq]
+            if not by_seq:
+                del self._by_key[key]
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
         """Keep dead letters in a list."""
@@ -418,11 +550,11 @@ class MemoryStore:
         return loaded
 
     def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
-        """One shard's events in seq order (a scan: the memory spool never spills, so this is rare)."""
+        """One shard's events in seq order."""
         loaded: list[SpooledEvent] = []
         size = 0
-        for event in self._events.values():
-            if event.seq > after_seq and event.shard == (write_key, region):
+        for seq, event in self._by_key.get((write_key, region), {}).items():
+            if seq > after_seq:
                 loaded.append(event)
                 size += len(event.payload)
                 if size >= max_bytes:
@@ -431,11 +563,34 @@ class MemoryStore:
 
     def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
         """Pending events of one shard up to a seq."""
-        return sum(1 for e in self._events.values() if e.seq <= upto_seq and e.shard == (write_key, region))
+        return sum(1 for seq in self._by_key.get((write_key, region), {}) if seq <= upto_seq)
 
     def take_replays(self, first_seq: int) -> list[SpooledEvent]:
         """Memory dead letters are replayed only through the running process; nothing is marked."""
         return []
+
+    def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
+        """One key's next events; skips only that key's events up to after_seq (those in flight)."""
+        loaded: list[SpooledEvent] = []
+        size = 0
+        for seq, event in self._by_key.get(key, {}).items():
+            if seq <= after_seq:
+                continue
+            if len(loaded) >= max_events or (loaded and size + len(event.payload) > max_bytes):
+                break
+            loaded.append(event)
+            size += len(event.payload)
+        return loaded
+
+    def oldest(self, keys: Iterable[ShardKey]) -> dict[ShardKey, tuple[int, float]]:
+        """The first event of each key's dict."""
+        found: dict[ShardKey, tuple[int, float]] = {}
+        for key in keys:
+            by_seq = self._by_key.get(key)
+            if by_seq:
+                event = next(iter(by_seq.values()))
+                found[key] = (event.seq, event.accepted_at)
+        return found
 
 
 def list_dead_letters(directory: Path, write_key_hash: str | None = None) -> Iterable[DeadLetter]:
