@@ -119,8 +119,8 @@ class Sidecar:
         intake_observers = list(observers.intake)
         delivery_observers = list(observers.delivery)
         store: Store = MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir)
-        read_ahead = settings.spool_max_bytes if settings.spool == "memory" else settings.read_ahead_bytes
-        self.spool = Spool(store, settings.spool_max_bytes, read_ahead)
+        # Delivery reads by key (Spool.read), not from the spool's global read-ahead: that stays empty.
+        self.spool = Spool(store, settings.spool_max_bytes, 0)
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
         if settings.metrics_listen is not None:
@@ -166,6 +166,7 @@ class Sidecar:
             envelope_overhead,
             delivery_observers,
             on_health_change=self._health_dirty.set,
+            paced=self.sender,
         )
         intake = Intake(
             build_validators(settings),

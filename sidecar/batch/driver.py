@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,10 +49,17 @@ from sidecar.tasks import Supervisor
 
 log = structlog.get_logger("sidecar.delivery")
 
+_grant: ContextVar[list[bool] | None] = ContextVar("sidecar_delivery_grant", default=None)
+"""In a request's task: whether its attempt got its rate-limiter grant yet."""
+
 REPLAY_CHECK_SECONDS = 2.0
 """How often the spool is asked for dead letters marked for replay by `segment-sidecar dead-letters replay`."""
 FAILURE_BACKOFF = Backoff(0.5, 30.0)
 """Delay before a key whose spool call or sender raised is tried again."""
+AHEAD_OF_THE_LIMITER = 3
+"""Requests taken (read, or waiting for their rate-limiter grant) beyond those already granted, with a paced sender.
+A batch is chosen as late as possible: a request waiting at the limiter cannot fill up any more, and a key that
+becomes ready waits behind every request already taken. A few cover the spool read while the limiter waits."""
 FLUSH_RECHECK_SECONDS = 0.02
 """Least time between two checks of a waiting flush (each walks the keys with a backlog)."""
 
@@ -84,6 +92,17 @@ class DeliverySpool(Protocol):
 
     async def take_replays(self) -> int:
         """Re-queue dead letters marked for replay."""
+
+
+class Paced(Protocol):
+    """A sender chain with a rate limiter in front (:class:`~sidecar.deliver.chain.SenderChain`)."""
+
+    @property
+    def paced(self) -> bool:
+        """Whether each attempt waits for a grant."""
+
+    def on_grant(self, listener: Callable[[], None]) -> None:
+        """Be told of each grant."""
 
 
 class DeliveryObserver(Protocol):
@@ -137,6 +156,7 @@ class DeliveryDriver:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         on_health_change: Callable[[], None] | None = None,
+        paced: Paced | None = None,
     ) -> None:
         self._spool = spool
         self._sender = sender
@@ -163,6 +183,10 @@ class DeliveryDriver:
         self._flushes = 0
         self._draining = False
         self._failures: dict[ShardKey, int] = {}
+        self._ahead = 0  # requests taken and not yet granted by the limiter
+        self._paced = paced is not None and paced.paced
+        if paced is not None and self._paced:
+            paced.on_grant(self._granted)
         self.delivered = 0
         self.dead_lettered_total = 0
         self.requests = 0
@@ -269,14 +293,18 @@ class DeliveryDriver:
         while True:
             self._wake.clear()  # before asking: a notification from here on wakes the wait below
             now = self._wall()
-            take = self._scheduler.next_take(now)
+            saturated = self._ahead >= AHEAD_OF_THE_LIMITER
+            take = None if saturated else self._scheduler.next_take(now)
             if take is None:
-                due = self._scheduler.next_due(now)
+                # Saturated: the next grant (or the end of a request) wakes us; else the scheduler's next timer.
+                due = None if saturated else self._scheduler.next_due(now)
                 timeout = None if due is None else max(0.0, due - self._wall())
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
                 continue
+            if self._paced:
+                self._ahead += 1
             self._supervisor.spawn("request", self._request(take))
 
     async def _replays(self) -> None:
@@ -302,8 +330,18 @@ class DeliveryDriver:
         self._wake.set()
         self._changed()
 
+    def _granted(self) -> None:
+        """The limiter granted the attempt of the request running in this context."""
+        grant = _grant.get()
+        if grant is not None and not grant[0]:
+            grant[0] = True
+            self._ahead -= 1
+            self._wake.set()
+
     async def _request(self, take: Take) -> None:
         """Read, send, apply, settle: one take from start to end; failures put the key on a backoff."""
+        grant = [False]
+        _grant.set(grant)  # this request's own task context: the limiter's grant callback finds it there
         try:
             try:
                 events = await self._spool.read(take.key, take.after_seq, take.max_bytes, take.max_events)
@@ -320,6 +358,9 @@ class DeliveryDriver:
                 return
             await self._deliver(take, batch)
         finally:
+            if self._paced and not grant[0]:
+                grant[0] = True
+                self._ahead -= 1  # never reached the limiter (nothing read, a failure, a dead-letter pass)
             self._done()
 
     async def _deliver(self, take: Take, batch: Batch) -> None:

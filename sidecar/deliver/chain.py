@@ -44,9 +44,10 @@ class TerminalSender(Sender, Lifecycle, Protocol):
 
 
 class LimitedSender:
-    """Takes one rate-limiter grant, then hands the attempt on; ``on_wait`` is told how long the grant took."""
+    """Takes one rate-limiter grant, then hands the attempt on; ``on_wait`` is told how long the grant took, and
+    every grant listener that a grant was given (a scheduler that chooses batches as late as possible needs that)."""
 
-    __slots__ = ("_clock", "_limiter", "_next", "_on_wait")
+    __slots__ = ("_clock", "_limiter", "_next", "_on_wait", "grant_listeners")
 
     def __init__(
         self,
@@ -59,6 +60,7 @@ class LimitedSender:
         self._next = next_sender
         self._on_wait = on_wait
         self._clock = clock
+        self.grant_listeners: list[Callable[[], None]] = []
 
     async def send(self, batch: Batch) -> Outcome:
         """Wait for a grant, then attempt."""
@@ -66,6 +68,8 @@ class LimitedSender:
         await self._limiter.acquire()
         if self._on_wait is not None:
             self._on_wait(self._clock() - started)
+        for listener in self.grant_listeners:
+            listener()
         return await self._next.send(batch)
 
 
@@ -89,6 +93,16 @@ class SenderChain:
     async def send(self, batch: Batch) -> Outcome:
         """One attempt through every link."""
         return await self._head.send(batch)
+
+    @property
+    def paced(self) -> bool:
+        """Whether the chain waits for a rate-limiter grant before each attempt."""
+        return isinstance(self._head, LimitedSender)
+
+    def on_grant(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` each time an attempt gets its grant (never, for a chain without a limiter)."""
+        if isinstance(self._head, LimitedSender):
+            self._head.grant_listeners.append(listener)
 
 
 def build_sender_chain(
