@@ -38,7 +38,7 @@ metric                                                 labels              meani
 ``sidecar_write_key_events_accepted_total``            ``write_key_hash``  accepted events of the busiest keys
 ``sidecar_health_serving``                             (gauge)             1 when the health service says SERVING
 ``sidecar_delivery_blocked``                           ``unit, reason``    1 per delivery unit that cannot go on
-                                                                           (spool_read, spool_write, sender, a task)
+                                                                           (spool_read, spool_write, send, a task)
 =====================================================  ==================  ========================================
 """
 

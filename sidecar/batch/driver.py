@@ -346,8 +346,7 @@ class DeliveryDriver:
             try:
                 events = await self._spool.read(take.key, take.after_seq, take.max_bytes, take.max_events)
             except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
-                self._log_failure("spool_read_failed", take.key, exc)
-                self._supervisor.report("spool_read", type(exc).__name__)
+                self._failed("spool_read", take.key, exc)
                 now = self._wall()
                 self._scheduler.abandon(take, now + self._retry_delay(take.key), now)
                 return
@@ -378,20 +377,18 @@ class DeliveryDriver:
                 try:
                     outcome = await self._sender.send(sent)
                 except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
-                    self._log_failure("send_failed", batch.shard, exc)
-                    self._supervisor.report("sender", type(exc).__name__)
+                    self._failed("send", batch.shard, exc)
                     now = self._wall()
                     self._scheduler.retry_later(batch, now + self._retry_delay(batch.shard), now)
                     return
-                self._supervisor.report("sender", None)
+                self._supervisor.report("send", None)
                 for observer in self._observers:
                     observer.batch_settled(sent, outcome, self._clock() - started)
                 decision = decide(sent, outcome, self._wall(), self._rules)
         try:
             await self._apply(sent, decision)
         except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
-            self._log_failure("spool_write_failed", batch.shard, exc)
-            self._supervisor.report("spool_write", type(exc).__name__)
+            self._failed("spool_write", batch.shard, exc)
             now = self._wall()
             self._scheduler.retry_later(batch, now + self._retry_delay(batch.shard), now)
             return
@@ -401,14 +398,16 @@ class DeliveryDriver:
         self._scheduler.settle(batch, decision, self._wall())
         self._log_decision(sent, decision, outcome, was_parked)
 
-    def _log_failure(self, event: str, key: ShardKey, exc: BaseException) -> None:
-        """The first failure of a kind is logged with its traceback; repeats while it lasts, as one line each."""
-        unit = event.removesuffix("_failed")
+    def _failed(self, unit: str, key: ShardKey, exc: BaseException) -> None:
+        """Log (``<unit>_failed``) and report a failure: the first of a streak with its traceback, repeats while it
+        lasts as one line each."""
         hashed = write_key_hash(key[0])
+        event = f"{unit}_failed"
         if unit in self._supervisor.problems:
             log.warning(event, write_key_hash=hashed, region=key[1].value, error=repr(exc)[:300])
         else:
             log.error(event, write_key_hash=hashed, region=key[1].value, error=type(exc).__name__, exc_info=exc)
+        self._supervisor.report(unit, type(exc).__name__)
 
     async def _drop_expired(self, batch: Batch) -> Batch:
         """Dead-letter events older than max_event_age (from acceptance); the batch of the others."""
