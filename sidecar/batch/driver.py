@@ -304,7 +304,7 @@ class DeliveryDriver:
                         await self._wake.wait()
                 continue
             if self._paced:
-                self._ahead += 1
+                self._ahead += take.batches
             self._supervisor.spawn("request", self._request(take))
 
     async def _replays(self) -> None:
@@ -338,10 +338,15 @@ class DeliveryDriver:
             self._ahead -= 1
             self._wake.set()
 
+    def _not_granted(self, requests: int) -> None:
+        """Requests counted ahead of the limiter that will never reach it."""
+        if self._paced and requests:
+            self._ahead -= requests
+            self._wake.set()
+
     async def _request(self, take: Take) -> None:
-        """Read, send, apply, settle: one take from start to end; failures put the key on a backoff."""
-        grant = [False]
-        _grant.set(grant)  # this request's own task context: the limiter's grant callback finds it there
+        """Read a take's events, then send, apply and settle each of its batches (the first here, the others in units
+        of their own); a failure puts the key on a backoff, its events staying in the spool."""
         try:
             try:
                 events = await self._spool.read(take.key, take.after_seq, take.max_bytes, take.max_events)
@@ -349,17 +354,28 @@ class DeliveryDriver:
                 self._failed("spool_read", take.key, exc)
                 now = self._wall()
                 self._scheduler.abandon(take, now + self._retry_delay(take.key), now)
+                self._not_granted(take.batches)
                 return
             self._supervisor.report("spool_read", None)
-            batch = self._scheduler.read_done(take, events, self._wall())
+            batches = self._scheduler.read_done(take, events, self._wall())
+            self._not_granted(take.batches - len(batches))
             self._wake.set()
-            if batch is None:
-                return
+            for batch in batches[1:]:
+                self._supervisor.spawn("request", self._deliver_one(take, batch))
+            if batches:
+                await self._deliver_one(take, batches[0])
+        finally:
+            self._done()
+
+    async def _deliver_one(self, take: Take, batch: Batch) -> None:
+        grant = [False]
+        _grant.set(grant)  # this task's context: the limiter's grant callback finds it there
+        try:
             await self._deliver(take, batch)
         finally:
-            if self._paced and not grant[0]:
+            if not grant[0]:
                 grant[0] = True
-                self._ahead -= 1  # never reached the limiter (nothing read, a failure, a dead-letter pass)
+                self._not_granted(1)  # never reached the limiter (all expired, a dead-letter pass, a failure)
             self._done()
 
     async def _deliver(self, take: Take, batch: Batch) -> None:

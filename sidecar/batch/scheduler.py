@@ -19,8 +19,8 @@ Parked keys (401/403) are timers only: a probe at the end of each park period (o
 once parked for ``parked_dead_letter_after`` their events are read and dead-lettered (:attr:`TakeKind.DEAD_LETTER`).
 
 Times are the shell's clock (Unix seconds, the clock of ``accepted_at``). Everything is deterministic given (state,
-now). The shell calls, in this order for one request: :meth:`Scheduler.next_take` -> (read the spool) ->
-:meth:`Scheduler.read_done` -> (send) -> :meth:`Scheduler.settle`.
+now). The shell calls, in this order: :meth:`Scheduler.next_take` -> (read the spool) -> :meth:`Scheduler.read_done`
+-> (send each batch) -> :meth:`Scheduler.settle` for each.
 """
 
 from __future__ import annotations
@@ -86,6 +86,13 @@ class Take:
     max_bytes: int
     """Payload bytes; :func:`fit` trims what is read to the body limit."""
     max_events: int
+    batches: int = 1
+    """Requests this read is for: a key with several full batches waiting reads up to ``MAX_BATCHES_PER_READ`` of them
+    at once, so that its reads (one at a time per key, the cursor being the last seq read) keep up with the rate."""
+
+
+MAX_BATCHES_PER_READ = 4
+"""Full batches one read may take for one key (each still goes out as its own request)."""
 
 
 class _Key:
@@ -226,22 +233,31 @@ class Scheduler:
             return self._take(state, now)
         return None
 
-    def read_done(self, take: Take, events: Sequence[SpooledEvent], now: float) -> Batch | None:
-        """The spool answered ``take`` with ``events`` (in seq order); the batch to send, or None if nothing came."""
+    def read_done(self, take: Take, events: Sequence[SpooledEvent], now: float) -> list[Batch]:
+        """The spool answered ``take`` with ``events`` (in seq order): the batches to send (up to ``take.batches``,
+        each cut to the body limit; events past them are read again later), none if nothing came."""
         state = self._keys[take.key]
         state.reading = False
-        if not events:
-            self._release(state, now)
-            return None
-        if take.kind is TakeKind.SEND:
-            events = fit(events, state.overhead, self._policy.batch_max_bytes)
-        state.in_flight_events += len(events)
-        size = sum(len(e.payload) for e in events)
-        state.in_flight_bytes += size
-        state.cursor = max(state.cursor, events[-1].seq)
-        state.last_read_accepted_at = events[-1].accepted_at
-        self._evaluate(state, now)
-        return Batch(take.key, list(events), size + len(events), state.attempts, state.auth_renewals)
+        batches: list[Batch] = []
+        rest = list(events)
+        while rest and len(batches) < take.batches:
+            if take.kind is TakeKind.SEND:
+                cut = fit(rest[: take.max_events // take.batches], state.overhead, self._policy.batch_max_bytes)
+            else:
+                cut = rest
+            rest = rest[len(cut) :]
+            size = sum(len(e.payload) for e in cut)
+            batches.append(Batch(take.key, cut, size + len(cut), state.attempts, state.auth_renewals))
+            state.in_flight_events += len(cut)
+            state.in_flight_bytes += size
+            state.cursor = max(state.cursor, cut[-1].seq)
+            state.last_read_accepted_at = cut[-1].accepted_at
+        unused = take.batches - len(batches)
+        if unused:
+            self._release(state, now, unused)  # evaluates the key
+        else:
+            self._evaluate(state, now)
+        return batches
 
     def settle(self, batch: Batch, decision: Decision, now: float) -> None:
         """The request of ``batch`` ended with ``decision``; its spool work (remove, dead-letter) is done."""
@@ -305,7 +321,7 @@ class Scheduler:
         state.reading = False
         state.failing = True
         state.paused_until = max(state.paused_until, at)
-        self._release(state, now)
+        self._release(state, now, take.batches)
 
     # --- outputs
 
@@ -341,26 +357,32 @@ class Scheduler:
     # --- internals
 
     def _take(self, state: _Key, now: float) -> Take:
-        state.reading = True
-        state.turn = max(state.turn, self._round) + 1  # back of the line: the others ready now go first
-        state.in_flight += 1
-        self.in_flight += 1
-        state.version += 1  # out of line until the read is done
-        state.placed = None
         parked_out = (
             state.parked_since is not None and now - state.parked_since >= self._policy.parked_dead_letter_after
         )
-        if state.in_flight == 1:
-            state.cursor = 0  # nothing in flight: read from the key's oldest event (a retry reads its batch again)
         max_events = self._policy.batch_max_events
         if state.split_events:
             max_events = min(max_events, state.split_events)
+        payload_budget = self._policy.batch_max_bytes - state.overhead
+        batches = 1
+        if not (parked_out or state.failing or state.parked_since is not None or state.split_events):
+            full = max(state.unsent_bytes // payload_budget, state.unsent_events // max_events)
+            room = self._policy.max_in_flight - self.in_flight
+            batches = max(1, min(MAX_BATCHES_PER_READ, full, room))
+        state.reading = True
+        state.turn = max(state.turn, self._round) + 1  # back of the line: the others ready now go first
+        if state.in_flight == 0:
+            state.cursor = 0  # nothing in flight: read from the key's oldest event (a retry reads its batch again)
+        state.in_flight += batches
+        self.in_flight += batches
+        state.version += 1  # out of line until the read is done
+        state.placed = None
         kind = TakeKind.DEAD_LETTER if parked_out else TakeKind.SEND
-        return Take(state.key, kind, state.cursor, self._policy.batch_max_bytes - state.overhead, max_events)
+        return Take(state.key, kind, state.cursor, batches * payload_budget, batches * max_events, batches)
 
-    def _release(self, state: _Key, now: float) -> None:
-        state.in_flight -= 1
-        self.in_flight -= 1
+    def _release(self, state: _Key, now: float, requests: int = 1) -> None:
+        state.in_flight -= requests
+        self.in_flight -= requests
         if state.in_flight == 0:
             state.cursor = 0
             state.in_flight_events = 0

@@ -79,12 +79,19 @@ def setup() -> tuple[Scheduler, FakeSpool]:
     return scheduler, FakeSpool(scheduler)
 
 
-def send(scheduler: Scheduler, spool: FakeSpool, now: float) -> Batch | None:
-    """Take and read the next request, if any."""
+def send_all(scheduler: Scheduler, spool: FakeSpool, now: float) -> list[Batch]:
+    """Take and read the next read's batches (several for a key with several full batches)."""
     take = scheduler.next_take(now)
     if take is None:
-        return None
+        return []
     return scheduler.read_done(take, spool.read(take), now)
+
+
+def send(scheduler: Scheduler, spool: FakeSpool, now: float) -> Batch | None:
+    """Take and read the next read, expecting one batch at most."""
+    batches = send_all(scheduler, spool, now)
+    assert len(batches) <= 1, batches
+    return batches[0] if batches else None
 
 
 def test_a_partial_batch_waits_for_the_flush_interval_and_a_full_one_goes_at_once() -> None:
@@ -109,25 +116,28 @@ def test_a_flush_forces_partial_batches() -> None:
 
 
 def test_ready_keys_are_served_oldest_waiting_event_first_one_request_each() -> None:
-    """A busy key does not starve a quiet one: order follows each key's oldest unsent event."""
+    """A busy key does not starve a quiet one: one read per key per round, oldest waiting event first."""
     scheduler, spool = setup()
-    spool.append(key("busy"), 30, at=1.0)
+    spool.append(key("busy"), 9, at=1.0)
     spool.append(key("quiet"), 1, at=2.0)
-    order = []
-    for _ in range(4):
-        batch = send(scheduler, spool, 5.0)
-        assert batch is not None
-        order.append(batch.shard[0])
-    assert order == ["busy", "quiet", "busy", "busy"]
+    spool.append(key("busy"), 20, at=3.0)
+    reads = []
+    for _ in range(3):
+        batches = send_all(scheduler, spool, 5.0)
+        reads.append((batches[0].shard[0], len(batches)))
+    assert reads == [("busy", 2), ("quiet", 1), ("busy", 1)]
     assert scheduler.next_take(5.0) is None  # max_in_flight = 4
 
 
 def test_one_key_may_have_several_requests_in_flight_each_past_the_last() -> None:
-    """A backlog of several batches goes out on several requests; the cursor makes them disjoint."""
+    """A backlog of several batches is read several batches at a time and goes out on several requests; the cursor
+    makes them disjoint."""
     scheduler, spool = setup()
     spool.append(key("a"), 25, at=1.0)
-    batches = [send(scheduler, spool, 2.0) for _ in range(3)]
-    seqs = [[e.seq for e in b.events] for b in batches if b is not None]
+    first = send_all(scheduler, spool, 2.0)
+    second = send_all(scheduler, spool, 2.0)
+    seqs = [[e.seq for e in b.events] for b in first + second]
+    assert [len(first), len(second)] == [2, 1]
     assert seqs == [list(range(1, 11)), list(range(11, 21)), list(range(21, 26))]
     assert scheduler.in_flight == 3
 
@@ -143,9 +153,7 @@ def test_a_retry_waits_for_its_backoff_then_reads_the_oldest_events_again() -> N
     """A failed batch is not kept: the key is paused, then re-reads from its oldest event, one request at a time."""
     scheduler, spool = setup()
     spool.append(key("a"), 25, at=1.0)
-    first = send(scheduler, spool, 2.0)
-    second = send(scheduler, spool, 2.0)
-    assert first is not None and second is not None
+    first, second = send_all(scheduler, spool, 2.0)
     scheduler.settle(first, RetryAt(5.0, "HTTP 503"), 2.1)
     assert scheduler.next_take(2.2) is None  # failing: waits for the other request in flight
     spool.remove(second, 2.3)
@@ -157,16 +165,17 @@ def test_a_retry_waits_for_its_backoff_then_reads_the_oldest_events_again() -> N
     assert scheduler.next_take(5.0) is None  # one at a time until a success
     spool.remove(again, 5.1)
     scheduler.settle(again, Remove(), 5.1)
-    after = send(scheduler, spool, 5.1)
-    assert after is not None and after.attempts == 0 and after.events[0].seq == 21
+    after = send_all(scheduler, spool, 5.1)
+    assert after and after[0].attempts == 0 and after[0].events[0].seq == 21
 
 
 def test_a_split_reads_half_as_many_events_until_past_the_refused_batch() -> None:
     """A refused batch is re-read in halves; past its last seq the key reads full batches again."""
     scheduler, spool = setup()
-    spool.append(key("a"), 30, at=1.0)
+    spool.append(key("a"), 10, at=1.0)
     batch = send(scheduler, spool, 2.0)
     assert batch is not None
+    spool.append(key("a"), 20, at=1.5)
     scheduler.settle(batch, SplitBatch(5, batch.events[-1].seq, "HTTP 400"), 2.0)
     halves = []
     for _ in range(2):
@@ -176,8 +185,8 @@ def test_a_split_reads_half_as_many_events_until_past_the_refused_batch() -> Non
         spool.remove(half, 2.0)
         scheduler.settle(half, Remove(), 2.0)
     assert halves == [5, 5]
-    full = send(scheduler, spool, 2.0)
-    assert full is not None and len(full.events) == 10
+    full = send_all(scheduler, spool, 2.0)
+    assert [len(b.events) for b in full] == [10, 10]
 
 
 def test_a_parked_key_holds_nothing_and_is_probed_then_dead_lettered() -> None:
@@ -185,22 +194,22 @@ def test_a_parked_key_holds_nothing_and_is_probed_then_dead_lettered() -> None:
     scheduler, spool = setup()
     spool.append(key("revoked"), 25, at=1.0)
     spool.append(key("good"), 1, at=1.0)
-    probe = send(scheduler, spool, 2.0)
-    assert probe is not None and probe.shard == key("revoked")
-    scheduler.settle(probe, ParkUntil(50.0, "HTTP 401"), 2.0)
+    first_read = send_all(scheduler, spool, 2.0)
+    assert [b.shard for b in first_read] == [key("revoked")] * 2
+    for probe in first_read:
+        scheduler.settle(probe, ParkUntil(50.0, "HTTP 401"), 2.0)
     assert scheduler.is_parked(key("revoked"))
     good = send(scheduler, spool, 2.0)
     assert good is not None and good.shard == key("good")
     assert scheduler.next_take(49.0) is None
     probe = send(scheduler, spool, 50.0)
-    assert probe is not None and probe.shard == key("revoked") and probe.attempts == 1
+    assert probe is not None and probe.shard == key("revoked") and probe.attempts == 2
     scheduler.settle(probe, ParkUntil(150.0, "HTTP 401"), 50.0)
     take = scheduler.next_take(150.0)
     assert take is not None and take.kind is TakeKind.DEAD_LETTER
     passes = 0
     while take is not None:
-        batch = scheduler.read_done(take, spool.read(take), 150.0)
-        assert batch is not None
+        (batch,) = scheduler.read_done(take, spool.read(take), 150.0)
         spool.remove(batch, 150.0)
         scheduler.settle(batch, DeadLetter(DeadLetterReason.PARKED_TOO_LONG, ""), 150.0)
         passes += 1
