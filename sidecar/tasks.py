@@ -29,8 +29,9 @@ class Supervisor:
     * :meth:`keep` runs a long-lived loop; if it raises, the exception is logged once with its traceback (repeats of
       the same streak only as a warning), the loop is restarted after a backoff, and the unit is reported as a problem
       until the work says it is fine again (:meth:`report` with None).
-    * :meth:`spawn` runs one unit of work (a request); it must settle its own failures (the driver retries the unit),
-      but an exception that escapes anyway is logged with its traceback and reported, never lost in a task.
+    * :meth:`spawn` runs one unit of work (a request); it must settle and report its own failures (the driver retries
+      the unit and reports the spool or the sender), but an exception that escapes anyway (a bug) is logged with its
+      traceback, never lost in a task.
 
     :attr:`problems` maps a unit name to why it cannot go on; ``on_change`` is called whenever that map changes (the
     composition root turns health NOT_SERVING while it is not empty).
@@ -92,7 +93,7 @@ class Supervisor:
         self._group.create_task(self._keep(unit, work), name=f"{self._name}-{unit}")
 
     def spawn(self, unit: str, work: Coroutine[Any, Any, None]) -> None:
-        """Run one unit of work; an exception escaping it is logged with its traceback and reported."""
+        """Run one unit of work; an exception escaping it is logged with its traceback."""
         assert self._group is not None, "supervisor used before start()"
         self._group.create_task(self._once(unit, work), name=f"{self._name}-{unit}")
 
@@ -101,7 +102,6 @@ class Supervisor:
             await work
         except Exception as exc:
             log.exception("delivery_task_failed", task=unit, error=type(exc).__name__)
-            self.report(unit, type(exc).__name__)
 
     async def _keep(self, unit: str, work: Callable[[], Awaitable[None]]) -> None:
         failures = 0

@@ -379,32 +379,32 @@ class DeliveryDriver:
             self._done()
 
     async def _deliver(self, take: Take, batch: Batch) -> None:
+        """Send one batch (or dead-letter it), apply the decision to the spool, settle it in the scheduler. Each step
+        that can fail has its unit: ``send`` (the sender raised), ``spool_write`` (remove or dead-letter raised);
+        either way the key retries the batch after a backoff, its events still in the spool."""
         outcome: Outcome | None = None
         sent = batch
-        if take.kind is TakeKind.DEAD_LETTER:
-            decision: Decision = DeadLetter(DeadLetterReason.PARKED_TOO_LONG, "")
-        else:
-            sent = await self._drop_expired(batch)
-            if not sent.events:
-                decision = Remove()  # every event was dead-lettered as expired
-            else:
-                started = self._clock()
-                self.requests += 1
-                try:
-                    outcome = await self._sender.send(sent)
-                except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
-                    self._failed("send", batch.shard, exc)
-                    now = self._wall()
-                    self._scheduler.retry_later(batch, now + self._retry_delay(batch.shard), now)
-                    return
-                self._supervisor.report("send", None)
-                for observer in self._observers:
-                    observer.batch_settled(sent, outcome, self._clock() - started)
-                decision = decide(sent, outcome, self._wall(), self._rules)
+        unit = "spool_write"
         try:
+            if take.kind is TakeKind.DEAD_LETTER:
+                decision: Decision = DeadLetter(DeadLetterReason.PARKED_TOO_LONG, "")
+            else:
+                sent = await self._drop_expired(batch)
+                if not sent.events:
+                    decision = Remove()  # every event was dead-lettered as expired
+                else:
+                    unit = "send"
+                    started = self._clock()
+                    self.requests += 1
+                    outcome = await self._sender.send(sent)
+                    self._supervisor.report("send", None)
+                    for observer in self._observers:
+                        observer.batch_settled(sent, outcome, self._clock() - started)
+                    decision = decide(sent, outcome, self._wall(), self._rules)
+                    unit = "spool_write"
             await self._apply(sent, decision)
         except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
-            self._failed("spool_write", batch.shard, exc)
+            self._failed(unit, batch.shard, exc)
             now = self._wall()
             self._scheduler.retry_later(batch, now + self._retry_delay(batch.shard), now)
             return

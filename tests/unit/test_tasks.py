@@ -40,7 +40,7 @@ async def test_a_failing_loop_is_restarted_logged_once_and_reported_until_fine()
 
 
 async def test_an_exception_escaping_one_unit_is_logged_and_reported_not_lost() -> None:
-    """spawn(): the unit's exception is logged with its traceback and reported; other units go on."""
+    """spawn(): the unit's exception is logged with its traceback; other units go on."""
     supervisor = Supervisor("test")
     finished = asyncio.Event()
 
@@ -57,11 +57,12 @@ async def test_an_exception_escaping_one_unit_is_logged_and_reported_not_lost() 
             supervisor.spawn("good", good())
             async with asyncio.timeout(5):
                 await finished.wait()
-                while "bad" not in supervisor.problems:
+                while not any(e["event"] == "delivery_task_failed" for e in logs):
                     await asyncio.sleep(0)
     finally:
         await supervisor.stop()
-    assert [e["task"] for e in logs if e["event"] == "delivery_task_failed"] == ["bad"]
+    failed = [e for e in logs if e["event"] == "delivery_task_failed"]
+    assert [e["task"] for e in failed] == ["bad"] and failed[0]["exc_info"]
 
 
 async def test_stop_is_idempotent_and_safe_without_start() -> None:
