@@ -258,7 +258,7 @@ class DeliveryDriver:
                 if self._flushed(target):
                     return self._flush_result()
                 await change.wait()
-                await asyncio.sleep(FLUSH_RECHECK_SECONDS)
+                await asyncio.sleep(FLUSH_RECHECK_SECONDS)  # a burst of changes costs one check
         finally:
             self._flushes -= 1
             self._force()
@@ -438,27 +438,38 @@ class DeliveryDriver:
     async def _apply(self, batch: Batch, decision: Decision) -> None:
         """The decision's spool work: remove delivered events, dead-letter given-up ones."""
         if isinstance(decision, Remove):
-            if batch.events:
-                await self._spool.remove(batch.events)
-                self.delivered += len(batch.events)
+            await self._remove(batch.events)
         elif isinstance(decision, RemoveExcept):
             rejected = dict(decision.rejected)
-            delivered = [e for i, e in enumerate(batch.events) if i not in rejected]
-            if delivered:
-                await self._spool.remove(delivered)
-                self.delivered += len(delivered)
+            await self._remove([e for i, e in enumerate(batch.events) if i not in rejected])
             for index, reason in decision.rejected:
                 await self._dead_letter(batch.shard, [batch.events[index]], DeadLetterReason.REJECTED_EVENT, reason)
         elif isinstance(decision, DeadLetter):
             await self._dead_letter(batch.shard, batch.events, decision.reason, decision.detail)
+
+    async def _remove(self, events: list[SpooledEvent]) -> None:
+        # Counted before the spool call: the spool tells a waiting Flush that the events left (its backlog
+        # notification) before this coroutine resumes, and the Flush's answer must include them.
+        if not events:
+            return
+        self.delivered += len(events)
+        try:
+            await self._spool.remove(events)
+        except BaseException:
+            self.delivered -= len(events)
+            raise
 
     async def _dead_letter(
         self, key: ShardKey, events: list[SpooledEvent], reason: DeadLetterReason, response: str
     ) -> None:
         if not events:
             return
-        await self._spool.dead_letter(events, reason.description, response)
-        self.dead_lettered_total += len(events)
+        self.dead_lettered_total += len(events)  # before the call, as in _remove
+        try:
+            await self._spool.dead_letter(events, reason.description, response)
+        except BaseException:
+            self.dead_lettered_total -= len(events)
+            raise
         for observer in self._observers:
             observer.dead_lettered(events, reason)
         log.error(
