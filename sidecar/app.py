@@ -118,9 +118,17 @@ class Sidecar:
         observers = observers or Observers()
         intake_observers = list(observers.intake)
         delivery_observers = list(observers.delivery)
-        store: Store = MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir)
+        store: Store = (
+            MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir, settings.spool_max_bytes)
+        )
         # Delivery reads by key (Spool.read), not from the spool's global read-ahead: that stays empty.
-        self.spool = Spool(store, settings.spool_max_bytes, 0)
+        self.spool = Spool(
+            store,
+            settings.spool_max_bytes,
+            0,
+            settings.spool_dead_letter_max_bytes,
+            settings.spool_dead_letter_max_age,
+        )
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
         if settings.metrics_listen is not None:

@@ -122,9 +122,19 @@ class Settings(BaseSettings):
     )
     spool_dir: Path = Field(Path("segment-sidecar-spool"), description="Folder of the disk spool and dead letters.")
     spool_max_bytes: Bytes = Field(
-        2 * 2**30, description="Bound on undelivered events; past it calls get RESOURCE_EXHAUSTED."
+        2 * 2**30,
+        description="Bound on the disk spool's files (events with their keys and indexes, dead letters, WAL), or on "
+        "the memory spool's payload bytes; past it calls get RESOURCE_EXHAUSTED.",
     )
     read_ahead_bytes: Bytes = Field(32 * 2**20, description="Bound on spooled events held in memory for batching.")
+    spool_dead_letter_max_bytes: Bytes = Field(
+        256 * 2**20,
+        description="Bound on dead letters (payloads, ids, reasons, answers), at most a quarter of "
+        "`SIDECAR_SPOOL_MAX_BYTES`; past it the oldest are pruned, logged and counted.",
+    )
+    spool_dead_letter_max_age: Seconds = Field(
+        7 * 86400.0, description="Dead letters older than this are pruned, logged and counted."
+    )
 
     # --- retries and giving up
     retry_base_delay: Seconds = Field(0.5, description="First retry backoff; doubles per attempt, with full jitter.")

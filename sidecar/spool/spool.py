@@ -1,5 +1,9 @@
 """The spool: a durable queue. The gRPC edge appends to it; the batch driver consumes from it.
 
+One writer owns the seqs: the writer task numbers each group of appends when it commits it, and moves replayed dead
+letters back into the queue between two commits, so an append and a replay can never be given the same seq (issue 13:
+they once were, and one overwrote the other); the store refuses to overwrite a row rather than replace it.
+
 ``append`` returns only once its events are committed (with ``SIDECAR_SPOOL=disk``, fsync'd), which is when a call is
 acknowledged. Concurrent appends share one commit (group commit): while one commit runs on the store's thread, new
 appends gather, and the next commit takes all of them. Committed events also go into a bounded in-memory read-ahead so
@@ -32,7 +36,7 @@ import structlog
 
 from sidecar.errors import CapacityExhausted, SpoolFailure
 from sidecar.model import Event, Region, ShardKey, SpooledEvent
-from sidecar.spool.store import Backlog, DeadLetter, Store, now
+from sidecar.spool.store import Backlog, DeadLetter, Pruned, Store, now
 
 T = TypeVar("T")
 
@@ -51,26 +55,72 @@ LONE_COMMIT_GAP = 0.001
 FULL_RETRY_AFTER = 1.0
 """Seconds a caller is told to wait when the spool is full; delivery frees space continuously."""
 
+ROW_OVERHEAD_BYTES = 160
+"""What a disk spool counts per appended event beyond its payload until the disk is measured again: its row (seq, key
+id, message id up to 99 bytes, accepted_at, record header), its index entry and page slack."""
+
+MEASURE_INTERVAL = 0.05
+"""Seconds between measurements of the disk after commits (a removal or a commit near the bound always measures)."""
+
+MEASURE_ALWAYS_ABOVE = 0.8
+"""Share of the bound past which every commit measures the disk."""
+
+DEFAULT_DEAD_LETTER_MAX_BYTES = 256 * 2**20
+DEFAULT_DEAD_LETTER_MAX_AGE = 7 * 86400.0
+PRUNE_INTERVAL = 10.0
+"""Seconds between prunings of dead letters past their age (those beyond their bound go as soon as they arrive)."""
+
 
 @dataclass
 class _PendingAppend:
     events: list[SpooledEvent]
     size: int
+    estimate: int
     done: asyncio.Future[None] = field(repr=False)
 
 
 class Spool:
-    """The acknowledgement boundary and the queue between ingestion and delivery."""
+    """The acknowledgement boundary and the queue between ingestion and delivery.
 
-    def __init__(self, store: Store, max_bytes: int, read_ahead_bytes: int) -> None:
+    ``max_bytes`` bounds what a disk spool occupies on disk (its database's pages in use, with rows, keys, indexes and
+    dead letters, plus its WAL), or the payload bytes a memory spool holds. Dead letters are kept up to
+    ``dead_letter_max_bytes`` (at most a quarter of ``max_bytes``) and ``dead_letter_max_age`` seconds; beyond
+    either, the oldest are pruned, logged (``dead_letters_pruned``) and counted in :attr:`dead_letters_pruned`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        max_bytes: int,
+        read_ahead_bytes: int,
+        dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES,
+        dead_letter_max_age: float = DEFAULT_DEAD_LETTER_MAX_AGE,
+        prune_interval: float = PRUNE_INTERVAL,
+    ) -> None:
         self._store = store
         self._max_bytes = max_bytes
+        self._dead_letter_max_bytes = min(dead_letter_max_bytes, max_bytes // 4)
+        self._dead_letter_max_age = dead_letter_max_age
+        self._prune_interval = prune_interval
+        self._pruner: asyncio.Task[None] | None = None
+        self.dead_letters_pruned = 0
+        """Dead letters pruned since start (past their age or beyond their bound), for the metrics."""
+        self.dead_letters_pruned_bytes = 0
+        """Their bytes (as counted against the bound)."""
+        # Disk accounting (a disk store): measured bytes, plus estimates of what was committed since the last
+        # measurement and of appends not yet committed.
+        self._disk_used = 0
+        self._disk_unmeasured = 0
+        self._reserved = 0
+        self._measured_at = 0.0
         self._read_ahead_bytes = read_ahead_bytes
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[_PendingAppend] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._last_seq = 0
+        self._stopping = False
+        self._replays: list[asyncio.Future[int]] = []  # callers of take_replays, served by the writer
+        self._last_seq = 0  # assigned only by the writer (or inline, on the loop, for a store that never blocks)
         self._loaded_seq = 0  # highest seq handed to the read-ahead or the consumer
         self._on_disk_only = False  # some committed events are not in the read-ahead
         self._read_ahead: deque[SpooledEvent] = deque()
@@ -96,6 +146,10 @@ class Spool:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         recovery = await self._run(self._store.open)
+        if self._store.on_disk:
+            self._disk_used = await self._run(self._store.used_bytes)
+            self._disk_unmeasured = self._reserved = 0
+            self._measured_at = time.monotonic()
         if not self._store.inline:
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
         self._last_seq = recovery.last_seq
@@ -106,19 +160,25 @@ class Spool:
         if self._on_disk_only:
             self._available.set()
         self._open = True
+        self._stopping = False
         self._writer = asyncio.create_task(self._write_loop(), name="spool-writer")
+        self._pruner = asyncio.create_task(self._prune_loop(), name="spool-pruner")
         for key, backlog in recovery.backlogs.items():
             self._set_backlog(key, backlog)
 
     async def stop(self) -> None:
         """Commit what is pending, then close the store; idempotent and safe without start."""
-        if self._writer is not None:
-            self._writer.cancel()
+        if self._pruner is not None:
+            self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+                await self._pruner
+            self._pruner = None
+        if self._writer is not None:
+            # The writer finishes what it was given (a commit cut short would leave its callers waiting forever).
+            self._stopping = True
+            self._wake.set()
+            await self._writer
             self._writer = None
-            if self._pending:
-                await self._commit(self._take_pending())
         if self._reader is not None:
             self._reader.shutdown(wait=True)
             self._reader = None
@@ -178,30 +238,39 @@ class Spool:
         size = 0
         for event in events:
             size += len(event.payload)
-        if self.pending_bytes + size > self._max_bytes:
-            raise CapacityExhausted(
-                f"the spool holds {self.pending_bytes} bytes of undelivered events, its limit is {self._max_bytes} "
-                "(SIDECAR_SPOOL_MAX_BYTES); retry shortly with the same message ids",
-                FULL_RETRY_AFTER,
-            )
-        seq = self._last_seq
-        for event in events:
-            seq += 1
-            event.seq = seq
-        self._last_seq = seq
+        estimate = 0
+        if not self._store.on_disk:
+            if self.pending_bytes + size > self._max_bytes:
+                raise CapacityExhausted(
+                    f"the spool holds {self.pending_bytes} bytes of undelivered events, its limit is "
+                    f"{self._max_bytes} (SIDECAR_SPOOL_MAX_BYTES); retry shortly with the same message ids",
+                    FULL_RETRY_AFTER,
+                )
+        else:
+            estimate = self._estimate(events, size)
+            used = self._disk_used + self._disk_unmeasured + self._reserved
+            if used + estimate > self._max_bytes:
+                raise CapacityExhausted(
+                    f"the spool uses {used} bytes on disk (undelivered events, dead letters, indexes and log), its "
+                    f"limit is {self._max_bytes} (SIDECAR_SPOOL_MAX_BYTES); retry shortly with the same message ids",
+                    FULL_RETRY_AFTER,
+                )
+            self._reserved += estimate
         spooled = list(events)
         # Count the bytes now so that concurrent appends see the spool fill up before their commit.
         self.pending_bytes += size
         self.pending_events += len(spooled)
         if self._store.inline:
             # A store that never blocks (memory) is written at once: no writer task, no thread hop, no future, which
-            # are most of a unary call's cost in the spool (issue 6 profile).
+            # are most of a unary call's cost in the spool (issue 6 profile). Numbered here: nothing else can run on
+            # the loop between the numbering and the insert.
+            self._number(spooled)
             self._store.insert(spooled)
             self._add_backlogs(spooled)
             self._committed(spooled, size)
             return spooled
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_PendingAppend(spooled, size, done))
+        self._pending.append(_PendingAppend(spooled, size, estimate, done))
         self._wake.set()
         # Not shielded: ``done`` belongs to this caller alone, and the commit runs in the writer task, so a caller that
         # gives up (deadline) cancels only its own wait; _commit skips futures already done. (A shield cost one more
@@ -213,16 +282,83 @@ class Spool:
         pending, self._pending = self._pending, []
         return pending
 
+    def _estimate(self, events: Sequence[Event], size: int) -> int:
+        """Disk bytes these events will take until measured: payloads, rows and any key not stored yet."""
+        estimate = size + ROW_OVERHEAD_BYTES * len(events)
+        backlogs = self._backlogs
+        if len(events) == 1:
+            event = events[0]
+            if (event.write_key, event.region) not in backlogs:
+                estimate += len(event.write_key)
+            return estimate
+        for key in {(event.write_key, event.region) for event in events}:
+            if key not in backlogs:
+                estimate += len(key[0])
+        return estimate
+
+    @property
+    def disk_bytes(self) -> int:
+        """What a disk spool occupies on disk, as last measured plus estimates of commits since (0 for memory)."""
+        return self._disk_used + self._disk_unmeasured
+
+    def _should_measure(self) -> bool:
+        """Whether the next commit measures the disk: every 50 ms, and every time near the bound."""
+        if not self._store.on_disk:
+            return False
+        now_ = time.monotonic()
+        used = self._disk_used + self._disk_unmeasured + self._reserved
+        if now_ - self._measured_at >= MEASURE_INTERVAL or used > self._max_bytes * MEASURE_ALWAYS_ABOVE:
+            self._measured_at = now_
+            return True
+        return False
+
+    def _measured(self, used: int | None) -> None:
+        """A store job measured the disk after its work (applied in job order: every earlier commit is in it)."""
+        if used is not None:
+            self._disk_used = used
+            self._disk_unmeasured = 0
+
+    def _number(self, events: Sequence[SpooledEvent]) -> None:
+        """Give events the next seqs. Only the writer calls this (or an inline append, which runs to its end)."""
+        seq = self._last_seq
+        for event in events:
+            seq += 1
+            event.seq = seq
+        self._last_seq = seq
+
     async def _write_loop(self) -> None:
+        """The one writer: commits groups of appends and moves replays back into the queue, one at a time."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
             if self._pending:
                 await self._commit(self._take_pending())
+            elif self._replays:
+                await self._replay()
+            elif self._stopping:
+                return
+            else:
+                await self._wake.wait()
+                self._wake.clear()
 
     async def _commit(self, group: list[_PendingAppend]) -> None:
         events = [event for pending in group for event in pending.events]
         size = sum(pending.size for pending in group)
+        estimate = sum(pending.estimate for pending in group)
+        measure = self._should_measure()
+        store = self._store
+
+        def insert() -> int | None:
+            store.insert(events)
+            return store.used_bytes() if measure else None
+
+        def inserted(used: int | None) -> None:
+            self._reserved -= estimate
+            self._disk_unmeasured += estimate
+            self._measured(used)
+            self._add_backlogs(events)
+
+        # Numbered here, by the writer, never before: seqs of a failed commit are not given again (its rows cannot
+        # have been kept, but a failed fsync leaves that uncertain, and a skipped seq costs nothing).
+        self._number(events)
         try:
             started = time.monotonic()
             if (
@@ -235,12 +371,15 @@ class Spool:
                 # the hop to the store's thread and back costs more than the commit: commit here, on the loop (issue
                 # 6, unary latency at concurrency 1). Back-to-back commits mean overlapping calls: those go to the
                 # thread, so that the loop reads the next calls during the fsync.
-                self._store.insert(events)
-                self._add_backlogs(events)
+                inserted(insert())
             else:
-                await self._run(self._store.insert, events, then=lambda _: self._add_backlogs(events))
+                await self._run(insert, then=inserted)
             self._last_commit_end = time.monotonic()
-        except SpoolFailure as exc:
+        except Exception as error:  # the writer must outlive any failure, or every later append would hang
+            exc = error if isinstance(error, SpoolFailure) else SpoolFailure(f"spool write failed: {error!r}")
+            if not isinstance(error, SpoolFailure):
+                log.exception("spool_commit_failed")
+            self._reserved -= estimate
             self.pending_bytes -= size
             self.pending_events -= len(events)
             for pending in group:
@@ -306,11 +445,11 @@ class Spool:
         keys = _keys_of(events)
         store = self._store
 
-        def job() -> dict[ShardKey, tuple[int, float]] | None:
+        def job() -> tuple[dict[ShardKey, tuple[int, float]] | None, int | None]:
             store.delete(seqs)
-            return _oldest_or_none(store, keys)
+            return _settle(store, keys), _used_or_none(store)
 
-        await self._run(job, then=lambda oldest: self._forget(events, oldest))
+        await self._run(job, then=lambda result: self._forget(events, *result))
 
     async def dead_letter(self, events: Sequence[SpooledEvent], reason: str, response: str) -> None:
         """Give these up, keeping them with the reason and Segment's answer."""
@@ -320,16 +459,73 @@ class Spool:
         letters = [DeadLetter(e, at, reason, response) for e in events]
         keys = _keys_of(events)
         store = self._store
+        bound = self._dead_letter_max_bytes
+        oldest_kept = at - self._dead_letter_max_age
 
-        def job() -> dict[ShardKey, tuple[int, float]] | None:
+        def job() -> tuple[dict[ShardKey, tuple[int, float]] | None, int | None, Pruned | None]:
             store.dead_letter(letters)
-            return _oldest_or_none(store, keys)
+            settled = _settle(store, keys)
+            pruned = None
+            if store.dead_bytes > bound:
+                with contextlib.suppress(SpoolFailure):  # the next pruning pass tries again
+                    pruned = store.prune(bound, oldest_kept)
+            return settled, _used_or_none(store), pruned
 
-        await self._run(job, then=lambda oldest: self._forget(events, oldest))
+        def done(result: tuple[dict[ShardKey, tuple[int, float]] | None, int | None, Pruned | None]) -> None:
+            self._forget(events, result[0], result[1])
+            if result[2] is not None:
+                self._pruned(result[2])
 
-    def _forget(self, events: Sequence[SpooledEvent], oldest: dict[ShardKey, tuple[int, float]] | None) -> None:
+        await self._run(job, then=done)
+
+    async def prune(self) -> Pruned:
+        """Prune dead letters past their age or beyond their bound (oldest first) and keys with nothing left; the
+        pruner task does this every ``prune_interval`` seconds."""
+        store = self._store
+        bound, oldest_kept = self._dead_letter_max_bytes, now() - self._dead_letter_max_age
+
+        def job() -> tuple[Pruned, int | None]:
+            return store.prune(bound, oldest_kept), _used_or_none(store)
+
+        def done(result: tuple[Pruned, int | None]) -> None:
+            self._measured(result[1])
+            self._pruned(result[0])
+
+        pruned, _ = await self._run(job, then=done)
+        return pruned
+
+    def _pruned(self, pruned: Pruned) -> None:
+        count = pruned.by_age + pruned.by_bytes
+        if count:
+            self.dead_letters_pruned += count
+            self.dead_letters_pruned_bytes += pruned.bytes
+            log.warning(
+                "dead_letters_pruned",
+                past_age=pruned.by_age,
+                beyond_bound=pruned.by_bytes,
+                bytes=pruned.bytes,
+                max_bytes=self._dead_letter_max_bytes,
+                max_age_seconds=self._dead_letter_max_age,
+            )
+
+    async def _prune_loop(self) -> None:
+        """Every ``prune_interval``: prune; a failure is logged and retried at the next turn."""
+        while True:
+            await asyncio.sleep(self._prune_interval)
+            try:
+                await self.prune()
+            except SpoolFailure as exc:
+                log.warning("dead_letters_prune_failed", error=str(exc))
+
+    def _forget(
+        self,
+        events: Sequence[SpooledEvent],
+        oldest: dict[ShardKey, tuple[int, float]] | None,
+        used: int | None = None,
+    ) -> None:
         """Events left the store; ``oldest`` is each key's oldest event left, read in the same store job (None when
         that read failed: the old oldest stays, which is older than the truth, never newer)."""
+        self._measured(used)
         self.pending_events -= len(events)
         removed: dict[ShardKey, list[int]] = {}
         size = 0
@@ -449,17 +645,45 @@ class Spool:
         return await self._offload(self._store.count_for, write_key, region, upto_seq)
 
     async def take_replays(self) -> int:
-        """Re-queue dead letters marked for replay; return how many."""
-        events: list[SpooledEvent] = await self._run(
-            self._store.take_replays, self._last_seq + 1, then=self._add_backlogs
-        )
-        if events:
-            self._last_seq = events[-1].seq
-            self.pending_events += len(events)
-            self.pending_bytes += sum(len(e.payload) for e in events)
-            self._on_disk_only = True
-            self._available.set()
-        return len(events)
+        """Re-queue dead letters marked for replay, under new seqs given by the writer; return how many."""
+        if not self._open:
+            raise SpoolFailure("the spool is not open")
+        if self._store.inline:
+            events = self._store.take_replays(self._last_seq + 1)
+            self._replayed(events)
+            return len(events)
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._replays.append(waiter)
+        self._wake.set()
+        return await waiter
+
+    async def _replay(self) -> None:
+        """In the writer: one store job moves every marked dead letter back, numbered from the writer's next seq."""
+        waiters, self._replays = self._replays, []
+        try:
+            events = await self._run(self._store.take_replays, self._last_seq + 1, then=self._replayed)
+        except Exception as error:  # the writer must outlive any failure
+            exc = error if isinstance(error, SpoolFailure) else SpoolFailure(f"spool write failed: {error!r}")
+            if not isinstance(error, SpoolFailure):
+                log.exception("spool_replay_failed")
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(len(events))
+
+    def _replayed(self, events: list[SpooledEvent]) -> None:
+        """Replayed events are in the queue again (applied in job order, like every store job's effect)."""
+        if not events:
+            return
+        self._last_seq = max(self._last_seq, events[-1].seq)
+        self.pending_events += len(events)
+        self.pending_bytes += sum(len(e.payload) for e in events)
+        self._add_backlogs(events)
+        self._on_disk_only = True
+        self._available.set()
 
 
 def _keys_of(events: Iterable[SpooledEvent]) -> list[ShardKey]:
@@ -467,9 +691,19 @@ def _keys_of(events: Iterable[SpooledEvent]) -> list[ShardKey]:
     return list(dict.fromkeys((event.write_key, event.region) for event in events))
 
 
-def _oldest_or_none(store: Store, keys: list[ShardKey]) -> dict[ShardKey, tuple[int, float]] | None:
+def _settle(store: Store, keys: list[ShardKey]) -> dict[ShardKey, tuple[int, float]] | None:
     """The keys' oldest events after a removal, or None when that read failed (the removal itself succeeded)."""
     try:
-        return store.oldest(keys)
+        return store.settle(keys)
+    except SpoolFailure:
+        return None
+
+
+def _used_or_none(store: Store) -> int | None:
+    """The store's bytes on disk after a job, or None (memory, or the measurement failed: the next one counts)."""
+    if not store.on_disk:
+        return None
+    try:
+        return store.used_bytes()
     except SpoolFailure:
         return None

@@ -264,12 +264,12 @@ async def test_replayed_dead_letters_rejoin_their_keys_backlog(tmp_path: Path) -
 
 
 def test_a_key_read_uses_the_index_not_a_scan(tmp_path: Path) -> None:
-    """SQLite's plan for a per-key read searches the (write_key, region, seq) index rather than scanning events."""
+    """SQLite's plan for a per-key read searches the index on (key_id, seq) rather than scanning events."""
     store = SqliteStore(tmp_path)
     store.open()
     try:
         db = sqlite3.connect(store.path)
-        plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + _READ_KEY, ("k", "us", 0, 10)))
+        plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + _READ_KEY, (1, 0, 10)))
         db.close()
     finally:
         store.close()

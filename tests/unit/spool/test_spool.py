@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from sidecar.errors import CapacityExhausted, SpoolFailure
 from sidecar.model import Event, Region
 from sidecar.spool import MemoryStore, Spool, SqliteStore
+from sidecar.spool import spool as spool_module
 from sidecar.spool.store import list_dead_letters, mark_for_replay
 
 
@@ -183,4 +186,121 @@ async def test_stop_is_idempotent_and_safe_without_start(tmp_path: Path) -> None
     await spool.stop()
     await spool.start()
     await spool.stop()
+    await spool.stop()
+
+
+async def test_replays_during_appends_never_reuse_a_seq(tmp_path: Path) -> None:
+    """Dead letters replayed while appends go on keep every acknowledged event: the writer alone numbers events, so a
+    replay and an append never get the same seq (issue 13.1: they did, and one overwrote the other)."""
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**7, read_ahead_bytes=10**7)
+    await spool.start()
+    dead = await spool.append(events(20, start=1000))
+    await spool.dead_letter(dead, "refused", "HTTP 400")
+    acknowledged = {e.message_id for e in dead}
+    for round_ in range(4):
+        assert mark_for_replay(tmp_path) == len(dead)
+        appends = [spool.append(events(5, start=round_ * 100 + i * 5)) for i in range(10)]
+        results = await asyncio.gather(spool.take_replays(), *appends)
+        assert results[0] == len(dead)
+        for spooled in results[1:]:
+            acknowledged.update(e.message_id for e in spooled)
+        waiting = await spool.read(("wk", Region.US), 0, 10**7, 10**6)
+        dead = [e for e in waiting if int(e.message_id[1:]) >= 1000]
+        await spool.dead_letter(dead, "refused again", "HTTP 400")
+    await spool.append(events(5, start=900))
+    acknowledged.update(f"m{i}" for i in range(900, 905))
+    last = spool.last_seq
+    await spool.stop()
+    again = Spool(SqliteStore(tmp_path), max_bytes=10**7, read_ahead_bytes=10**7)
+    await again.start()
+    assert again.last_seq >= last, "the counter never moves backwards"
+    pending = await again.take(10**7)
+    found = [e.message_id for e in pending] + [d.event.message_id for d in list_dead_letters(tmp_path)]
+    assert sorted(found) == sorted(acknowledged), "every acknowledged event is pending or dead-lettered, once"
+    seqs = [e.seq for e in pending] + [d.event.seq for d in list_dead_letters(tmp_path)]
+    assert len(seqs) == len(set(seqs))
+    await again.stop()
+
+
+def folder_bytes(folder: Path) -> int:
+    """What the spool's files occupy (their sizes), as a volume's size limit counts them."""
+    return sum(path.stat().st_size for path in folder.iterdir())
+
+
+async def test_disk_use_stays_within_the_bound_whatever_the_write_keys(tmp_path: Path) -> None:
+    """SIDECAR_SPOOL_MAX_BYTES bounds the files on disk: events with 1 MiB write keys fill the spool by their keys
+    (each stored once) and are refused with a retry delay past the bound (issue 13.4: 20 such events took 29 MiB)."""
+    bound = 8 * 2**20
+    spool = Spool(SqliteStore(tmp_path, bound), max_bytes=bound, read_ahead_bytes=bound)
+    await spool.start()
+    accepted = refused = 0
+    delays: set[float] = set()
+    for i in range(20):
+        key = chr(ord("a") + i) * 2**20  # a new 1 MiB write key each time
+        try:
+            await spool.append([Event(key, Region.US, f"m{i}", b"{}", 1.0)])
+            accepted += 1
+        except CapacityExhausted as exc:
+            delays.add(exc.retry_after)
+            refused += 1
+        assert folder_bytes(tmp_path) <= bound
+    assert delays and min(delays) > 0
+    same_key = "z" * 2**20
+    await spool.stop()
+    assert refused > 0 and accepted >= 4
+    other = tmp_path / "one-key"
+    spool = Spool(SqliteStore(other, bound), max_bytes=bound, read_ahead_bytes=bound)
+    await spool.start()
+    for i in range(20):
+        await spool.append([Event(same_key, Region.US, f"m{i}", b"{}", 1.0)])
+    assert folder_bytes(other) < 3 * 2**20, "one key, stored once"
+    assert spool.disk_bytes < 3 * 2**20
+    await spool.stop()
+
+
+async def test_dead_letters_beyond_their_bound_are_pruned_oldest_first(tmp_path: Path) -> None:
+    """Past the dead letters' byte bound the oldest go first, each pruning logged and counted for the metrics."""
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, read_ahead_bytes=10**8, dead_letter_max_bytes=2_000)
+    await spool.start()
+    spooled = await spool.append(events(30, size=100))
+    with capture_logs() as logs:
+        for start in range(0, 30, 5):
+            await spool.dead_letter(spooled[start : start + 5], "refused", "HTTP 400")
+    letters = list(list_dead_letters(tmp_path))
+    kept = [d.event.message_id for d in letters]
+    assert kept == [f"m{i}" for i in range(30 - len(kept), 30)], "the newest are kept"
+    assert sum(len(d.event.payload) + 2 + 3 + 7 + 8 for d in letters) <= 2_000
+    assert spool.dead_letters_pruned == 30 - len(kept) > 0
+    assert spool.dead_letters_pruned_bytes > 0
+    assert [entry["event"] for entry in logs if entry["event"] == "dead_letters_pruned"], logs
+    await spool.stop()
+
+
+async def test_dead_letters_past_their_age_are_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dead letters older than their maximum age are pruned by the next pass, and the folder forgets their key."""
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, read_ahead_bytes=10**8, dead_letter_max_age=3600.0)
+    await spool.start()
+    old = await spool.append(events(3, key="old-key"))
+    recent = await spool.append(events(2, start=3))
+    monkeypatch.setattr(spool_module, "now", lambda: time.time() - 7200)
+    await spool.dead_letter(old, "refused", "HTTP 400")
+    monkeypatch.undo()
+    await spool.dead_letter(recent, "refused", "HTTP 400")
+    pruned = await spool.prune()
+    assert (pruned.by_age, pruned.by_bytes, pruned.keys) == (3, 0, 1)
+    assert [d.event.message_id for d in list_dead_letters(tmp_path)] == ["m3", "m4"]
+    assert spool.dead_letters_pruned == 3
+    assert (await spool.prune()).by_age == 0
+    await spool.stop()
+
+
+async def test_the_memory_spool_bounds_its_dead_letters_too() -> None:
+    """The memory spool keeps dead letters within the same bound, oldest pruned first."""
+    store = MemoryStore()
+    spool = Spool(store, max_bytes=10**6, read_ahead_bytes=10**6, dead_letter_max_bytes=1_000)
+    await spool.start()
+    spooled = await spool.append(events(20, size=100))
+    await spool.dead_letter(spooled, "refused", "HTTP 400")
+    assert [d.event.message_id for d in store.dead_letters] == [f"m{i}" for i in range(12, 20)]
+    assert spool.dead_letters_pruned == 12
     await spool.stop()
