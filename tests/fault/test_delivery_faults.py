@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import grpc
 import orjson
 import pytest
@@ -94,6 +95,20 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+async def wait_metric(port: int, prefix: str, needle: str, timeout: float) -> str:
+    """Poll /metrics until a sample line starting with ``prefix`` and holding ``needle`` appears; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            text = await response.text()
+        lines = [line for line in text.splitlines() if line.startswith(prefix) and needle in line]
+        if lines:
+            return lines[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {prefix}...{needle} sample in /metrics")
+        await asyncio.sleep(0.1)
+
+
 def fill(path: Path) -> None:
     """Write zeros to ``path`` until the disk is full."""
     with path.open("wb") as filler, contextlib.suppress(OSError):
@@ -111,6 +126,7 @@ async def test_a_full_disk_under_the_spool_pauses_delivery_and_it_resumes_after(
     answers DEADLINE_EXCEEDED by its deadline; once space is back, delivery resumes and every acknowledged event
     arrives (duplicates only with the same message id), and health is SERVING again."""
     collector.faults.down = True
+    metrics_port = free_port()
     process = SidecarProcess(
         env={
             **TEST_ENV,
@@ -118,6 +134,7 @@ async def test_a_full_disk_under_the_spool_pauses_delivery_and_it_resumes_after(
             "SIDECAR_ENDPOINT_EU": collector.url,
             "SIDECAR_SPOOL_DIR": str(tiny_disk / "spool"),
             "SIDECAR_LOG_LEVEL": "info",
+            "SIDECAR_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
         },
         port=free_port(),
         log_path=tmp_path / "sidecar.log",
@@ -131,6 +148,8 @@ async def test_a_full_disk_under_the_spool_pauses_delivery_and_it_resumes_after(
         await asyncio.to_thread(fill, tiny_disk / "filler")
         collector.faults.down = False
         await wait_health(process.address, health_pb2.HealthCheckResponse.NOT_SERVING, timeout=15)
+        blocked = await wait_metric(metrics_port, "sidecar_delivery_blocked{", 'unit="spool_write"', 15)
+        assert blocked.endswith(" 1.0")
         started = time.monotonic()
         async with grpc.aio.insecure_channel(process.address) as channel:
             with pytest.raises(grpc.aio.AioRpcError) as raised:
