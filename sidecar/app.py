@@ -14,6 +14,7 @@ NOT_SERVING from the moment a drain begins.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ from sidecar.config import Settings
 from sidecar.debugger import Debugger
 from sidecar.deliver.auth import Authenticator, BasicAuthenticator
 from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.http import HttpSender, envelope_overhead
+from sidecar.deliver.chain import build_segment_chain
+from sidecar.deliver.http import envelope_overhead
 from sidecar.deliver.ratelimit import PacedLimiter, RateLimiter
 from sidecar.enrich.enricher import Enricher
 from sidecar.errors import SidecarError
@@ -95,6 +97,11 @@ def build_validators(settings: Settings) -> list[Validator]:
     return default_validators(extra)
 
 
+def _tell_rate_limited(observers: list[DeliveryObserver], seconds: float) -> None:
+    for observer in observers:
+        observer.rate_limited(seconds)
+
+
 @dataclass
 class Observers:
     """Who listens to the pipeline (metrics, the debugger page); empty by default."""
@@ -112,18 +119,24 @@ class Sidecar:
         intake_observers = list(observers.intake)
         delivery_observers = list(observers.delivery)
         store: Store = MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir)
-        read_ahead = settings.spool_max_bytes if settings.spool == "memory" else settings.read_ahead_bytes
+        # Delivery reads by key (Spool.read), not from the spool's global read-ahead: that stays empty.
         self.spool = Spool(
             store,
             settings.spool_max_bytes,
-            read_ahead,
+            0,
             settings.spool_dead_letter_max_bytes,
             settings.spool_dead_letter_max_age,
         )
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
         if settings.metrics_listen is not None:
-            self.metrics = Metrics(self.spool, self.oldest_pending_at, lambda: self.serving, time.time)
+            self.metrics = Metrics(
+                self.spool,
+                self.oldest_pending_at,
+                lambda: self.serving,
+                time.time,
+                delivery_problems=lambda: self.driver.problems,
+            )
             self.metrics_server = MetricsServer(self.metrics, settings.metrics_listen)
             intake_observers.append(self.metrics)
             delivery_observers.append(self.metrics)
@@ -134,26 +147,32 @@ class Sidecar:
             delivery_observers.append(self.debugger)
         self.limiter = build_limiter(settings)
         self.authenticator = build_authenticator(settings)
-        self.sender = HttpSender(
+        self.sender = build_segment_chain(
             {region: settings.endpoint(region) for region in Region},
             self.authenticator,
             settings.request_timeout,
-            limiter=self.limiter,
+            self.limiter,
+            on_wait=lambda seconds: _tell_rate_limited(delivery_observers, seconds),
         )
         policy = DeliveryPolicy(
             flush_interval=settings.flush_interval,
             batch_max_bytes=settings.batch_max_bytes,
             batch_max_events=settings.batch_max_events,
-            read_ahead_bytes=read_ahead,
-            shard_memory_bytes=None if settings.spool == "memory" else 2 * settings.batch_max_bytes,
             max_in_flight=settings.max_in_flight,
             max_event_age=settings.max_event_age,
             parked_retry_interval=settings.parked_retry_interval,
             parked_dead_letter_after=settings.parked_dead_letter_after,
             backoff=Backoff(settings.retry_base_delay, settings.retry_max_delay),
         )
+        self._health_dirty = asyncio.Event()
         self.driver = DeliveryDriver(
-            self.spool, self.limiter, self.sender, policy, envelope_overhead, delivery_observers
+            self.spool,
+            self.sender,
+            policy,
+            envelope_overhead,
+            delivery_observers,
+            on_health_change=self._health_dirty.set,
+            paced=self.sender,
         )
         intake = Intake(
             build_validators(settings),
@@ -174,8 +193,14 @@ class Sidecar:
 
     @property
     def serving(self) -> bool:
-        """Whether health answers SERVING: accepting calls, with a writable spool."""
-        return self._started and not self._stopped and self.servicer.accepting and self.spool_problem is None
+        """Whether health answers SERVING: accepting calls, with a writable spool, and delivery able to go on."""
+        return (
+            self._started
+            and not self._stopped
+            and self.servicer.accepting
+            and self.spool_problem is None
+            and not self.driver.problems
+        )
 
     async def check_health(self) -> bool:
         """Probe the spool folder now and update the health service; return whether it is SERVING."""
@@ -195,7 +220,15 @@ class Sidecar:
 
     async def _probe_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.health_probe_interval)
+            # Every interval, and at once when delivery says it cannot go on (or goes on again).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.health_probe_interval):
+                    await self._health_dirty.wait()
+            if self._health_dirty.is_set():
+                self._health_dirty.clear()
+                problems = self.driver.problems
+                if problems:
+                    log.error("delivery_blocked", problems=problems)
             await self.check_health()
 
     async def oldest_pending_at(self) -> float | None:

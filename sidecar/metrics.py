@@ -37,6 +37,8 @@ metric                                                 labels              meani
                                                        region``            ``write_key_series`` of them)
 ``sidecar_write_key_events_accepted_total``            ``write_key_hash``  accepted events of the busiest keys
 ``sidecar_health_serving``                             (gauge)             1 when the health service says SERVING
+``sidecar_delivery_blocked``                           ``unit, reason``    1 per delivery unit that cannot go on
+                                                                           (spool_read, spool_write, send, a task)
 =====================================================  ==================  ========================================
 """
 
@@ -56,7 +58,17 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sidecar.api.status import code_of
 from sidecar.deliver.classify import Delivered, Outcome, Retry, Unauthorized
 from sidecar.errors import SidecarError
-from sidecar.model import Batch, CallType, Event, Region, ShardKey, SpooledEvent, Warning, write_key_hash
+from sidecar.model import (
+    Batch,
+    CallType,
+    DeadLetterReason,
+    Event,
+    Region,
+    ShardKey,
+    SpooledEvent,
+    Warning,
+    write_key_hash,
+)
 
 WRITE_KEY_SERIES = 20
 """Write keys that get their own series; the rest are summed in ``write_key_hash="other"``."""
@@ -96,7 +108,9 @@ _observed_in_call: ContextVar[list[int] | None] = ContextVar("sidecar_observed_i
 
 
 def dead_letter_code(reason: str) -> str:
-    """The stable label of a dead-letter reason sentence."""
+    """The stable label of a dead-letter reason: a :class:`DeadLetterReason`'s value, or one for an old sentence."""
+    if isinstance(reason, DeadLetterReason):
+        return reason.value
     for prefix, code in _DEAD_LETTER_REASONS:
         if reason.startswith(prefix):
             return code
@@ -165,8 +179,10 @@ class Metrics:
         serving: Callable[[], bool],
         clock: Callable[[], float],
         write_key_series: int = WRITE_KEY_SERIES,
+        delivery_problems: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self._spool = spool
+        self._delivery_problems = delivery_problems
         self._oldest_pending_at = oldest_pending_at
         self._serving = serving
         self._clock = clock
@@ -331,6 +347,14 @@ class Metrics:
             "Age of the oldest undelivered event (0 when the spool is empty).",
             self._oldest_age,
         )
+        blocked = GaugeMetricFamily(
+            "sidecar_delivery_blocked",
+            "1 for each delivery unit that cannot go on (health is NOT_SERVING meanwhile), with why.",
+            labels=["unit", "reason"],
+        )
+        for unit, reason in sorted((self._delivery_problems() if self._delivery_problems else {}).items()):
+            blocked.add_metric([unit, reason], 1)
+        yield blocked
         yield GaugeMetricFamily("sidecar_parked_write_keys", "Write keys parked on 401/403.", len(self._parked))
         parked = GaugeMetricFamily(
             "sidecar_parked_write_key", "1 for each parked write key (capped).", labels=["write_key_hash", "region"]

@@ -31,6 +31,30 @@ class CallType(enum.StrEnum):
     ALIAS = "alias"
 
 
+class DeadLetterReason(enum.StrEnum):
+    """Why events were given up on. Metrics, the debugger and logs label from this value, never from prose."""
+
+    PARKED_TOO_LONG = "parked_too_long"
+    EXPIRED = "expired"
+    REFUSED_EVENT = "refused_event"
+    REFUSED_BATCH = "refused_batch"
+    REJECTED_EVENT = "rejected_event"
+
+    @property
+    def description(self) -> str:
+        """The sentence stored with the dead letters and shown by `segment-sidecar dead-letters`."""
+        return _DEAD_LETTER_SENTENCES[self]
+
+
+_DEAD_LETTER_SENTENCES = {
+    DeadLetterReason.PARKED_TOO_LONG: "write key refused (401/403) for longer than SIDECAR_PARKED_DEAD_LETTER_AFTER",
+    DeadLetterReason.EXPIRED: "not delivered within SIDECAR_MAX_EVENT_AGE",
+    DeadLetterReason.REFUSED_EVENT: "Segment refused the event",
+    DeadLetterReason.REFUSED_BATCH: "Segment refused the batch",
+    DeadLetterReason.REJECTED_EVENT: "the receiver rejected this event of the batch",
+}
+
+
 ShardKey = tuple[str, Region]
 """Events are batched and paced per (write key, region)."""
 

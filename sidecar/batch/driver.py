@@ -1,58 +1,108 @@
-"""The async shell around the shards: pull from the spool, schedule batches fairly under the rate cap, settle them.
+"""The thin async shell around the scheduler core: spool notifications in, requests out, outcomes settled.
 
-Three kinds of task, all owned by :class:`DeliveryDriver` and cancelled by :meth:`DeliveryDriver.stop`:
+The policy lives in pure code: :mod:`sidecar.batch.scheduler` says which key sends next and when,
+:func:`sidecar.batch.decide.decide` says what an outcome means. This shell only does the I/O, under a
+:class:`~sidecar.tasks.Supervisor`:
 
-* the *pump* moves spooled events into their shards while the events held in memory stay under the read-ahead bound;
-  a shard holding more than ``shard_memory_bytes`` (a couple of batches: more cannot leave before its next turns)
-  *spills*: its newer events stay on disk and the shard reloads them by seq when it has room. So a busy or parked key
-  never fills memory, and a quiet key's event is reached at once however much of a busy key's backlog is on disk;
-* the *scheduler* waits for a free in-flight slot and a rate-limiter grant, then gives the request to the next ready
-  shard in round-robin order (a busy key cannot starve a quiet one: each ready shard gets one request per turn);
-* one *send* task per request, which settles the batch: delivered events leave the spool; a retryable failure pauses
-  only its shard (backoff, Retry-After); a refused batch is halved until the offending event is isolated and
-  dead-lettered; a 401/403 parks the shard, probes it every ``parked_retry_interval`` and dead-letters its events
-  after ``parked_dead_letter_after``.
+* the spool's backlog notifications (``Spool.subscribe``) update the scheduler synchronously;
+* the *dispatcher* asks the scheduler for the next take, or sleeps until its next timer or a notification;
+* one *request* task per take reads the key's next events from the spool (``Spool.read``: by key, so parked or
+  busy keys hold nothing in memory), sends them through the sender chain, applies the decision to the spool (remove,
+  dead-letter) and settles it in the scheduler. A failing spool call or sender is logged once with its traceback, the
+  key retries after a backoff (its events are still in the spool), and the driver reports why delivery cannot go on
+  (health NOT_SERVING) until the same call succeeds again;
+* the *replays* loop re-queues dead letters marked for replay.
 
-Every HTTP attempt, retries included, takes one grant from the limiter: retries are scheduled like any batch.
+Flush waits until every event accepted before it (seq <= ``last_seq`` at the call) has left the spool, except events
+of parked keys, which it reports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Protocol
 
 import structlog
 
-from sidecar.batch.accumulator import Shard
+from sidecar.batch.decide import (
+    DeadLetter,
+    Decision,
+    DecisionRules,
+    ParkUntil,
+    Remove,
+    RemoveExcept,
+    RetryAt,
+    SplitBatch,
+    decide,
+)
+from sidecar.batch.scheduler import BacklogView, Scheduler, SchedulerPolicy, Take, TakeKind
 from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.classify import Delivered, Outcome, Permanent, Retry, Split, Unauthorized
-from sidecar.deliver.ratelimit import RateLimiter
-from sidecar.model import Batch, ShardKey, SpooledEvent, write_key_hash
-from sidecar.spool import Spool
-from sidecar.tasks import cancel_and_wait
-
-_payload_of = attrgetter("payload")
+from sidecar.deliver.chain import Sender
+from sidecar.deliver.classify import Outcome
+from sidecar.model import Batch, DeadLetterReason, ShardKey, SpooledEvent, write_key_hash
+from sidecar.tasks import Supervisor
 
 log = structlog.get_logger("sidecar.delivery")
 
-IDLE_SHARD_SECONDS = 300.0
-"""A shard with nothing to do for this long is forgotten (there is no cap on the number of write keys)."""
+_grant: ContextVar[list[bool] | None] = ContextVar("sidecar_delivery_grant", default=None)
+"""In a request's task: whether its attempt got its rate-limiter grant yet."""
+
 REPLAY_CHECK_SECONDS = 2.0
 """How often the spool is asked for dead letters marked for replay by `segment-sidecar dead-letters replay`."""
+FAILURE_BACKOFF = Backoff(0.5, 30.0)
+"""Delay before a key whose spool call or sender raised is tried again."""
+AHEAD_OF_THE_LIMITER = 3
+"""Requests taken (read, or waiting for their rate-limiter grant) beyond those already granted, with a paced sender.
+A batch is chosen as late as possible: a request waiting at the limiter cannot fill up any more, and a key that
+becomes ready waits behind every request already taken. A few cover the spool read while the limiter waits."""
+FLUSH_RECHECK_SECONDS = 0.02
+"""Least time between two checks of a waiting flush (each walks the keys with a backlog)."""
 
 
-class Sender(Protocol):
-    """Makes one HTTP attempt for a batch."""
+class DeliverySpool(Protocol):
+    """What delivery needs of the spool (its per-key read API)."""
 
-    async def send(self, batch: Batch) -> Outcome:
-        """Send and classify; never raises for HTTP or network failures."""
+    @property
+    def last_seq(self) -> int:
+        """Seq of the newest acknowledged event."""
+
+    @property
+    def pending_events(self) -> int:
+        """Undelivered events."""
+
+    def backlogs(self) -> Mapping[ShardKey, BacklogView]:
+        """Every key with events waiting."""
+
+    def subscribe(self, listener: Callable[[ShardKey, BacklogView | None], None]) -> None:
+        """Be told of every change of a key's backlog."""
+
+    async def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
+        """The key's next events after ``after_seq``."""
+
+    async def remove(self, events: Sequence[SpooledEvent]) -> None:
+        """Delivered: forget them."""
+
+    async def dead_letter(self, events: Sequence[SpooledEvent], reason: str, response: str) -> None:
+        """Give them up."""
+
+    async def take_replays(self) -> int:
+        """Re-queue dead letters marked for replay."""
+
+
+class Paced(Protocol):
+    """A sender chain with a rate limiter in front (:class:`~sidecar.deliver.chain.SenderChain`)."""
+
+    @property
+    def paced(self) -> bool:
+        """Whether each attempt waits for a grant."""
+
+    def on_grant(self, listener: Callable[[], None]) -> None:
+        """Be told of each grant."""
 
 
 class DeliveryObserver(Protocol):
@@ -62,7 +112,7 @@ class DeliveryObserver(Protocol):
         """One attempt finished with ``outcome`` after ``seconds``."""
 
     def dead_lettered(self, events: Sequence[SpooledEvent], reason: str) -> None:
-        """Events were given up on."""
+        """Events were given up on; ``reason`` is a :class:`~sidecar.model.DeadLetterReason`."""
 
     def rate_limited(self, seconds: float) -> None:
         """A request waited this long for the rate limiter."""
@@ -75,21 +125,11 @@ class DeliveryPolicy:
     flush_interval: float
     batch_max_bytes: int
     batch_max_events: int
-    read_ahead_bytes: int
-    shard_memory_bytes: int | None
-    """Past this many bytes queued in one shard, its newer events stay on disk (None: never; the memory spool)."""
     max_in_flight: int
     max_event_age: float
     parked_retry_interval: float
     parked_dead_letter_after: float
     backoff: Backoff
-
-
-@dataclass
-class _FlushWaiter:
-    target_seq: int
-    remaining: int
-    done: asyncio.Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,41 +144,49 @@ class FlushResult:
 
 
 class DeliveryDriver:
-    """Moves events from the spool to Segment; see the module docstring."""
+    """Moves events from the spool to the sender chain; see the module docstring."""
 
     def __init__(
         self,
-        spool: Spool,
-        limiter: RateLimiter,
+        spool: DeliverySpool,
         sender: Sender,
         policy: DeliveryPolicy,
         overhead: Callable[[str], int],
         observers: Sequence[DeliveryObserver] = (),
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        on_health_change: Callable[[], None] | None = None,
+        paced: Paced | None = None,
     ) -> None:
         self._spool = spool
-        self._limiter = limiter
         self._sender = sender
         self._policy = policy
-        self._overhead = overhead
         self._observers = tuple(observers)
         self._clock = clock
         self._wall = wall
-        self._shards: dict[ShardKey, Shard] = {}
-        self._ready: deque[ShardKey] = deque()
-        self._in_ready: set[ShardKey] = set()
-        self._timers: list[tuple[float, int, ShardKey]] = []
-        self._timer_seq = 0
-        self._memory_bytes = 0
-        self._reload_wanted: set[ShardKey] = set()
-        self._changed = asyncio.Event()
-        self._memory_freed = asyncio.Event()
-        self._slots = asyncio.Semaphore(policy.max_in_flight)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._senders: set[asyncio.Task[None]] = set()
-        self._flushes: list[_FlushWaiter] = []
+        self._scheduler = Scheduler(
+            SchedulerPolicy(
+                policy.flush_interval,
+                policy.batch_max_bytes,
+                policy.batch_max_events,
+                policy.max_in_flight,
+                policy.parked_dead_letter_after,
+            ),
+            overhead,
+        )
+        self._rules = DecisionRules(policy.backoff, policy.parked_retry_interval)
+        self._supervisor = Supervisor("delivery", on_health_change)
+        self._wake = asyncio.Event()  # the dispatcher's: something may be ready
+        self._change = asyncio.Event()  # replaced at each change: waiters take it before checking their condition
+        self._subscribed = False
+        self._running = False
+        self._flushes = 0
         self._draining = False
+        self._failures: dict[ShardKey, int] = {}
+        self._ahead = 0  # requests taken and not yet granted by the limiter
+        self._paced = paced is not None and paced.paced
+        if paced is not None and self._paced:
+            paced.on_grant(self._granted)
         self.delivered = 0
         self.dead_lettered_total = 0
         self.requests = 0
@@ -146,433 +194,328 @@ class DeliveryDriver:
     # --- lifecycle
 
     async def start(self) -> None:
-        """Start the pump and the scheduler; returns at once."""
-        if self._tasks:
+        """Mirror the spool's backlogs into the scheduler and start the dispatcher; returns at once."""
+        if self._running:
             return
-        for name, work in (("pump", self._pump), ("scheduler", self._schedule)):
-            self._tasks.add(asyncio.create_task(work(), name=f"delivery-{name}"))
+        self._running = True
+        if not self._subscribed:
+            self._spool.subscribe(self._on_backlog)
+            self._subscribed = True
+        now = self._wall()
+        for key, backlog in self._spool.backlogs().items():
+            self._scheduler.update(key, backlog, now)
+        await self._supervisor.start()
+        self._supervisor.keep("dispatcher", self._dispatch)
+        self._supervisor.keep("replays", self._replays)
 
     async def stop(self) -> None:
         """Cancel everything; batches in flight stay in the spool and are sent again on the next start."""
-        await cancel_and_wait(self._tasks | self._senders)
-        self._tasks.clear()
-        self._senders.clear()
+        self._running = False
+        await self._supervisor.stop()
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """Why delivery cannot go on, by unit (empty when it can): spool calls, the sender, a task."""
+        return dict(self._supervisor.problems)
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The scheduling core (read-only use: metrics, tests)."""
+        return self._scheduler
 
     async def drain(self, deadline: float) -> None:
         """Send what is deliverable until ``deadline`` (monotonic); stop early once nothing deliverable is left."""
         self._draining = True
-        self._wake_all()
-        while self._clock() < deadline and self._deliverable_left(deadline):
-            self._changed.set()
+        self._force()
+        while True:
+            change = self._change
+            if self._clock() >= deadline or not self._deliverable_left(deadline):
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(0.5, max(0.0, deadline - self._clock()))):
-                    await self._settled_once()
+                    await change.wait()
 
     def _deliverable_left(self, deadline: float) -> bool:
-        if self._senders or self._spool.pending_events == 0:
-            return bool(self._senders)
-        if self._memory_bytes == 0:
-            return True  # events remain on disk: the pump will bring them in
-        for shard in self._shards.values():
-            due = shard.due_at(0.0)
-            if due is not None and shard.parked_since is None and due < deadline:
-                return True
-        return False
+        if self._scheduler.in_flight:
+            return True
+        due = self._scheduler.next_due(self._wall())
+        return due is not None and due < self._wall() + (deadline - self._clock())
 
-    async def _settled_once(self) -> None:
-        self._memory_freed.clear()
-        await self._memory_freed.wait()
+    def _force(self) -> None:
+        self._scheduler.set_forced(self._draining or self._flushes > 0, self._wall())
+        self._wake.set()
 
     # --- flush
 
     async def flush(self) -> FlushResult:
         """Wait until everything accepted so far is delivered, dead-lettered or waits on a parked key."""
-        waiter = _FlushWaiter(self._spool.last_seq, self._spool.pending_events, asyncio.Event())
-        self._flushes.append(waiter)
-        self._wake_all()
+        target = self._spool.last_seq
+        self._flushes += 1
+        self._force()
         try:
             while True:
-                parked = await self._parked_count(waiter.target_seq)
-                if waiter.remaining - parked <= 0:
-                    return await self._flush_result(waiter.target_seq)
-                waiter.done.clear()
-                await waiter.done.wait()
+                change = self._change
+                if self._flushed(target):
+                    return self._flush_result()
+                await change.wait()
+                await asyncio.sleep(FLUSH_RECHECK_SECONDS)  # a burst of changes costs one check
         finally:
-            self._flushes.remove(waiter)
+            self._flushes -= 1
+            self._force()
 
-    async def _parked_count(self, upto_seq: int) -> int:
-        total = 0
-        for shard in self._shards.values():
-            if shard.parked_since is not None:
-                total += await self._spool.count_for(shard.key[0], shard.key[1], upto_seq)
-        return total
+    def _flushed(self, target: int) -> bool:
+        for key, backlog in self._spool.backlogs().items():
+            if backlog.oldest_seq <= target and not self._scheduler.is_parked(key):
+                return False
+        return True
 
-    async def _flush_result(self, upto_seq: int) -> FlushResult:
-        parked = [s for s in self._shards.values() if s.parked_since is not None]
-        count = await self._parked_count(upto_seq)
-        hashes = tuple(sorted(write_key_hash(s.key[0]) for s in parked))
+    def _flush_result(self) -> FlushResult:
+        backlogs = self._spool.backlogs()
+        parked = [key for key, _ in self._scheduler.parked() if key in backlogs]
+        count = sum(backlogs[key].events for key in parked)
+        hashes = tuple(sorted(write_key_hash(key[0]) for key in parked))
         return FlushResult(self.delivered, self.dead_lettered_total, count, hashes)
 
-    def _wake_all(self) -> None:
-        for key, shard in self._shards.items():
-            if shard.pending or shard.retries:
-                self._mark_ready(key)
-        self._changed.set()
+    # --- the spool's notifications
 
-    @property
-    def _forced(self) -> bool:
-        return self._draining or bool(self._flushes)
-
-    # --- the pump
-
-    async def _pump(self) -> None:
-        now = self._clock()
-        next_sweep = now + IDLE_SHARD_SECONDS
-        next_replay_check = now
-        while True:
-            if self._memory_bytes >= self._policy.read_ahead_bytes:
-                self._memory_freed.clear()
-                await self._memory_freed.wait()
-                continue
-            for key in list(self._reload_wanted):
-                self._reload_wanted.discard(key)
-                wanted = self._shards.get(key)
-                if wanted is not None:
-                    self._maybe_reload(wanted)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(REPLAY_CHECK_SECONDS):
-                    await self._spool.wait_available()
-            events = await self._spool.take(min(4 * 2**20, self._policy.read_ahead_bytes - self._memory_bytes))
-            now = self._clock()
-            self._add_all(events, now)
-            if events:
-                self._changed.set()
-            if now >= next_sweep:
-                self._forget_idle_shards(now)
-                next_sweep = now + IDLE_SHARD_SECONDS
-            if now >= next_replay_check:
-                next_replay_check = now + REPLAY_CHECK_SECONDS
-                replays = await self._spool.take_replays()
-                if replays:
-                    log.info("dead_letters_replayed", events=replays)
-
-    def _add_all(self, events: list[SpooledEvent], now: float) -> None:
-        """Hand a take to its shards: grouped first, so that the shard bookkeeping and the readiness check run once
-        per shard and take rather than once per event (the pump's share of the ingest hot path, issue 6)."""
-        runs: dict[ShardKey, list[SpooledEvent]] = {}
-        for event in events:
-            key = (event.write_key, event.region)
-            run = runs.get(key)
-            if run is None:
-                runs[key] = [event]
-            else:
-                run.append(event)
-        limit = self._policy.shard_memory_bytes
-        for key, run in runs.items():
-            shard = self._shard_for(key)
-            if shard.spilled or run[0].seq <= shard.loaded_seq:
-                for event in run:  # the careful path: a spilled or reloaded shard
-                    self._add(event, now)
-                continue
-            size = sum(map(len, map(_payload_of, run)))
-            if limit is not None and shard.pending_bytes + size > limit:
-                for event in run:
-                    self._add(event, now)
-                continue
-            shard.add_run(run, size, now)
-            self._memory_bytes += size
-            self._ready_or_timer(shard, now)
-
-    def _shard_for(self, key: ShardKey) -> Shard:
-        shard = self._shards.get(key)
-        if shard is None:
-            shard = Shard(key, self._overhead(key[0]), self._policy.batch_max_bytes, self._policy.batch_max_events)
-            self._shards[key] = shard
-        return shard
-
-    def _add(self, event: SpooledEvent, now: float) -> None:
-        key = event.shard
-        shard = self._shard_for(key)
-        if event.seq <= shard.loaded_seq:
-            return  # a spilled shard already reloaded it from disk
-        if shard.spilled:
-            if shard.reloading:
-                shard.held.append(event)  # settled once the reload answers
-                self._memory_bytes += len(event.payload)
-            return  # it stays on disk; the shard reloads it when it has room
-        shard.add(event, now)
-        self._memory_bytes += len(event.payload)
-        limit = self._policy.shard_memory_bytes
-        if limit is not None and shard.pending_bytes > limit:
-            shard.spilled = True
-        self._ready_or_timer(shard, now)
-
-    def _maybe_reload(self, shard: Shard) -> None:
-        """Top a spilled shard up from disk once less than one batch is queued in memory."""
-        if shard.spilled and not shard.reloading and shard.pending_bytes < shard.max_bytes:
-            if self._memory_bytes >= self._policy.read_ahead_bytes:
-                self._reload_wanted.add(shard.key)  # the pump reloads it once memory frees up
-                return
-            shard.reloading = True
-            task = asyncio.create_task(self._reload(shard), name="delivery-reload")
-            self._senders.add(task)
-            task.add_done_callback(self._senders.discard)
-
-    async def _reload(self, shard: Shard) -> None:
-        budget = 2 * shard.max_bytes
-        try:
-            events = await self._spool.load_shard(shard.key[0], shard.key[1], shard.loaded_seq, budget)
-        except BaseException:
-            shard.reloading = False
-            raise
-        now = self._clock()
-        for event in events:
-            shard.add(event, now)
-            self._memory_bytes += len(event.payload)
-        held, shard.held = shard.held, []
-        if sum(len(e.payload) for e in events) < budget:
-            # Everything on disk is in memory now; events that arrived meanwhile follow in seq order.
-            shard.spilled = False
-            for event in held:
-                if event.seq > shard.loaded_seq:
-                    shard.add(event, now)
-                else:
-                    self._memory_bytes -= len(event.payload)
-        else:
-            self._memory_bytes -= sum(len(e.payload) for e in held)  # still on disk: the next reload reads them
-        shard.reloading = False
-        self._ready_or_timer(shard, now)
-        self._changed.set()
-
-    def _forget_idle_shards(self, now: float) -> None:
-        for key in [
-            k
-            for k, s in self._shards.items()
-            if s.idle and s.parked_since is None and now - s.last_active > IDLE_SHARD_SECONDS
-        ]:
-            del self._shards[key]
-
-    # --- the scheduler
-
-    def _mark_ready(self, key: ShardKey) -> None:
-        if key not in self._in_ready:
-            self._in_ready.add(key)
-            self._ready.append(key)
-
-    def _ready_or_timer(self, shard: Shard, now: float) -> None:
-        """Queue the shard for its turn if it is ready now, else set a timer for when it will be."""
-        if shard.ready(now, self._policy.flush_interval, self._forced):
-            self._mark_ready(shard.key)
-        else:
-            self._schedule_timer(shard)
-
-    def _schedule_timer(self, shard: Shard) -> None:
-        due = shard.due_at(self._policy.flush_interval)
-        if due is not None and due < shard.timer_due:
-            shard.timer_due = due
-            self._timer_seq += 1
-            heapq.heappush(self._timers, (due, self._timer_seq, shard.key))
-            self._changed.set()
-
-    def _fire_timers(self, now: float) -> None:
-        while self._timers and self._timers[0][0] <= now:
-            due, _, key = heapq.heappop(self._timers)
-            shard = self._shards.get(key)
-            if shard is None or shard.timer_due != due:
-                continue
-            shard.timer_due = float("inf")
-            self._ready_or_timer(shard, now)
-
-    def _next_ready(self, now: float) -> Shard | None:
-        """Round-robin: the first ready shard in turn order; shards not ready after all get a timer instead."""
-        self._fire_timers(now)
-        while self._ready:
-            key = self._ready.popleft()
-            self._in_ready.discard(key)
-            shard = self._shards.get(key)
-            if shard is None:
-                continue
-            if shard.ready(now, self._policy.flush_interval, self._forced):
-                return shard
-            self._schedule_timer(shard)
-        return None
-
-    async def _wait_for_work(self) -> None:
-        self._fire_timers(self._clock())
-        if self._ready:
+    def _on_backlog(self, key: ShardKey, backlog: BacklogView | None) -> None:
+        if not self._running:
             return
-        timeout = self._timers[0][0] - self._clock() if self._timers else None
-        self._changed.clear()
-        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races with the event.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._changed.wait()
+        self._scheduler.update(key, backlog, self._wall())
+        self._wake.set()
+        if self._flushes:
+            self._changed()
 
-    async def _schedule(self) -> None:
+    # --- the dispatcher
+
+    async def _dispatch(self) -> None:
+        self._supervisor.report("dispatcher", None)
         while True:
-            await self._wait_for_work()
-            if not self._ready:
+            self._wake.clear()  # before asking: a notification from here on wakes the wait below
+            now = self._wall()
+            saturated = self._ahead >= AHEAD_OF_THE_LIMITER
+            take = None if saturated else self._scheduler.next_take(now)
+            if take is None:
+                # Saturated: the next grant (or the end of a request) wakes us; else the scheduler's next timer.
+                due = None if saturated else self._scheduler.next_due(now)
+                timeout = None if due is None else max(0.0, due - self._wall())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 continue
-            await self._slots.acquire()
-            waited = self._clock()
-            await self._limiter.acquire()
-            waited = self._clock() - waited
-            for observer in self._observers:
-                observer.rate_limited(waited)
-            now = self._clock()
-            shard = self._next_ready(now)
-            if shard is None:
-                self._slots.release()  # the grant is given up: the limiter never hands out a start twice
-                continue
-            batch = await self._drop_expired(shard, shard.next_batch())
-            self._maybe_reload(shard)
-            if batch is None:
-                self._slots.release()
-                continue
-            self._ready_or_timer(shard, now)  # back of the line: one request per ready shard per turn
-            shard.in_flight += 1
-            self.requests += 1
-            task = asyncio.create_task(self._send(shard, batch), name="delivery-send")
-            self._senders.add(task)
-            task.add_done_callback(self._senders.discard)
+            if self._paced:
+                self._ahead += take.batches
+            self._supervisor.spawn("request", self._request(take))
 
-    async def _drop_expired(self, shard: Shard, batch: Batch) -> Batch | None:
-        """Dead-letter events older than max_event_age (from acceptance), and a parked key's events past its limit."""
-        wall = self._wall()
-        now = self._clock()
-        if shard.parked_since is not None and now - shard.parked_since >= self._policy.parked_dead_letter_after:
-            events = batch.events + shard.drain_all()
-            await self._dead_letter(
-                shard, events, "write key refused (401/403) for longer than SIDECAR_PARKED_DEAD_LETTER_AFTER", ""
-            )
-            # A new parking period begins: the key is still probed, so a customer who fixes it gets through.
-            shard.parked_since = now
-            return None
-        oldest_allowed = wall - self._policy.max_event_age
-        if batch.events and batch.events[0].accepted_at >= oldest_allowed:
+    async def _replays(self) -> None:
+        self._supervisor.report("replays", None)
+        while True:
+            replays = await self._spool.take_replays()
+            if replays:
+                log.info("dead_letters_replayed", events=replays)
+            await asyncio.sleep(REPLAY_CHECK_SECONDS)
+
+    # --- one request
+
+    def _retry_delay(self, key: ShardKey) -> float:
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        return FAILURE_BACKOFF.delay(failures)
+
+    def _changed(self) -> None:
+        change, self._change = self._change, asyncio.Event()
+        change.set()
+
+    def _done(self) -> None:
+        self._wake.set()
+        self._changed()
+
+    def _granted(self) -> None:
+        """The limiter granted the attempt of the request running in this context."""
+        grant = _grant.get()
+        if grant is not None and not grant[0]:
+            grant[0] = True
+            self._ahead -= 1
+            self._wake.set()
+
+    def _not_granted(self, requests: int) -> None:
+        """Requests counted ahead of the limiter that will never reach it."""
+        if self._paced and requests:
+            self._ahead -= requests
+            self._wake.set()
+
+    async def _request(self, take: Take) -> None:
+        """Read a take's events, then send, apply and settle each of its batches (the first here, the others in units
+        of their own); a failure puts the key on a backoff, its events staying in the spool."""
+        try:
+            try:
+                events = await self._spool.read(take.key, take.after_seq, take.max_bytes, take.max_events)
+            except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
+                self._failed("spool_read", take.key, exc)
+                now = self._wall()
+                self._scheduler.abandon(take, now + self._retry_delay(take.key), now)
+                self._not_granted(take.batches)
+                return
+            self._supervisor.report("spool_read", None)
+            batches = self._scheduler.read_done(take, events, self._wall())
+            self._not_granted(take.batches - len(batches))
+            self._wake.set()
+            for batch in batches[1:]:
+                self._supervisor.spawn("request", self._deliver_one(take, batch))
+            if batches:
+                await self._deliver_one(take, batches[0])
+        finally:
+            self._done()
+
+    async def _deliver_one(self, take: Take, batch: Batch) -> None:
+        grant = [False]
+        _grant.set(grant)  # this task's context: the limiter's grant callback finds it there
+        try:
+            await self._deliver(take, batch)
+        finally:
+            if not grant[0]:
+                grant[0] = True
+                self._not_granted(1)  # never reached the limiter (all expired, a dead-letter pass, a failure)
+            self._done()
+
+    async def _deliver(self, take: Take, batch: Batch) -> None:
+        """Send one batch (or dead-letter it), apply the decision to the spool, settle it in the scheduler. Each step
+        that can fail has its unit: ``send`` (the sender raised), ``spool_write`` (remove or dead-letter raised);
+        either way the key retries the batch after a backoff, its events still in the spool."""
+        outcome: Outcome | None = None
+        sent = batch
+        unit = "spool_write"
+        try:
+            if take.kind is TakeKind.DEAD_LETTER:
+                decision: Decision = DeadLetter(DeadLetterReason.PARKED_TOO_LONG, "")
+            else:
+                sent = await self._drop_expired(batch)
+                if not sent.events:
+                    decision = Remove()  # every event was dead-lettered as expired
+                else:
+                    unit = "send"
+                    started = self._clock()
+                    self.requests += 1
+                    outcome = await self._sender.send(sent)
+                    self._supervisor.report("send", None)
+                    for observer in self._observers:
+                        observer.batch_settled(sent, outcome, self._clock() - started)
+                    decision = decide(sent, outcome, self._wall(), self._rules)
+                    unit = "spool_write"
+            await self._apply(sent, decision)
+        except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
+            self._failed(unit, batch.shard, exc)
+            now = self._wall()
+            self._scheduler.retry_later(batch, now + self._retry_delay(batch.shard), now)
+            return
+        self._supervisor.report("spool_write", None)
+        self._failures.pop(batch.shard, None)
+        was_parked = self._scheduler.is_parked(batch.shard)
+        self._scheduler.settle(batch, decision, self._wall())
+        self._log_decision(sent, decision, outcome, was_parked)
+
+    def _failed(self, unit: str, key: ShardKey, exc: BaseException) -> None:
+        """Log (``<unit>_failed``) and report a failure: the first of a streak with its traceback, repeats while it
+        lasts as one line each."""
+        hashed = write_key_hash(key[0])
+        event = f"{unit}_failed"
+        if unit in self._supervisor.problems:
+            log.warning(event, write_key_hash=hashed, region=key[1].value, error=repr(exc)[:300])
+        else:
+            log.error(event, write_key_hash=hashed, region=key[1].value, error=type(exc).__name__, exc_info=exc)
+        self._supervisor.report(unit, type(exc).__name__)
+
+    async def _drop_expired(self, batch: Batch) -> Batch:
+        """Dead-letter events older than max_event_age (from acceptance); the batch of the others."""
+        oldest_allowed = self._wall() - self._policy.max_event_age
+        if not batch.events or batch.events[0].accepted_at >= oldest_allowed:
             return batch
         expired = [e for e in batch.events if e.accepted_at < oldest_allowed]
-        if expired:
-            await self._dead_letter(shard, expired, "not delivered within SIDECAR_MAX_EVENT_AGE", "")
+        await self._dead_letter(batch.shard, expired, DeadLetterReason.EXPIRED, "")
         kept = [e for e in batch.events if e.accepted_at >= oldest_allowed]
-        if not kept:
-            return None
-        batch.events = kept
-        batch.payload_bytes = sum(len(e.payload) + 1 for e in kept)
-        return batch
+        return Batch(batch.shard, kept, sum(len(e.payload) + 1 for e in kept), batch.attempts, batch.auth_renewals)
 
-    # --- settling
+    async def _apply(self, batch: Batch, decision: Decision) -> None:
+        """The decision's spool work: remove delivered events, dead-letter given-up ones."""
+        if isinstance(decision, Remove):
+            await self._remove(batch.events)
+        elif isinstance(decision, RemoveExcept):
+            rejected = dict(decision.rejected)
+            await self._remove([e for i, e in enumerate(batch.events) if i not in rejected])
+            for index, reason in decision.rejected:
+                await self._dead_letter(batch.shard, [batch.events[index]], DeadLetterReason.REJECTED_EVENT, reason)
+        elif isinstance(decision, DeadLetter):
+            await self._dead_letter(batch.shard, batch.events, decision.reason, decision.detail)
 
-    async def _send(self, shard: Shard, batch: Batch) -> None:
-        started = self._clock()
-        if not batch.first_attempt_at:
-            batch.first_attempt_at = started
-        try:
-            outcome = await self._sender.send(batch)
-            for observer in self._observers:
-                observer.batch_settled(batch, outcome, self._clock() - started)
-            await self._settle(shard, batch, outcome)
-        finally:
-            shard.in_flight -= 1
-            self._slots.release()
-            self._memory_freed.set()
-            self._changed.set()
-
-    async def _settle(self, shard: Shard, batch: Batch, outcome: Outcome) -> None:
-        now = self._clock()
-        hashed = write_key_hash(shard.key[0])
-        if isinstance(outcome, Delivered):
-            shard.failing = False
-            await self._spool.remove(batch.events)
-            self._forget(batch.events)
-            self.delivered += len(batch.events)
-            if shard.parked_since is not None:
-                log.info("write_key_unparked", write_key_hash=hashed, region=shard.key[1].value)
-                shard.parked_since = None
-            log.info(
-                "batch_delivered",
-                write_key_hash=hashed,
-                region=shard.key[1].value,
-                events=len(batch.events),
-                bytes=batch.payload_bytes,
-                status=outcome.status,
-                attempts=batch.attempts + 1,
-                seconds=round(now - batch.first_attempt_at, 3),
-            )
-        elif isinstance(outcome, Retry):
-            shard.failing = True
-            delay = self._policy.backoff.delay(batch.attempts, outcome.after)
-            batch.attempts += 1
-            shard.retries.append(batch)
-            shard.paused_until = max(shard.paused_until, now + delay)
-            log.warning(
-                "batch_retry",
-                write_key_hash=hashed,
-                region=shard.key[1].value,
-                reason=outcome.reason,
-                attempt=batch.attempts,
-                delay=round(delay, 3),
-            )
-        elif isinstance(outcome, Split):
-            if len(batch.events) > 1:
-                shard.split(batch)
-                log.warning(
-                    "batch_split",
-                    write_key_hash=hashed,
-                    region=shard.key[1].value,
-                    reason=outcome.reason,
-                    events=len(batch.events),
-                )
-            else:
-                await self._dead_letter(shard, batch.events, "Segment refused the event", outcome.reason)
-        elif isinstance(outcome, Unauthorized):
-            shard.failing = True
-            if shard.parked_since is None:
-                shard.parked_since = now
-                log.error(
-                    "write_key_parked",
-                    write_key_hash=hashed,
-                    region=shard.key[1].value,
-                    reason=outcome.reason,
-                    retry_in=self._policy.parked_retry_interval,
-                    hint="the write key is revoked or belongs to the other region",
-                )
-            batch.attempts += 1
-            shard.retries.appendleft(batch)
-            shard.paused_until = now + self._policy.parked_retry_interval
-            for waiter in self._flushes:
-                waiter.done.set()  # a flush does not wait for a parked key: let it recount
-        elif isinstance(outcome, Permanent):
-            shard.failing = False
-            await self._dead_letter(shard, batch.events, "Segment refused the batch", outcome.reason)
-        self._schedule_timer(shard)
-        if shard.ready(now, self._policy.flush_interval, self._forced):
-            self._mark_ready(shard.key)
-
-    async def _dead_letter(self, shard: Shard, events: list[SpooledEvent], reason: str, response: str) -> None:
+    async def _remove(self, events: list[SpooledEvent]) -> None:
+        # Counted before the spool call: the spool tells a waiting Flush that the events left (its backlog
+        # notification) before this coroutine resumes, and the Flush's answer must include them.
         if not events:
             return
-        await self._spool.dead_letter(events, reason, response)
-        self._forget(events)
-        self.dead_lettered_total += len(events)
+        self.delivered += len(events)
+        try:
+            await self._spool.remove(events)
+        except BaseException:
+            self.delivered -= len(events)
+            raise
+
+    async def _dead_letter(
+        self, key: ShardKey, events: list[SpooledEvent], reason: DeadLetterReason, response: str
+    ) -> None:
+        if not events:
+            return
+        self.dead_lettered_total += len(events)  # before the call, as in _remove
+        try:
+            await self._spool.dead_letter(events, reason.description, response)
+        except BaseException:
+            self.dead_lettered_total -= len(events)
+            raise
         for observer in self._observers:
             observer.dead_lettered(events, reason)
         log.error(
             "events_dead_lettered",
-            write_key_hash=write_key_hash(shard.key[0]),
-            region=shard.key[1].value,
+            write_key_hash=write_key_hash(key[0]),
+            region=key[1].value,
             events=len(events),
-            reason=reason,
+            reason=reason.value,
             response=response[:300],
         )
 
-    def _forget(self, events: Sequence[SpooledEvent]) -> None:
-        self._memory_bytes -= sum(len(e.payload) for e in events)
-        for waiter in self._flushes:
-            settled = sum(1 for e in events if e.seq <= waiter.target_seq)
-            if settled:
-                waiter.remaining -= settled
-                waiter.done.set()
-        if self._flushes and any(s.parked_since is not None for s in self._shards.values()):
-            for waiter in self._flushes:
-                waiter.done.set()
+    def _log_decision(self, batch: Batch, decision: Decision, outcome: Outcome | None, was_parked: bool) -> None:
+        key = batch.shard
+        hashed = write_key_hash(key[0])
+        region = key[1].value
+        if was_parked and not self._scheduler.is_parked(key):
+            log.info("write_key_unparked", write_key_hash=hashed, region=region)
+        if isinstance(decision, Remove) and outcome is not None:
+            log.info(
+                "batch_delivered",
+                write_key_hash=hashed,
+                region=region,
+                events=len(batch.events),
+                bytes=batch.payload_bytes,
+                status=getattr(outcome, "status", 0),
+                attempts=batch.attempts + 1,
+            )
+        elif isinstance(decision, RetryAt):
+            log.warning(
+                "batch_retry",
+                write_key_hash=hashed,
+                region=region,
+                reason=decision.reason,
+                attempt=batch.attempts + 1,
+                delay=round(max(0.0, decision.at - self._wall()), 3),
+            )
+        elif isinstance(decision, SplitBatch):
+            log.warning(
+                "batch_split", write_key_hash=hashed, region=region, reason=decision.reason, events=len(batch.events)
+            )
+        elif isinstance(decision, ParkUntil) and not was_parked:
+            log.error(
+                "write_key_parked",
+                write_key_hash=hashed,
+                region=region,
+                reason=decision.reason,
+                retry_in=self._policy.parked_retry_interval,
+                hint="the write key is revoked or belongs to the other region",
+            )

@@ -2,6 +2,7 @@
 
 =====================  ==============================================================
 2xx                    Delivered
+3xx                    Retry: redirects are never followed (the body, a writeKey included, stays here)
 400, 413               Split: the batch itself is bad; halve it to isolate the event
 401, 403               Unauthorized: the write key is revoked or in the wrong region
 408, 410, 429, 460,    Retry, after max(backoff, Retry-After / X-RateLimit-Reset)
@@ -14,6 +15,7 @@ anything else          Permanent: dead-letter the batch with Segment's answer
 from __future__ import annotations
 
 import email.utils
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -35,6 +37,8 @@ class Retry:
     reason: str
     after: float | None = None
     status: int = 0
+    renewed_credentials: bool = False
+    """The attempt was refused with credentials that were renewed since: the retry uses the new ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,19 @@ class Permanent:
     status: int
 
 
-Outcome = Delivered | Retry | Split | Unauthorized | Permanent
+@dataclass(frozen=True, slots=True)
+class PartlyRejected:
+    """Every event of the batch was delivered except those at ``rejected`` (index in the batch, reason).
+
+    Segment's Tracking API never answers this; a terminal that learns per-event results (a forwarding sender whose
+    receiver answers each event) does. The rejected events are dead-lettered, the others leave the spool.
+    """
+
+    rejected: tuple[tuple[int, str], ...]
+    status: int = 0
+
+
+Outcome = Delivered | Retry | Split | Unauthorized | Permanent | PartlyRejected
 
 _RETRYABLE_4XX = frozenset({408, 410, 429, 460})
 _NOT_RETRYABLE_5XX = frozenset({501, 505})
@@ -73,12 +89,13 @@ def server_delay(headers: Mapping[str, str], now: float) -> float | None:
     retry_after = headers.get("Retry-After")
     if retry_after:
         value = retry_after.strip()
-        if value.replace(".", "", 1).isdigit():
-            delays.append(float(value))
+        seconds = _seconds(value)
+        if seconds is not None:
+            delays.append(seconds)
         else:
             try:
                 when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError):
                 when = None
             if when is not None:
                 delays.append(max(0.0, when.timestamp() - now))
@@ -98,11 +115,26 @@ def server_delay(headers: Mapping[str, str], now: float) -> float | None:
     return min(max(delays), MAX_SERVER_DELAY)
 
 
+def _seconds(value: str) -> float | None:
+    """A delta-seconds value, or None: ``float()`` alone would accept "inf", "nan" or "-3", and ``isdigit()`` alone
+    accepts digits ``float()`` refuses (such as "²")."""
+    digits = value.replace(".", "", 1)
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
 def classify(status: int, headers: Mapping[str, str], body: str, now: float) -> Outcome:
     """The outcome of an HTTP answer."""
     detail = f"HTTP {status}" + (f": {body[:300]}" if body else "")
     if 200 <= status < 300:
         return Delivered(status)
+    if 300 <= status < 400:
+        return Retry(f"HTTP {status} redirect, not followed" + (f": {body[:300]}" if body else ""), None, status)
     if status in (400, 413):
         return Split(detail, status)
     if status in (401, 403):

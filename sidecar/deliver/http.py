@@ -2,7 +2,9 @@
 
 The body is assembled from the events' stored JSON bytes: nothing is decoded or re-encoded here. The write key
 travels in the Authorization header (Basic), or, for OAuth keys, in the body beside a Bearer token; never in a URL.
-The per-attempt timeout is innermost, so it bounds exactly one attempt.
+The per-attempt timeout is innermost, so it bounds exactly one attempt. Redirects are not followed: a 3xx is a failed
+attempt (following one would bypass the rate limiter and could resend the body, an OAuth key's ``writeKey`` included,
+to another origin). The rate limiter is not here: :func:`sidecar.deliver.chain.build_sender_chain` puts it in front.
 """
 
 from __future__ import annotations
@@ -15,13 +17,10 @@ import orjson
 from sidecar import __version__
 from sidecar.deliver.auth import Authenticator
 from sidecar.deliver.classify import Outcome, Retry, Unauthorized, classify, classify_error
-from sidecar.deliver.ratelimit import RateLimiter
 from sidecar.enrich.enricher import IsoClock
 from sidecar.model import Batch, Region
 
 USER_AGENT = f"segment-sidecar/{__version__}"
-GRANT_VALIDITY = 0.05
-"""Seconds a rate-limiter grant stays usable; a request that waited longer for credentials takes a new one."""
 
 
 class AuthorizationFailed(Exception):
@@ -59,11 +58,9 @@ class HttpSender:
         authenticator: Authenticator,
         timeout: float,
         session: aiohttp.ClientSession | None = None,
-        limiter: RateLimiter | None = None,
     ) -> None:
         self._urls = {region: origin + "/v1/batch" for region, origin in endpoints.items()}
         self._authenticator = authenticator
-        self._limiter = limiter
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owns_session = session is None
@@ -86,22 +83,17 @@ class HttpSender:
         """One attempt; never raises for an HTTP or network failure (it becomes an Outcome)."""
         assert self._session is not None, "sender used before start()"
         write_key, region = batch.shard
-        waited_from = time.monotonic()
         try:
             authorization = await self._authenticator.authorize(write_key, region)
         except AuthorizationFailed as exc:
             return exc.outcome
-        if self._limiter is not None and time.monotonic() - waited_from > GRANT_VALIDITY:
-            # The scheduler's grant was for "now"; a request started long after it (a token fetch in between)
-            # could bunch up with later grants in one window. Take a fresh grant: the old one is simply unused.
-            await self._limiter.acquire()
         body = batch_body(batch, self._clock.format(time.time()), authorization.write_key_in_body)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **authorization.headers}
         if batch.attempts:
             headers["X-Retry-Count"] = str(batch.attempts)
         try:
             async with self._session.post(
-                self._urls[region], data=body, headers=headers, timeout=self._timeout
+                self._urls[region], data=body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as response:
                 text = await response.text(errors="replace")
                 outcome = classify(response.status, response.headers, text, time.time())
@@ -114,5 +106,5 @@ class HttpSender:
         ):
             # A refused Bearer token is renewed and tried once more before the key itself is blamed.
             batch.auth_renewals += 1
-            return Retry(f"{outcome.reason} (token renewed)", 0.0, outcome.status)
+            return Retry(f"{outcome.reason} (token renewed)", 0.0, outcome.status, renewed_credentials=True)
         return outcome

@@ -73,3 +73,17 @@ def test_backoff_is_capped_full_jitter_with_server_floor() -> None:
         delay = backoff.delay(attempt, rng=rng)
         assert 0 <= delay <= min(4.0, 0.5 * 2**attempt)
     assert backoff.delay(0, server_delay=9.0, rng=rng) == 9.0
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\uff11\uff12", "inf", "nan", "-3", "1e3", "", "  "])
+def test_a_retry_after_that_is_not_plain_seconds_never_raises(value: str) -> None:
+    """Values `str.isdigit()` accepts but `float()` refuses (such as "²"), and non-finite ones, are ignored."""
+    assert server_delay({"Retry-After": value}, 1_800_000_000.0) is None
+    assert isinstance(classify(503, {"Retry-After": value}, "", 1_800_000_000.0), Retry)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_a_failed_attempt_to_retry(status: int) -> None:
+    """A 3xx is not followed: the attempt failed and is retried later."""
+    outcome = classify(status, {"Location": "http://elsewhere.example/v1/batch"}, "", 0.0)
+    assert isinstance(outcome, Retry) and outcome.status == status

@@ -1,0 +1,127 @@
+"""The delivery shell with a real SQLite spool and a real collector, under faults injected in the units it runs:
+a sender that raises and a spool read that raises. Delivery goes on, nothing is lost, and the driver reports why it
+cannot go on (health's NOT_SERVING) only while it cannot."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from sidecar.batch.driver import DeliveryDriver, DeliveryPolicy
+from sidecar.collector.server import Collector
+from sidecar.deliver.auth import BasicAuthenticator
+from sidecar.deliver.backoff import Backoff
+from sidecar.deliver.chain import SenderChain, build_segment_chain
+from sidecar.deliver.classify import Outcome
+from sidecar.deliver.http import envelope_overhead
+from sidecar.deliver.ratelimit import PacedLimiter
+from sidecar.model import Batch, Event, Region, ShardKey, SpooledEvent
+from sidecar.spool import Spool, SqliteStore
+
+POLICY = DeliveryPolicy(
+    flush_interval=0.05,
+    batch_max_bytes=475_000,
+    batch_max_events=2500,
+    max_in_flight=8,
+    max_event_age=3600.0,
+    parked_retry_interval=60.0,
+    parked_dead_letter_after=3600.0,
+    backoff=Backoff(0.01, 0.05),
+)
+
+
+class RaisingSender:
+    """Raises ``failures`` times (a bug in a sender), then hands attempts to the real chain."""
+
+    def __init__(self, chain: SenderChain, failures: int) -> None:
+        self.chain = chain
+        self.failures = failures
+
+    async def send(self, batch: Batch) -> Outcome:
+        """Raise while failures remain, else send."""
+        if self.failures > 0:
+            self.failures -= 1
+            raise ZeroDivisionError("a bug in the sender")
+        return await self.chain.send(batch)
+
+
+class FlakySpool(Spool):
+    """A real spool whose per-key read raises ``failures`` times (a read error from SQLite)."""
+
+    failures = 0
+
+    async def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
+        """Raise while failures remain, else read."""
+        if self.failures > 0:
+            self.failures -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return await super().read(key, after_seq, max_bytes, max_events)
+
+
+def event(index: int, key: str) -> Event:
+    """A valid track event of ``key``."""
+    payload = f'{{"type":"track","event":"Core","userId":"u{index}","messageId":"core-{index}"}}'.encode()
+    return Event(key, Region.US, f"core-{index}", payload, time.time())
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[Collector]:
+    """A real collector."""
+    server = Collector("us")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    """Poll ``condition`` on each loop turn until it holds, or fail after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("fault", ["sender", "spool_read"])
+async def test_delivery_goes_on_after_a_unit_raises(collector: Collector, tmp_path: Path, fault: str) -> None:
+    """The failing unit is logged with its traceback, reported while it fails, cleared once it works; every event
+    arrives and Flush returns."""
+    spool = FlakySpool(SqliteStore(tmp_path), 2**30, 0)
+    chain = build_segment_chain(dict.fromkeys(Region, collector.url), BasicAuthenticator(), 5.0, PacedLimiter(1000))
+    sender = RaisingSender(chain, 3 if fault == "sender" else 0)
+    spool.failures = 3 if fault == "spool_read" else 0
+    health_changes: list[dict[str, str]] = []
+    driver: DeliveryDriver | None = None
+
+    def on_change() -> None:
+        assert driver is not None
+        health_changes.append(driver.problems)
+
+    driver = DeliveryDriver(spool, sender, POLICY, envelope_overhead, on_health_change=on_change, paced=chain)
+    await spool.start()
+    await chain.start()
+    try:
+        await spool.append([event(i, f"wk-{i % 3}") for i in range(30)])
+        with capture_logs() as logs:
+            await driver.start()
+            async with asyncio.timeout(20):
+                result = await driver.flush()
+        assert result.delivered == 30
+        assert sorted(collector.store.message_ids()) == sorted(f"core-{i}" for i in range(30))
+        await wait_for(lambda: not driver.problems, 5)
+    finally:
+        await driver.stop()
+        await chain.stop()
+        await spool.stop()
+    unit = "send" if fault == "sender" else "spool_read"
+    assert health_changes[0] == {unit: "ZeroDivisionError" if fault == "sender" else "OperationalError"}
+    assert health_changes[-1] == {}
+    event_name = "send_failed" if fault == "sender" else "spool_read_failed"
+    errors = [e for e in logs if e["event"] == event_name and e["log_level"] == "error"]
+    assert len(errors) == 1 and errors[0].get("exc_info")

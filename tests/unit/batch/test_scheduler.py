@@ -1,0 +1,255 @@
+"""The scheduler core, driven by hand: readiness, order, in-flight bounds, retries, splits and parking, no loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sidecar.batch.decide import DeadLetter, ParkUntil, Remove, RetryAt, SplitBatch
+from sidecar.batch.scheduler import Scheduler, SchedulerPolicy, Take, TakeKind, fit
+from sidecar.model import Batch, DeadLetterReason, Region, ShardKey, SpooledEvent
+
+OVERHEAD = 100
+POLICY = SchedulerPolicy(
+    flush_interval=1.0, batch_max_bytes=10_000, batch_max_events=10, max_in_flight=4, parked_dead_letter_after=100.0
+)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """A stand-in for the spool's Backlog (the same four fields)."""
+
+    events: int
+    bytes: int
+    oldest_seq: int
+    oldest_accepted_at: float
+
+
+class FakeSpool:
+    """A tiny in-memory spool, only so that tests can answer reads and mirror backlogs like the real one."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.events: dict[ShardKey, list[SpooledEvent]] = {}
+        self.scheduler = scheduler
+        self.seq = 0
+
+    def append(self, key: ShardKey, count: int, at: float, size: int = 100) -> None:
+        """Append ``count`` events of ``size`` bytes accepted at ``at``, and notify."""
+        for _ in range(count):
+            self.seq += 1
+            event = SpooledEvent(key[0], key[1], f"m{self.seq}", b"x" * size, at, seq=self.seq)
+            self.events.setdefault(key, []).append(event)
+        self.notify(key, at)
+
+    def notify(self, key: ShardKey, now: float) -> None:
+        """Tell the scheduler the key's backlog."""
+        events = self.events.get(key, [])
+        backlog = None
+        if events:
+            backlog = Backlog(len(events), sum(len(e.payload) for e in events), events[0].seq, events[0].accepted_at)
+        self.scheduler.update(key, backlog, now)
+
+    def read(self, take: Take) -> list[SpooledEvent]:
+        """The spool's per-key read."""
+        out: list[SpooledEvent] = []
+        size = 0
+        for event in self.events.get(take.key, []):
+            if event.seq <= take.after_seq:
+                continue
+            if len(out) >= take.max_events or (out and size + len(event.payload) > take.max_bytes):
+                break
+            out.append(event)
+            size += len(event.payload)
+        return out
+
+    def remove(self, batch: Batch, now: float) -> None:
+        """Delivered or dead-lettered: the events leave."""
+        gone = {e.seq for e in batch.events}
+        self.events[batch.shard] = [e for e in self.events[batch.shard] if e.seq not in gone]
+        self.notify(batch.shard, now)
+
+
+def key(name: str) -> ShardKey:
+    """A (write key, US) pair."""
+    return (name, Region.US)
+
+
+def setup() -> tuple[Scheduler, FakeSpool]:
+    """A scheduler and its spool."""
+    scheduler = Scheduler(POLICY, lambda _: OVERHEAD)
+    return scheduler, FakeSpool(scheduler)
+
+
+def send_all(scheduler: Scheduler, spool: FakeSpool, now: float) -> list[Batch]:
+    """Take and read the next read's batches (several for a key with several full batches)."""
+    take = scheduler.next_take(now)
+    if take is None:
+        return []
+    return scheduler.read_done(take, spool.read(take), now)
+
+
+def send(scheduler: Scheduler, spool: FakeSpool, now: float) -> Batch | None:
+    """Take and read the next read, expecting one batch at most."""
+    batches = send_all(scheduler, spool, now)
+    assert len(batches) <= 1, batches
+    return batches[0] if batches else None
+
+
+def test_a_partial_batch_waits_for_the_flush_interval_and_a_full_one_goes_at_once() -> None:
+    """Readiness: a full batch now; a partial one once its oldest event has waited the interval (next_due says when)."""
+    scheduler, spool = setup()
+    spool.append(key("a"), 3, at=10.0)
+    assert scheduler.next_take(10.5) is None
+    assert scheduler.next_due(10.5) == 11.0
+    spool.append(key("b"), 10, at=10.5)
+    batch = send(scheduler, spool, 10.5)
+    assert batch is not None and batch.shard == key("b") and len(batch.events) == 10
+    batch = send(scheduler, spool, 11.0)
+    assert batch is not None and batch.shard == key("a") and len(batch.events) == 3
+
+
+def test_a_flush_forces_partial_batches() -> None:
+    """While forced, a partial batch is ready at once; after, it waits again."""
+    scheduler, spool = setup()
+    spool.append(key("a"), 1, at=10.0)
+    scheduler.set_forced(True, 10.0)
+    assert send(scheduler, spool, 10.0) is not None
+
+
+def test_ready_keys_are_served_oldest_waiting_event_first_one_request_each() -> None:
+    """A busy key does not starve a quiet one: one read per key per round, oldest waiting event first."""
+    scheduler, spool = setup()
+    spool.append(key("busy"), 9, at=1.0)
+    spool.append(key("quiet"), 1, at=2.0)
+    spool.append(key("busy"), 20, at=3.0)
+    reads = []
+    for _ in range(3):
+        batches = send_all(scheduler, spool, 5.0)
+        reads.append((batches[0].shard[0], len(batches)))
+    assert reads == [("busy", 2), ("quiet", 1), ("busy", 1)]
+    assert scheduler.next_take(5.0) is None  # max_in_flight = 4
+
+
+def test_one_key_may_have_several_requests_in_flight_each_past_the_last() -> None:
+    """A backlog of several batches is read several batches at a time and goes out on several requests; the cursor
+    makes them disjoint."""
+    scheduler, spool = setup()
+    spool.append(key("a"), 25, at=1.0)
+    first = send_all(scheduler, spool, 2.0)
+    second = send_all(scheduler, spool, 2.0)
+    seqs = [[e.seq for e in b.events] for b in first + second]
+    assert [len(first), len(second)] == [2, 1]
+    assert seqs == [list(range(1, 11)), list(range(11, 21)), list(range(21, 26))]
+    assert scheduler.in_flight == 3
+
+
+def test_a_batch_is_cut_to_the_body_limit() -> None:
+    """Events read are trimmed so that envelope, payloads and commas fit batch_max_bytes."""
+    events = [SpooledEvent("a", Region.US, f"m{i}", b"x" * 3000, 0.0, seq=i) for i in range(1, 5)]
+    assert len(fit(events, OVERHEAD, 10_000)) == 3
+    assert len(fit(events[:1], OVERHEAD, 1000)) == 1  # one event alone is still sent (a 413 isolates it)
+
+
+def test_a_retry_waits_for_its_backoff_then_reads_the_oldest_events_again() -> None:
+    """A failed batch is not kept: the key is paused, then re-reads from its oldest event, one request at a time."""
+    scheduler, spool = setup()
+    spool.append(key("a"), 25, at=1.0)
+    first, second = send_all(scheduler, spool, 2.0)
+    scheduler.settle(first, RetryAt(5.0, "HTTP 503"), 2.1)
+    assert scheduler.next_take(2.2) is None  # failing: waits for the other request in flight
+    spool.remove(second, 2.3)
+    scheduler.settle(second, Remove(), 2.3)
+    assert scheduler.next_take(4.9) is None and scheduler.next_due(4.9) == 5.0
+    again = send(scheduler, spool, 5.0)
+    assert again is not None and [e.seq for e in again.events] == list(range(1, 11))
+    assert again.attempts == 1
+    assert scheduler.next_take(5.0) is None  # one at a time until a success
+    spool.remove(again, 5.1)
+    scheduler.settle(again, Remove(), 5.1)
+    after = send_all(scheduler, spool, 5.1)
+    assert after and after[0].attempts == 0 and after[0].events[0].seq == 21
+
+
+def test_a_split_reads_half_as_many_events_until_past_the_refused_batch() -> None:
+    """A refused batch is re-read in halves; past its last seq the key reads full batches again."""
+    scheduler, spool = setup()
+    spool.append(key("a"), 10, at=1.0)
+    batch = send(scheduler, spool, 2.0)
+    assert batch is not None
+    spool.append(key("a"), 20, at=1.5)
+    scheduler.settle(batch, SplitBatch(5, batch.events[-1].seq, "HTTP 400"), 2.0)
+    halves = []
+    for _ in range(2):
+        half = send(scheduler, spool, 2.0)
+        assert half is not None
+        halves.append(len(half.events))
+        spool.remove(half, 2.0)
+        scheduler.settle(half, Remove(), 2.0)
+    assert halves == [5, 5]
+    full = send_all(scheduler, spool, 2.0)
+    assert [len(b.events) for b in full] == [10, 10]
+
+
+def test_a_parked_key_holds_nothing_and_is_probed_then_dead_lettered() -> None:
+    """401/403: no events in memory, one probe per park period, a dead-letter pass after the limit, others go on."""
+    scheduler, spool = setup()
+    spool.append(key("revoked"), 25, at=1.0)
+    spool.append(key("good"), 1, at=1.0)
+    first_read = send_all(scheduler, spool, 2.0)
+    assert [b.shard for b in first_read] == [key("revoked")] * 2
+    for probe in first_read:
+        scheduler.settle(probe, ParkUntil(50.0, "HTTP 401"), 2.0)
+    assert scheduler.is_parked(key("revoked"))
+    good = send(scheduler, spool, 2.0)
+    assert good is not None and good.shard == key("good")
+    assert scheduler.next_take(49.0) is None
+    probe = send(scheduler, spool, 50.0)
+    assert probe is not None and probe.shard == key("revoked") and probe.attempts == 2
+    scheduler.settle(probe, ParkUntil(150.0, "HTTP 401"), 50.0)
+    take = scheduler.next_take(150.0)
+    assert take is not None and take.kind is TakeKind.DEAD_LETTER
+    passes = 0
+    while take is not None:
+        (batch,) = scheduler.read_done(take, spool.read(take), 150.0)
+        spool.remove(batch, 150.0)
+        scheduler.settle(batch, DeadLetter(DeadLetterReason.PARKED_TOO_LONG, ""), 150.0)
+        passes += 1
+        take = scheduler.next_take(150.0)
+    assert passes == 3 and scheduler.keys == 1  # only "good" (in flight) is left
+
+
+def test_a_probe_that_gets_through_unparks_the_key() -> None:
+    """A delivered probe ends the parking; the key's backlog flows again."""
+    scheduler, spool = setup()
+    spool.append(key("a"), 15, at=1.0)
+    probe = send(scheduler, spool, 2.0)
+    assert probe is not None
+    scheduler.settle(probe, ParkUntil(10.0, "HTTP 403"), 2.0)
+    probe = send(scheduler, spool, 10.0)
+    assert probe is not None
+    spool.remove(probe, 10.0)
+    scheduler.settle(probe, Remove(), 10.0)
+    assert not scheduler.is_parked(key("a"))
+    assert send(scheduler, spool, 10.0) is not None
+
+
+def test_a_failed_read_pauses_the_key_and_keys_are_forgotten_when_empty() -> None:
+    """An abandoned take frees its slot and pauses the key; a key with nothing left leaves the core."""
+    scheduler, spool = setup()
+    spool.append(key("a"), 10, at=1.0)
+    take = scheduler.next_take(2.0)
+    assert take is not None
+    scheduler.abandon(take, 3.0, 2.0)
+    assert scheduler.in_flight == 0 and scheduler.next_take(2.5) is None
+    batch = send(scheduler, spool, 3.0)
+    assert batch is not None
+    spool.remove(batch, 3.0)
+    scheduler.settle(batch, Remove(), 3.0)
+    assert scheduler.keys == 0 and scheduler.next_due(3.0) is None
+
+
+def test_appends_to_a_waiting_key_do_not_pile_up_entries() -> None:
+    """A busy key's notifications keep one place in line, not one per append."""
+    scheduler, spool = setup()
+    for i in range(100):
+        spool.append(key("a"), 1, at=1.0 + i * 0.0001) if i < 9 else spool.notify(key("a"), 1.0)
+    assert len(scheduler._timers) + len(scheduler._ready) <= 2

@@ -1,0 +1,125 @@
+"""The sender chain: one limiter grant per attempt, redirects not followed, the terminal reached through each link."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from sidecar.collector.server import Collector
+from sidecar.deliver.auth import BasicAuthenticator
+from sidecar.deliver.chain import build_segment_chain, build_sender_chain
+from sidecar.deliver.classify import Delivered, Outcome, Retry
+from sidecar.deliver.ratelimit import PacedLimiter
+from sidecar.model import Batch, Region, SpooledEvent
+
+
+class CountingLimiter(PacedLimiter):
+    """A real paced limiter that counts its grants."""
+
+    def __init__(self) -> None:
+        super().__init__(1000)
+        self.grants = 0
+
+    async def acquire(self) -> None:
+        """Count, then pace."""
+        self.grants += 1
+        await super().acquire()
+
+
+def batch(write_key: str = "wk-chain") -> Batch:
+    """A one-event batch."""
+    event = SpooledEvent(
+        write_key, Region.US, "m-1", b'{"type":"track","event":"Chained","userId":"u","messageId":"m-1"}', 0.0, seq=1
+    )
+    return Batch((write_key, Region.US), [event], len(event.payload) + 1)
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[Collector]:
+    """A real collector."""
+    server = Collector("us")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_each_attempt_takes_exactly_one_grant(collector: Collector) -> None:
+    """Three attempts, a retried one among them, take three grants; grant listeners hear each."""
+    limiter = CountingLimiter()
+    chain = build_segment_chain(dict.fromkeys(Region, collector.url), BasicAuthenticator(), 5.0, limiter)
+    heard: list[int] = []
+    chain.on_grant(lambda: heard.append(1))
+    await chain.start()
+    try:
+        collector.faults.throttle_next = 1
+        outcomes = [await chain.send(batch()) for _ in range(3)]
+    finally:
+        await chain.stop()
+    assert isinstance(outcomes[0], Retry) and all(isinstance(o, Delivered) for o in outcomes[1:])
+    assert limiter.grants == 3 and len(heard) == 3 and chain.paced
+
+
+async def test_a_redirect_is_not_followed() -> None:
+    """A 307 to another origin comes back as a Retry; the other origin receives nothing."""
+    elsewhere_hits = 0
+
+    async def elsewhere(_: web.Request) -> web.Response:
+        nonlocal elsewhere_hits
+        elsewhere_hits += 1
+        return web.json_response({"success": True})
+
+    async def redirect(_: web.Request) -> web.Response:
+        return web.Response(status=307, headers={"Location": f"{other_url}/v1/batch"})
+
+    runners = []
+    urls = []
+    for handler in (elsewhere, redirect):
+        app = web.Application()
+        app.router.add_post("/v1/batch", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        urls.append(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")  # type: ignore[union-attr]
+    other_url, endpoint = urls
+    chain = build_segment_chain(dict.fromkeys(Region, endpoint), BasicAuthenticator(), 5.0, CountingLimiter())
+    await chain.start()
+    try:
+        outcome = await chain.send(batch())
+    finally:
+        await chain.stop()
+        for runner in runners:
+            await runner.cleanup()
+    assert isinstance(outcome, Retry) and outcome.status == 307
+    assert elsewhere_hits == 0
+
+
+async def test_a_terminal_without_a_limiter_is_called_directly() -> None:
+    """limiter=None (a forwarding terminal): no limiter link, the terminal gets the batch."""
+
+    class Terminal:
+        """A terminal that records what it sends."""
+
+        def __init__(self) -> None:
+            self.sent: list[Batch] = []
+
+        async def start(self) -> None:
+            """Nothing to start."""
+
+        async def stop(self) -> None:
+            """Nothing to stop."""
+
+        async def send(self, sent: Batch) -> Outcome:
+            """Record and accept."""
+            self.sent.append(sent)
+            return Delivered(200)
+
+    terminal = Terminal()
+    chain = build_sender_chain(terminal, None)
+    assert not chain.paced
+    assert isinstance(await chain.send(batch()), Delivered) and len(terminal.sent) == 1
