@@ -38,7 +38,7 @@ from sidecar.deliver.http import HttpSender, envelope_overhead
 from sidecar.deliver.ratelimit import PacedLimiter, RateLimiter
 from sidecar.enrich.enricher import Enricher
 from sidecar.errors import SidecarError
-from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer
+from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, stage_collectors
 from sidecar.model import Region
 from sidecar.spool import MemoryStore, Spool, SqliteStore, Store
 from sidecar.tasks import cancel_and_wait
@@ -123,11 +123,13 @@ class Sidecar:
             delivery_observers.append(self.metrics)
         self.debugger: Debugger | None = None
         if settings.debugger_listen is not None:
-            self.debugger = Debugger(settings.debugger_listen)
+            self.debugger = Debugger(settings.debugger_listen, settings.debugger_hosts)
             intake_observers.append(self.debugger)
             delivery_observers.append(self.debugger)
         self.limiter = build_limiter(settings)
         self.authenticator = build_authenticator(settings)
+        if self.metrics is not None:
+            self.metrics.watch(*stage_collectors(self.authenticator, self.limiter))
         self.sender = HttpSender(
             {region: settings.endpoint(region) for region in Region},
             self.authenticator,

@@ -26,7 +26,9 @@ it may answer 200 to an event without a user id and drop it; here both are a 400
 (:mod:`sidecar.collector.faults`) are decided before these checks.
 
 The admin routes on the same port (``/_collector/...``) and the live page (:mod:`sidecar.collector.page`) never show
-a raw write key, only :func:`sidecar.model.write_key_hash`.
+a raw write key, only :func:`sidecar.model.write_key_hash`. Every route answers only loopback Host names, IP literals
+and ``allowed_hosts``, and refuses cross-origin writes (:mod:`sidecar.http_guard`): a web page open in the same
+browser can neither read the events nor inject faults.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from sidecar.config import (
     SEGMENT_MAX_EVENT_BYTES,
     SEGMENT_MAX_MESSAGE_ID_CHARS,
 )
+from sidecar.http_guard import local_guard
 from sidecar.model import CallType, Region
 
 log = structlog.get_logger("sidecar.collector")
@@ -210,6 +213,7 @@ class Collector:
         *,
         extra_routes: Iterable[web.AbstractRouteDef] = (),
         keep_events: bool = True,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.region: str = Region(region.lower()).value
         self.host = host
@@ -218,6 +222,7 @@ class Collector:
         self.faults = Faults()
         self.bearer_verifier: BearerVerifier | None = None
         self._extra_routes = list(extra_routes)
+        self._allowed_hosts = tuple(allowed_hosts)
         self._runner: web.AppRunner | None = None
         self._in_flight = 0
 
@@ -240,7 +245,7 @@ class Collector:
 
     def app(self) -> web.Application:
         """The aiohttp application: ``/v1/batch``, the admin routes, the live page and any extra routes."""
-        app = web.Application()
+        app = web.Application(middlewares=[local_guard(self._allowed_hosts)])
         app.router.add_post("/v1/batch", self._batch)
         app.router.add_get("/_collector/events", self._admin_events)
         app.router.add_get("/_collector/requests", self._admin_requests)

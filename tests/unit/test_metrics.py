@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.deliver.classify import Delivered, Permanent, Retry, Split, Unauthorized
 from sidecar.errors import CapacityExhausted, InvalidEvent
-from sidecar.metrics import Metrics, dead_letter_code, is_loopback
+from sidecar.metrics import MAX_TRACKED_KEYS, Metrics, dead_letter_code, is_loopback
 from sidecar.model import Batch, CallType, Event, Region, SpooledEvent, write_key_hash
 
 
@@ -84,6 +84,25 @@ async def test_every_write_key_series_only_grows() -> None:
     metrics.accepted(event("a"), CallType.TRACK, ())
     second = series_of(await samples(metrics), "sidecar_write_key_events_accepted_total")
     assert second == {write_key_hash("a"): 2, write_key_hash("b"): 1, "other": 5}
+
+
+async def test_tracked_keys_are_bounded_at_insertion_without_a_scrape() -> None:
+    """150,000 write keys counted with no scrape in between never hold more than MAX_TRACKED_KEYS counts; the next
+    scrape still gives series to the busiest keys, and `other` still counts every event from before it."""
+    metrics = make_metrics(write_key_series=3)
+    busiest = [f"busy-{i}" for i in range(3)]
+    for key in busiest:
+        for _ in range(5):
+            metrics.accepted(event(key), CallType.TRACK, ())
+    most = 0
+    for i in range(150_000):
+        metrics.accepted(event(f"key-{i}"), CallType.TRACK, ())
+        most = max(most, len(metrics._keys.counts))
+    assert most <= MAX_TRACKED_KEYS
+    found = series_of(await samples(metrics), "sidecar_write_key_events_accepted_total")
+    assert set(found) == {write_key_hash(key) for key in busiest} | {"other"}
+    assert found["other"] == 150_015, "events of trimmed keys, and of keys before their series, stay in other"
+    assert all(found[write_key_hash(key)] == 5 for key in busiest)
 
 
 async def test_a_later_promotion_keeps_other_monotonic() -> None:
