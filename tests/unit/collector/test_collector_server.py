@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from sidecar.collector import Collector
-from sidecar.collector.server import BatchError, check_event, parse_authorization, parse_batch
+from sidecar.collector.checks import BatchError, check_event, parse_authorization, parse_batch
 from sidecar.model import write_key_hash
 
 KEY = "wk_test_collector_1"
