@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
-from sidecar.api.servicer import MAX_BATCH_BYTES, Intake, IntakeObserver, SidecarServicer
+from sidecar.api.servicer import MAX_BATCH_BYTES, IntakeObserver, SidecarServicer
 from sidecar.batch.driver import DeliveryDriver, DeliveryObserver, DeliveryPolicy
 from sidecar.config import Settings
 from sidecar.debugger import Debugger
@@ -38,10 +38,12 @@ from sidecar.deliver.http import HttpSender, envelope_overhead
 from sidecar.deliver.ratelimit import PacedLimiter, RateLimiter
 from sidecar.enrich.enricher import Enricher
 from sidecar.errors import SidecarError
+from sidecar.intake import Intake
 from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, stage_collectors
 from sidecar.model import Region
 from sidecar.spool import MemoryStore, Spool, SqliteStore, Store
 from sidecar.tasks import cancel_and_wait
+from sidecar.validate.credentials import CredentialsRequired
 from sidecar.validate.rules import Validator, default_validators
 
 log = structlog.get_logger("sidecar")
@@ -151,12 +153,13 @@ class Sidecar:
         self.driver = DeliveryDriver(
             self.spool, self.limiter, self.sender, policy, envelope_overhead, delivery_observers
         )
+        validators = build_validators(settings)
+        if settings.oauth_required:
+            validators.append(CredentialsRequired(self.authenticator.requires_credentials))
         intake = Intake(
-            build_validators(settings),
-            Enricher(settings.integration_name, settings.integration_version),
-            self.authenticator,
+            validators, Enricher(settings.integration_name, settings.integration_version), self.spool, self.driver
         )
-        self.servicer = SidecarServicer(intake, self.spool, self.driver, settings.default_region, intake_observers)
+        self.servicer = SidecarServicer(intake, settings.default_region, intake_observers)
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.port = 0
