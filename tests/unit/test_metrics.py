@@ -191,3 +191,47 @@ def test_hot_path_costs_microseconds() -> None:
         metrics.accepted(item, CallType.TRACK, ())
     elapsed = time.process_time() - started
     assert elapsed < 0.5, f"{elapsed:.3f} s of CPU for 50,000 events"
+
+
+@dataclass
+class Tokens:
+    """An authenticator's counters, as OAuthAuthenticator keeps them."""
+
+    token_requests: int = 7
+    token_failures: int = 3
+    token_refusals: int = 1
+    reloads: int = 2
+    reload_failures: int = 1
+
+
+@dataclass
+class Fleet:
+    """A fleet limiter's counters, as RedisLimiter keeps them."""
+
+    outages: int = 2
+    fallback_seconds: float = 12.5
+    wasted_slots: int = 4
+    mode: str = "probation"
+
+
+async def test_stage_counters_are_rendered_for_the_stages_that_keep_them() -> None:
+    """OAuth and fleet counters appear as their families; a stage without such counters adds nothing."""
+    from sidecar.metrics import stage_collectors  # noqa: PLC0415
+
+    metrics = make_metrics()
+    collectors = stage_collectors(Tokens(), Fleet(), object())
+    assert len(collectors) == 2
+    metrics.watch(*collectors)
+    found = await samples(metrics)
+    assert found[("sidecar_oauth_token_requests_total", ())] == 7
+    assert found[("sidecar_oauth_token_failures_total", ())] == 3
+    assert found[("sidecar_oauth_token_refusals_total", ())] == 1
+    assert found[("sidecar_oauth_credential_reloads_total", (("result", "ok"),))] == 2
+    assert found[("sidecar_oauth_credential_reloads_total", (("result", "failed"),))] == 1
+    assert found[("sidecar_fleet_fallback_seconds_total", ())] == 12.5
+    assert found[("sidecar_fleet_outages_total", ())] == 2
+    assert found[("sidecar_fleet_wasted_slots_total", ())] == 4
+    modes = {dict(labels)["mode"]: v for (name, labels), v in found.items() if name == "sidecar_fleet_mode"}
+    assert modes == {"redis": 0, "probation": 1, "fallback": 0}
+    bare = await samples(make_metrics())
+    assert not [name for name, _ in bare if name.startswith(("sidecar_oauth", "sidecar_fleet"))]
