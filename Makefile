@@ -39,6 +39,7 @@ lint: setup
 
 protos-check: setup
 	$(UV) run scripts/gen_protos.sh --check
+	$(UV) run scripts/gen_sync_client.py --check
 	scripts/check_breaking.sh
 
 pytest: setup

@@ -119,6 +119,7 @@ async def run(args: argparse.Namespace) -> None:
                 "SIDECAR_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
                 "SIDECAR_SPOOL_DIR": str(folder / f"spool{index}"),
                 "SIDECAR_INTEGRATION_NAME": "bench-fleet",
+                "SIDECAR_METRICS_LISTEN": "off",
                 "SIDECAR_MAX_REQUESTS_PER_SECOND": str(args.cap),
                 "SIDECAR_FLEET_SIZE": str(args.sidecars),
                 "SIDECAR_BATCH_MAX_EVENTS": str(args.batch_events),

@@ -142,6 +142,7 @@ def sidecar(
             "SIDECAR_LOG_FORMAT": "json",
             "SIDECAR_LOG_LEVEL": "warning",
             "SIDECAR_SHUTDOWN_GRACE": f"{grace}s",
+            "SIDECAR_METRICS_LISTEN": "off",
             **(env or {}),
         }
         command = [sys.executable, str(ROOT / "bench" / "serve.py"), "--loop", loop]

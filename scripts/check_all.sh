@@ -17,6 +17,7 @@ step "mypy (strict)" "$uv" run mypy
 step "buf lint" bash -c "cd protos && ../tools/node_modules/.bin/buf lint"
 step "buf breaking" scripts/check_breaking.sh
 step "python stubs up to date" "$uv" run scripts/gen_protos.sh --check
+step "python sync client up to date" "$uv" run scripts/gen_sync_client.py --check
 step "pytest" "$uv" run pytest -q
 step "clients" scripts/test_clients.sh
 if [ ${#failed[@]} -gt 0 ]; then

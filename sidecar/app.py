@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
-from sidecar.api.servicer import MAX_BATCH_BYTES, Intake, IntakeObserver, SidecarServicer
+from sidecar.api.servicer import MAX_BATCH_BYTES, IntakeObserver, SidecarServicer
 from sidecar.batch.driver import DeliveryDriver, DeliveryObserver, DeliveryPolicy
 from sidecar.config import Settings
 from sidecar.debugger import Debugger
@@ -40,10 +40,12 @@ from sidecar.deliver.http import envelope_overhead
 from sidecar.deliver.ratelimit import PacedLimiter, RateLimiter
 from sidecar.enrich.enricher import Enricher
 from sidecar.errors import SidecarError
-from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer
+from sidecar.intake import Intake
+from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, stage_collectors
 from sidecar.model import Region
 from sidecar.spool import MemoryStore, Spool, SqliteStore, Store
 from sidecar.tasks import cancel_and_wait
+from sidecar.validate.credentials import CredentialsRequired
 from sidecar.validate.rules import Validator, default_validators
 
 log = structlog.get_logger("sidecar")
@@ -142,11 +144,13 @@ class Sidecar:
             delivery_observers.append(self.metrics)
         self.debugger: Debugger | None = None
         if settings.debugger_listen is not None:
-            self.debugger = Debugger(settings.debugger_listen)
+            self.debugger = Debugger(settings.debugger_listen, settings.debugger_hosts)
             intake_observers.append(self.debugger)
             delivery_observers.append(self.debugger)
         self.limiter = build_limiter(settings)
         self.authenticator = build_authenticator(settings)
+        if self.metrics is not None:
+            self.metrics.watch(*stage_collectors(self.authenticator, self.limiter))
         self.sender = build_segment_chain(
             {region: settings.endpoint(region) for region in Region},
             self.authenticator,
@@ -174,12 +178,13 @@ class Sidecar:
             on_health_change=self._health_dirty.set,
             paced=self.sender,
         )
+        validators = build_validators(settings)
+        if settings.oauth_required:
+            validators.append(CredentialsRequired(self.authenticator.requires_credentials))
         intake = Intake(
-            build_validators(settings),
-            Enricher(settings.integration_name, settings.integration_version),
-            self.authenticator,
+            validators, Enricher(settings.integration_name, settings.integration_version), self.spool, self.driver
         )
-        self.servicer = SidecarServicer(intake, self.spool, self.driver, settings.default_region, intake_observers)
+        self.servicer = SidecarServicer(intake, settings.default_region, intake_observers)
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.port = 0

@@ -28,6 +28,7 @@ SEGMENT_MAX_BATCH_BYTES = 500 * 1000
 SEGMENT_MAX_BATCH_EVENTS = 2500
 SEGMENT_MAX_MESSAGE_ID_CHARS = 99
 PARTNER_MAX_REQUESTS_PER_SECOND = 50.0
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"  # Prometheus' registered exporter port range; loopback only
 DEFAULT_BATCH_BYTES = 475_000  # headroom under 500 KB for sentAt and rounding, as Segment's own SDKs keep
 
 US_ENDPOINT = "https://api.segment.io"
@@ -158,9 +159,14 @@ class Settings(BaseSettings):
 
     # --- operations
     metrics_listen: str | None = Field(
-        None, description="`host:port` of the Prometheus `/metrics` endpoint; off when unset."
+        DEFAULT_METRICS_LISTEN,
+        description="`host:port` of the Prometheus `/metrics` endpoint (loopback by default), or `off`.",
     )
     debugger_listen: str | None = Field(None, description="`host:port` of the live debugger page; off when unset.")
+    debugger_hosts: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_parse_list)] = Field(
+        (),
+        description="Comma-separated Host names the debugger page answers besides loopback ones (DNS rebinding guard).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest log level written.")
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="`json`, `console`, or `auto` (console on a terminal, JSON otherwise)."
@@ -190,6 +196,14 @@ class Settings(BaseSettings):
     def _slug(cls, value: str) -> str:
         if not _SLUG.match(value):
             raise ValueError("must be a slug: lower-case letters, digits and single hyphens, such as `my-email-tool`")
+        return value
+
+    @field_validator("metrics_listen", "debugger_listen", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        """``off`` (or an empty value) turns an operations endpoint off."""
+        if isinstance(value, str) and value.strip().lower() in {"off", ""}:
+            return None
         return value
 
     @field_validator("listen", "metrics_listen", "debugger_listen")

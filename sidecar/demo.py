@@ -113,6 +113,7 @@ async def run(pause: float, keep_running: bool, debugger: str = "127.0.0.1:0") -
             "SIDECAR_ENDPOINT_EU": collectors[1].url,
             "SIDECAR_FLUSH_INTERVAL": "300ms",
             "SIDECAR_LOG_LEVEL": "warning",
+            "SIDECAR_METRICS_LISTEN": "off",  # the demo shows the debugger page; 9464 may be taken by a real sidecar
             **({"SIDECAR_DEBUGGER_LISTEN": debugger} if debugger != "off" else {}),
         }
     )

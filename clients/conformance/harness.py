@@ -66,6 +66,7 @@ SIDECAR_SETTINGS = {
     "SIDECAR_SPEC_MODE": "strict",
     "SIDECAR_LOG_FORMAT": "json",
     "SIDECAR_SHUTDOWN_GRACE": "2s",
+    "SIDECAR_METRICS_LISTEN": "off",  # the default 127.0.0.1:9464 would collide between parallel client suites
 }
 
 

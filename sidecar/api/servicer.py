@@ -1,4 +1,8 @@
-"""The gRPC servicer: decode, validate, enrich, spool, answer. One call returns OK only once its events are durable.
+"""The gRPC servicer: decode, hand to the one downstream, answer. A call returns OK only once its events are durable.
+
+The servicer knows one stage: :class:`~sidecar.api.downstream.Downstream` (validation, enrichment, the spool and
+delivery live behind it, wired in ``sidecar/app.py``); it imports nothing from ``enrich/``, ``spool/``, ``batch/`` or
+``deliver/`` (a test keeps it so).
 
 Errors become statuses in one place (:mod:`sidecar.api.status`); an unexpected exception is logged with its
 traceback and answered ``INTERNAL`` with a plain message, never a traceback.
@@ -17,14 +21,10 @@ import structlog
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.api.convert import BATCH_KINDS, to_call
+from sidecar.api.downstream import Downstream
 from sidecar.api.status import code_of, to_status
-from sidecar.batch.driver import DeliveryDriver
-from sidecar.deliver.auth import Authenticator
-from sidecar.enrich.enricher import Enricher
-from sidecar.errors import CredentialsMissing, FlushTimeout, InvalidEvent, ShuttingDown, SidecarError
-from sidecar.model import Call, CallType, Event, Region, Warning, write_key_hash
-from sidecar.spool import Spool
-from sidecar.validate.rules import Validator, run
+from sidecar.errors import FlushTimeout, InvalidEvent, ShuttingDown, SidecarError
+from sidecar.model import CallType, Event, Region, Warning
 
 log = structlog.get_logger("sidecar.api")
 
@@ -45,27 +45,6 @@ class IntakeObserver(Protocol):
         """A call or batch event was refused."""
 
 
-class Intake:
-    """The path of one call up to the spool: validators, then the enricher."""
-
-    __slots__ = ("_authenticator", "_enricher", "_validators")
-
-    def __init__(self, validators: Sequence[Validator], enricher: Enricher, authenticator: Authenticator) -> None:
-        self._validators = tuple(validators)
-        self._enricher = enricher
-        self._authenticator = authenticator
-
-    def prepare(self, call: Call) -> tuple[Event, list[Warning]]:
-        """The enriched event and its warnings; raises InvalidEvent or CredentialsMissing."""
-        warnings = run(self._validators, call)
-        if self._authenticator.requires_credentials(call.write_key):
-            raise CredentialsMissing(
-                f"write key {write_key_hash(call.write_key)} has no OAuth credentials and SIDECAR_OAUTH_REQUIRED is "
-                "set: add the key to SIDECAR_OAUTH_CREDENTIALS_FILE"
-            )
-        return self._enricher(call, warnings), warnings
-
-
 def _warnings(warnings: Sequence[Warning]) -> list[pb.Warning]:
     return [pb.Warning(code=w.code, field=w.field, message=w.message) for w in warnings]
 
@@ -74,16 +53,9 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
     """Implements ``segment.sidecar.v1.SidecarService``."""
 
     def __init__(
-        self,
-        intake: Intake,
-        spool: Spool,
-        driver: DeliveryDriver,
-        default_region: Region,
-        observers: Sequence[IntakeObserver] = (),
+        self, downstream: Downstream, default_region: Region, observers: Sequence[IntakeObserver] = ()
     ) -> None:
-        self._intake = intake
-        self._spool = spool
-        self._driver = driver
+        self._downstream = downstream
         self._default_region = default_region
         self._observers = tuple(observers)
         self.accepting = True
@@ -112,12 +84,12 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
         self._check_accepting()
         try:
             call = to_call(call_type, request, self._default_region, time.time())
-            event, warnings = self._intake.prepare(call)
+            event, warnings = self._downstream.prepare(call)
         except SidecarError as error:
             for observer in self._observers:
                 observer.rejected(call_type, request.write_key, error, {"event": getattr(request, "event", "")})
             raise
-        await self._spool.append([event])
+        await self._downstream.accept([event])
         for observer in self._observers:
             observer.accepted(event, call_type, warnings)
         return event, warnings
@@ -175,7 +147,7 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
             # observers' bookkeeping is skipped when there are none.
             response = pb.BatchResponse()
             add_result = response.results.add
-            prepare = self._intake.prepare
+            prepare = self._downstream.prepare
             region = self._default_region
             observers = self._observers
             events: list[Event] = []
@@ -217,7 +189,7 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
                     add_result(message_id=event.message_id)
                 if observers:
                     accepted.append((event, call_type, warnings))
-            await self._spool.append(events)
+            await self._downstream.accept(events)
             for observer in observers:
                 for event, call_type, warnings in accepted:
                     observer.accepted(event, call_type, warnings)
@@ -235,9 +207,9 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
             # Answer a little before the deadline, so the caller gets the counts rather than a bare timeout.
             timeout = max(0.0, remaining - 0.05) if remaining is not None else None
             try:
-                result = await asyncio.wait_for(self._driver.flush(), timeout=timeout)
+                result = await asyncio.wait_for(self._downstream.flush(), timeout=timeout)
             except TimeoutError:
-                pending = self._spool.pending_events
+                pending = self._downstream.pending_events
                 raise FlushTimeout(
                     f"deadline reached with {pending} events still waiting for delivery; they stay spooled and "
                     "will still be delivered",

@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--eu-port", type=int, default=DEFAULT_EU_PORT, help=f"EU port, 0 for any (default {DEFAULT_EU_PORT})"
     )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name to answer besides loopback names and IP addresses (repeatable)",
+    )
     return parser
 
 
@@ -54,22 +61,22 @@ def main(argv: list[str]) -> int:
         # stdout carries the one JSON line other processes read: sidecar.logs writes every log line to stderr.
         configure_logs("info")
     try:
-        asyncio.run(_serve(args.host, args.us_port, args.eu_port))
+        asyncio.run(_serve(args.host, args.us_port, args.eu_port, tuple(args.allow_host)))
     except OSError as exc:
         print(f"segment-sidecar collector: cannot listen: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _serve(host: str, us_port: int, eu_port: int) -> None:
+async def _serve(host: str, us_port: int, eu_port: int, allowed_hosts: tuple[str, ...] = ()) -> None:
     """Start both collectors, announce them, wait for a stop signal, stop them."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still raises KeyboardInterrupt
             loop.add_signal_handler(signum, stopping.set)
-    us = Collector("us", host, us_port)
-    eu = Collector("eu", host, eu_port)
+    us = Collector("us", host, us_port, allowed_hosts=allowed_hosts)
+    eu = Collector("eu", host, eu_port, allowed_hosts=allowed_hosts)
     try:
         await us.start()
         await eu.start()

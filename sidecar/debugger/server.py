@@ -8,7 +8,9 @@ bounded amount of work (entries skipped that way are counted in a ``skipped`` me
 
 Routes: ``/`` the page (static HTML and JavaScript, no build step), ``/events`` the SSE stream (the last
 ``SNAPSHOT_SIZE`` entries first, then live ones). Write keys are shown only as their short hash. The page shows
-customer data, so ``SIDECAR_DEBUGGER_LISTEN`` is off by default and the sidecar warns when it is not loopback.
+customer data, so ``SIDECAR_DEBUGGER_LISTEN`` is off by default and the sidecar warns when it is not loopback; it
+answers only loopback Host names, IP literals and ``SIDECAR_DEBUGGER_HOSTS`` (:mod:`sidecar.http_guard`), so that
+another web page in the same browser cannot read it through DNS rebinding.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from aiohttp import web
 from sidecar.api.status import code_of
 from sidecar.deliver.classify import Delivered, Outcome
 from sidecar.errors import SidecarError
-from sidecar.metrics import HttpEndpoint, is_loopback
+from sidecar.http_endpoint import HttpEndpoint, is_loopback
+from sidecar.http_guard import local_guard
 from sidecar.model import Batch, CallType, Event, SpooledEvent, Warning, write_key_hash
 
 log = structlog.get_logger("sidecar.debugger")
@@ -53,13 +56,13 @@ _Entry = tuple[Any, ...]
 class Debugger:
     """The debugger page and its event stream; start/stop are idempotent. See the module docstring."""
 
-    def __init__(self, listen: str) -> None:
+    def __init__(self, listen: str, allowed_hosts: Iterable[str] = ()) -> None:
         self._ring: deque[_Entry] = deque(maxlen=RING_SIZE)
         self._seq = 0
         self._streams: set[asyncio.Event] = set()
         self._hashes: dict[str, str] = {}
         self._closing = False
-        app = web.Application()
+        app = web.Application(middlewares=[local_guard(allowed_hosts)])
         app.router.add_get("/", self._page)
         app.router.add_get("/events", self._events)
         self._endpoint = HttpEndpoint(app, listen, "SIDECAR_DEBUGGER_LISTEN")

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from sidecar._proto import sidecar_pb2 as pb
@@ -333,6 +335,7 @@ def serve_with(tmp_path: Path, credentials: Path) -> subprocess.CompletedProcess
         "SIDECAR_SPOOL_DIR": str(tmp_path / "spool"),
         "SIDECAR_INTEGRATION_NAME": "acme-mail",
         "SIDECAR_LOG_FORMAT": "json",
+        "SIDECAR_METRICS_LISTEN": "off",
     }
     return subprocess.run(
         [sys.executable, "-m", "sidecar", "serve"], env=env, capture_output=True, text=True, timeout=30, check=False
@@ -368,3 +371,29 @@ def test_malformed_credentials_file_stops_start_up_naming_the_entry(tmp_path: Pa
     assert not [secret for secret in secrets if secret in output]
     assert "BEGIN PRIVATE KEY" not in output
     assert "sidecar_started" not in output
+
+
+async def test_token_counters_are_exported_on_metrics(
+    sidecar_factory: SidecarFactory,
+    collectors: Collectors,
+    token_servers: TokenServers,
+    apps: dict[str, App],
+    tmp_path: Path,
+) -> None:
+    """/metrics exports the authenticator's token requests, failures and refusals: a revoked app's refusals count."""
+    path = credentials_file(tmp_path, [apps[KEY_A], apps[KEY_B]])
+    running = await sidecar_factory(**oauth_env(collectors, path, SIDECAR_METRICS_LISTEN="127.0.0.1:0"))
+    token_servers.us.revoke("client-b", 401)
+    await running.stub.Track(track(KEY_A, 0))
+    await running.stub.Track(track(KEY_B, 0))
+    result = await flush(running)
+    assert result.delivered == 1 and result.parked == 1
+    assert running.app.metrics_server is not None
+    url = f"http://127.0.0.1:{running.app.metrics_server.port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
+    auth = authenticator_of(running)
+    assert values["sidecar_oauth_token_requests_total"] == auth.token_requests >= 2
+    assert values["sidecar_oauth_token_failures_total"] == auth.token_failures >= 1
+    assert values["sidecar_oauth_token_refusals_total"] == auth.token_refusals >= 1

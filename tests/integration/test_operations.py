@@ -288,8 +288,8 @@ async def test_no_full_write_key_in_logs_metrics_or_debugger(collectors: Collect
             assert key[:16] not in text, f"a long prefix of the write key appears in the {where}"
 
 
-async def test_debugger_is_off_by_default_and_metrics_too(sidecar: SidecarUnderTest) -> None:
-    """Without SIDECAR_METRICS_LISTEN and SIDECAR_DEBUGGER_LISTEN nothing but gRPC listens."""
+async def test_debugger_is_off_by_default_and_metrics_off_with_off(sidecar: SidecarUnderTest) -> None:
+    """With SIDECAR_METRICS_LISTEN=off (the test harness sets it) and no SIDECAR_DEBUGGER_LISTEN only gRPC listens."""
     assert sidecar.app.metrics is None and sidecar.app.metrics_server is None
     assert sidecar.app.debugger is None
 

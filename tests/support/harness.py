@@ -26,6 +26,8 @@ TEST_ENV = {
     "SIDECAR_RETRY_BASE_DELAY": "50ms",
     "SIDECAR_RETRY_MAX_DELAY": "1s",
     "SIDECAR_LOG_FORMAT": "json",
+    # /metrics is on 127.0.0.1:9464 by default; parallel test sidecars must not share it. Tests of it set a port 0.
+    "SIDECAR_METRICS_LISTEN": "off",
 }
 
 

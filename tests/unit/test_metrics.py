@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.deliver.classify import Delivered, Permanent, Retry, Split, Unauthorized
 from sidecar.errors import CapacityExhausted, InvalidEvent
-from sidecar.metrics import Metrics, dead_letter_code, is_loopback
+from sidecar.metrics import MAX_TRACKED_KEYS, Metrics, dead_letter_code, is_loopback
 from sidecar.model import Batch, CallType, Event, Region, SpooledEvent, write_key_hash
 
 
@@ -84,6 +84,25 @@ async def test_every_write_key_series_only_grows() -> None:
     metrics.accepted(event("a"), CallType.TRACK, ())
     second = series_of(await samples(metrics), "sidecar_write_key_events_accepted_total")
     assert second == {write_key_hash("a"): 2, write_key_hash("b"): 1, "other": 5}
+
+
+async def test_tracked_keys_are_bounded_at_insertion_without_a_scrape() -> None:
+    """150,000 write keys counted with no scrape in between never hold more than MAX_TRACKED_KEYS counts; the next
+    scrape still gives series to the busiest keys, and `other` still counts every event from before it."""
+    metrics = make_metrics(write_key_series=3)
+    busiest = [f"busy-{i}" for i in range(3)]
+    for key in busiest:
+        for _ in range(5):
+            metrics.accepted(event(key), CallType.TRACK, ())
+    most = 0
+    for i in range(150_000):
+        metrics.accepted(event(f"key-{i}"), CallType.TRACK, ())
+        most = max(most, len(metrics._keys.counts))
+    assert most <= MAX_TRACKED_KEYS
+    found = series_of(await samples(metrics), "sidecar_write_key_events_accepted_total")
+    assert set(found) == {write_key_hash(key) for key in busiest} | {"other"}
+    assert found["other"] == 150_015, "events of trimmed keys, and of keys before their series, stay in other"
+    assert all(found[write_key_hash(key)] == 5 for key in busiest)
 
 
 async def test_a_later_promotion_keeps_other_monotonic() -> None:
@@ -172,3 +191,47 @@ def test_hot_path_costs_microseconds() -> None:
         metrics.accepted(item, CallType.TRACK, ())
     elapsed = time.process_time() - started
     assert elapsed < 0.5, f"{elapsed:.3f} s of CPU for 50,000 events"
+
+
+@dataclass
+class Tokens:
+    """An authenticator's counters, as OAuthAuthenticator keeps them."""
+
+    token_requests: int = 7
+    token_failures: int = 3
+    token_refusals: int = 1
+    reloads: int = 2
+    reload_failures: int = 1
+
+
+@dataclass
+class Fleet:
+    """A fleet limiter's counters, as RedisLimiter keeps them."""
+
+    outages: int = 2
+    fallback_seconds: float = 12.5
+    wasted_slots: int = 4
+    mode: str = "probation"
+
+
+async def test_stage_counters_are_rendered_for_the_stages_that_keep_them() -> None:
+    """OAuth and fleet counters appear as their families; a stage without such counters adds nothing."""
+    from sidecar.metrics import stage_collectors  # noqa: PLC0415
+
+    metrics = make_metrics()
+    collectors = stage_collectors(Tokens(), Fleet(), object())
+    assert len(collectors) == 2
+    metrics.watch(*collectors)
+    found = await samples(metrics)
+    assert found[("sidecar_oauth_token_requests_total", ())] == 7
+    assert found[("sidecar_oauth_token_failures_total", ())] == 3
+    assert found[("sidecar_oauth_token_refusals_total", ())] == 1
+    assert found[("sidecar_oauth_credential_reloads_total", (("result", "ok"),))] == 2
+    assert found[("sidecar_oauth_credential_reloads_total", (("result", "failed"),))] == 1
+    assert found[("sidecar_fleet_fallback_seconds_total", ())] == 12.5
+    assert found[("sidecar_fleet_outages_total", ())] == 2
+    assert found[("sidecar_fleet_wasted_slots_total", ())] == 4
+    modes = {dict(labels)["mode"]: v for (name, labels), v in found.items() if name == "sidecar_fleet_mode"}
+    assert modes == {"redis": 0, "probation": 1, "fallback": 0}
+    bare = await samples(make_metrics())
+    assert not [name for name, _ in bare if name.startswith(("sidecar_oauth", "sidecar_fleet"))]

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
@@ -105,3 +106,26 @@ def test_cli_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown option is exit status 2, from ``main`` itself (no process needed)."""
     assert main(["--nonsense"]) == 2
     assert "--nonsense" in capsys.readouterr().err
+
+
+def status_with_host(url: str, host: str) -> int:
+    """GET the collector's request summary with a forged Host header; return the status."""
+    request = urllib.request.Request(url + "/_collector/requests", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_cli_allow_host_adds_a_name_and_others_are_refused(run_cli: list[subprocess.Popen[str]]) -> None:
+    """`--allow-host` names a Host the collectors answer; a rebound name still gets 403 (DNS rebinding guard)."""
+    process = start(run_cli, "--us-port", "0", "--eu-port", "0", "--allow-host", "collector.test")
+    assert process.stdout is not None
+    urls = json.loads(process.stdout.readline())
+    for url in urls.values():
+        assert status_with_host(url, "collector.test") == 200
+        assert status_with_host(url, "localhost") == 200
+        assert status_with_host(url, "rebound.example") == 403
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=10)

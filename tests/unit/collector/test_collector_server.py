@@ -14,7 +14,6 @@ import pytest
 from aiohttp import web
 
 from sidecar.collector import Collector
-from sidecar.collector.server import BatchError, check_event, parse_authorization, parse_batch
 from sidecar.model import write_key_hash
 
 KEY = "wk_test_collector_1"
@@ -386,23 +385,3 @@ async def test_unknown_region_is_refused() -> None:
     """Only Segment's regions exist."""
     with pytest.raises(ValueError, match="ap"):
         Collector("ap")
-
-
-def test_parse_authorization() -> None:
-    """The Basic user name is the write key; other schemes keep their credential."""
-    assert parse_authorization(basic("abc123")) == ("basic", "abc123")
-    assert parse_authorization("Basic YWJjMTIzOg==") == ("basic", "abc123")
-    assert parse_authorization("bearer  tok ") == ("bearer", "tok")
-    assert parse_authorization(None) == (None, None)
-    assert parse_authorization("Basic %%%") == ("basic", None)
-
-
-def test_parse_batch_and_check_event_without_sockets() -> None:
-    """The checks are pure functions: a good body parses, a bad event raises a 400 BatchError."""
-    envelope, events = parse_batch(b'{"batch": [{"type": "identify", "userId": "u"}], "writeKey": "k"}')
-    assert envelope["writeKey"] == "k"
-    check_event(0, events[0])
-    with pytest.raises(BatchError) as caught:
-        check_event(3, {"type": "screen"})
-    assert (caught.value.status, caught.value.code) == (400, "no_user_anon_id")
-    assert "batch[3]" in caught.value.message

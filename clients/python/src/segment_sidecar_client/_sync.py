@@ -1,3 +1,4 @@
+# Generated from _aio.py by scripts/gen_sync_client.py (unasync): edit _aio.py, not this file.
 """The blocking client: one method per Spec call, retries inside, a message id made before the first attempt."""
 
 from __future__ import annotations

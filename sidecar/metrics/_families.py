@@ -1,4 +1,4 @@
-"""Prometheus metrics: what the sidecar received, accepted, refused, delivered and gave up on; how deep its spool is.
+"""The metric families: what the sidecar received, accepted, refused, delivered and gave up on; how deep its spool is.
 
 Each :class:`Metrics` owns its own ``CollectorRegistry`` (several sidecars may run in one process, as the tests do).
 It listens to the pipeline as an intake and a delivery observer, and to the gRPC edge through
@@ -13,7 +13,14 @@ metric families only when Prometheus scrapes (the scrape and the pipeline share 
 Write keys appear only as their short hash (:func:`sidecar.model.write_key_hash`) and only in two families, both
 capped: while fewer than ``write_key_series`` keys have a series, each scrape gives one to the busiest keys without one;
 every other key counts in ``write_key_hash="other"``. A key keeps its series once it has one, so every series,
-``other`` included, only grows. 10,000 write keys therefore cost ``write_key_series + 1`` series.
+``other`` included, only grows. 10,000 write keys therefore cost ``write_key_series + 1`` series. The counts kept to
+rank keys between scrapes are bounded when a key is inserted (:data:`MAX_TRACKED_KEYS`), not when Prometheus scrapes:
+a sidecar nobody scrapes holds at most that many keys, and a key first seen once the table is full is ranked from the
+next scrape on (trimming the table instead would hold the event loop: ~250 ms to keep the busiest half of 100,000).
+
+A key's events from before it got its own series stay in ``other`` as well as in the key's new series, so that no
+series ever goes down: ``sum(rate(...))`` is the true rate, but a plain ``sum`` of the values counts those early
+events twice (docs/operations.md says so).
 
 =====================================================  ==================  ========================================
 metric                                                 labels              meaning
@@ -40,6 +47,8 @@ metric                                                 labels              meani
 ``sidecar_delivery_blocked``                           ``unit, reason``    1 per delivery unit that cannot go on
                                                                            (spool_read, spool_write, send, a task)
 =====================================================  ==================  ========================================
+
+The OAuth authenticator and the fleet limiter keep their own counters; :mod:`sidecar.metrics._stages` exports them.
 """
 
 from __future__ import annotations
@@ -47,13 +56,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-import grpc
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from sidecar.api.status import code_of
 from sidecar.deliver.classify import Delivered, Outcome, Retry, Unauthorized
@@ -74,7 +80,7 @@ WRITE_KEY_SERIES = 20
 """Write keys that get their own series; the rest are summed in ``write_key_hash="other"``."""
 
 MAX_TRACKED_KEYS = 100_000
-"""Bound on the per-key counts kept between scrapes for ranking (memory stays bounded without scrapes)."""
+"""Bound on the per-key counts kept between scrapes for ranking, enforced at insertion (bounded without scrapes)."""
 
 OTHER = "other"
 
@@ -93,17 +99,7 @@ _DEAD_LETTER_REASONS = (
     ("Segment refused the batch", "refused_batch"),
 )
 
-_SERVICE_PREFIX = "/segment.sidecar.v1.SidecarService/"
-_RPC_TYPES = {
-    "Track": CallType.TRACK,
-    "Identify": CallType.IDENTIFY,
-    "Page": CallType.PAGE,
-    "Screen": CallType.SCREEN,
-    "Group": CallType.GROUP,
-    "Alias": CallType.ALIAS,
-}
-
-_observed_in_call: ContextVar[list[int] | None] = ContextVar("sidecar_observed_in_call", default=None)
+observed_in_call: ContextVar[list[int] | None] = ContextVar("sidecarobserved_in_call", default=None)
 """Set by the interceptor for the duration of one call: how many of its events the servicer reported."""
 
 
@@ -144,6 +140,17 @@ class _TopKeys:
         self.labelled: dict[str, tuple[str, int]] = {}  # write key -> (its hash, its count when it got a series)
         self.total = 0
 
+    def count(self, key: str) -> None:
+        """One accepted event of ``key``; past :data:`MAX_TRACKED_KEYS` keys, a new key is not tracked until the next
+        scrape (its events still count in ``other``). O(1): no trim, so no pause on the event loop."""
+        counts = self.counts
+        known = counts.get(key)
+        if known is not None:
+            counts[key] = known + 1
+        elif len(counts) < MAX_TRACKED_KEYS:
+            counts[key] = 1
+        self.total += 1
+
     def promote(self) -> None:
         """Give free series to the busiest unlabelled keys; forget unlabelled counts once no series is free."""
         free = self.slots - len(self.labelled)
@@ -151,7 +158,7 @@ class _TopKeys:
             candidates = ((n, k) for k, n in self.counts.items() if k not in self.labelled)
             for count, key in heapq.nlargest(free, candidates):
                 self.labelled[key] = (write_key_hash(key), count)
-        if len(self.labelled) >= self.slots or len(self.counts) > MAX_TRACKED_KEYS:
+        if len(self.labelled) >= self.slots:
             self.counts = {key: self.counts.get(key, 0) for key in self.labelled}
 
     def series(self) -> Iterator[tuple[str, int]]:
@@ -237,10 +244,8 @@ class Metrics:
     def accepted(self, event: Event, call_type: CallType, warnings: Sequence[Warning]) -> None:
         """Count an accepted event (by type and by write key)."""
         self._accepted[call_type] += 1
-        keys = self._keys
-        keys.counts[event.write_key] = keys.counts.get(event.write_key, 0) + 1
-        keys.total += 1
-        box = _observed_in_call.get()
+        self._keys.count(event.write_key)
+        box = observed_in_call.get()
         if box is not None:
             box[0] += 1
 
@@ -248,7 +253,7 @@ class Metrics:
         """Count a refused event by type and gRPC code."""
         key = (call_type.value, code_of(error).name.lower())
         self._rejected[key] = self._rejected.get(key, 0) + 1
-        box = _observed_in_call.get()
+        box = observed_in_call.get()
         if box is not None:
             box[0] += 1
 
@@ -291,6 +296,11 @@ class Metrics:
         """The text exposition format of every metric, fresh."""
         await self.refresh()
         return generate_latest(self.registry)
+
+    def watch(self, *collectors: Any) -> None:
+        """Register more collectors (the OAuth and fleet counters) on this registry, rendered with every scrape."""
+        for collector in collectors:
+            self.registry.register(collector)
 
     def describe(self) -> list[Metric]:
         """Nothing up front: the families are built at each scrape (keeps registration cheap)."""
@@ -375,138 +385,3 @@ class Metrics:
         yield GaugeMetricFamily(
             "sidecar_health_serving", "1 when the gRPC health service answers SERVING.", int(self._serving())
         )
-
-
-class IntakeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
-    """Counts events as they arrive at the gRPC edge, and those refused without the servicer reporting them."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        """Wrap the SidecarService's event calls; leave Flush, health and reflection alone."""
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or handler.unary_unary is None or not method.startswith(_SERVICE_PREFIX):
-            return handler
-        rpc = method[len(_SERVICE_PREFIX) :]
-        if rpc == "Batch":
-            call_type = "unknown"
-        elif rpc in _RPC_TYPES:
-            call_type = _RPC_TYPES[rpc].value
-        else:
-            return handler
-        inner = cast(Callable[..., Awaitable[Any]], handler.unary_unary)  # grpc-stubs type it as sync
-        metrics = self._metrics
-
-        async def counted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            events = len(request.events) if rpc == "Batch" else 1
-            metrics.call_received(rpc, events)
-            box = [0]
-            token = _observed_in_call.set(box)
-            code = "ok"
-            try:
-                return await inner(request, context)
-            except BaseException:
-                code = _code_name(context)
-                raise
-            finally:
-                _observed_in_call.reset(token)
-                unreported = events - box[0]
-                if unreported > 0:
-                    # An OK Batch call with unreported events: items without a call type.
-                    metrics.call_unreported(call_type, "invalid_argument" if code == "ok" else code, unreported)
-
-        return grpc.unary_unary_rpc_method_handler(
-            counted,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-def _code_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    code = context.code()  # set by abort(); None when the handler raised without aborting
-    return code.name.lower() if isinstance(code, grpc.StatusCode) else "internal"
-
-
-def is_loopback(listen: str) -> bool:
-    """Whether a ``host:port`` (or ``unix:`` path) listen address is reachable only from this machine."""
-    if listen.startswith("unix:"):
-        return True
-    host = listen.rpartition(":")[0].strip("[]")
-    return host == "localhost" or host.startswith("127.") or host == "::1"
-
-
-class HttpEndpoint:
-    """An aiohttp application served on one ``host:port`` or ``unix:/path``; start and stop are idempotent."""
-
-    def __init__(self, app: web.Application, listen: str, what: str) -> None:
-        self._app = app
-        self._listen = listen
-        self._what = what
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        """Bind and serve; raises SidecarError naming the setting when the address is unusable."""
-        if self._runner is not None:
-            return
-        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site: web.BaseSite
-        if self._listen.startswith("unix:"):
-            site = web.UnixSite(runner, self._listen.removeprefix("unix:"))
-        else:
-            host, _, port = self._listen.rpartition(":")
-            site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise SidecarError(f"cannot listen on {self._listen} ({self._what}): {exc.strerror}") from exc
-        self._runner = runner
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        if sockets and not self._listen.startswith("unix:"):
-            self.port = int(sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        """Close the listener and finish open requests (at most a second)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-
-class MetricsServer:
-    """Serves ``/metrics`` for one :class:`Metrics` on ``SIDECAR_METRICS_LISTEN``."""
-
-    def __init__(self, metrics: Metrics, listen: str) -> None:
-        self.metrics = metrics
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/", self._index)
-        self._endpoint = HttpEndpoint(app, listen, "SIDECAR_METRICS_LISTEN")
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port (useful with port 0)."""
-        return self._endpoint.port
-
-    async def start(self) -> None:
-        """Bind and serve."""
-        await self._endpoint.start()
-
-    async def stop(self) -> None:
-        """Stop serving; idempotent."""
-        await self._endpoint.stop()
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body = await self.metrics.render()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _index(self, request: web.Request) -> web.Response:
-        return web.Response(text="segment-sidecar: metrics at /metrics\n")

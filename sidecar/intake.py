@@ -1,0 +1,49 @@
+"""The intake: the gRPC edge's one downstream (:class:`sidecar.api.downstream.Downstream`), built in ``app.py``.
+
+It runs the validators (the partner rules, the Spec check, and with ``SIDECAR_OAUTH_REQUIRED`` the credentials
+check), then the enricher; it appends accepted events to the spool and asks the delivery driver to flush. Keeping
+this here, outside ``api/``, is what lets the edge import nothing from ``validate/``'s neighbours: ``enrich/``,
+``spool/``, ``batch/`` or ``deliver/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sidecar.batch.driver import DeliveryDriver, FlushResult
+from sidecar.enrich.enricher import Enricher
+from sidecar.model import Call, Event, Warning
+from sidecar.spool import Spool
+from sidecar.validate.rules import Validator, run
+
+
+class Intake:
+    """Validators, then the enricher; the spool for acceptance; the driver for Flush."""
+
+    __slots__ = ("_driver", "_enricher", "_spool", "_validators")
+
+    def __init__(
+        self, validators: Sequence[Validator], enricher: Enricher, spool: Spool, driver: DeliveryDriver
+    ) -> None:
+        self._validators = tuple(validators)
+        self._enricher = enricher
+        self._spool = spool
+        self._driver = driver
+
+    @property
+    def pending_events(self) -> int:
+        """Accepted events still in the spool."""
+        return self._spool.pending_events
+
+    def prepare(self, call: Call) -> tuple[Event, list[Warning]]:
+        """The enriched event and its warnings; a validator raises InvalidEvent or CredentialsMissing to refuse."""
+        warnings = run(self._validators, call)
+        return self._enricher(call, warnings), warnings
+
+    async def accept(self, events: Sequence[Event]) -> None:
+        """Append to the spool: durable once this returns."""
+        await self._spool.append(events)
+
+    async def flush(self) -> FlushResult:
+        """The driver's flush."""
+        return await self._driver.flush()

@@ -1,0 +1,77 @@
+"""The gRPC interceptor that counts events as they arrive, independently of what the servicer reports."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import grpc
+
+from sidecar.metrics._families import Metrics, observed_in_call
+from sidecar.model import CallType
+
+_SERVICE_PREFIX = "/segment.sidecar.v1.SidecarService/"
+_RPC_TYPES = {
+    "Track": CallType.TRACK,
+    "Identify": CallType.IDENTIFY,
+    "Page": CallType.PAGE,
+    "Screen": CallType.SCREEN,
+    "Group": CallType.GROUP,
+    "Alias": CallType.ALIAS,
+}
+
+
+class IntakeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
+    """Counts events as they arrive at the gRPC edge, and those refused without the servicer reporting them."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """Wrap the SidecarService's event calls; leave Flush, health and reflection alone."""
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or handler.unary_unary is None or not method.startswith(_SERVICE_PREFIX):
+            return handler
+        rpc = method[len(_SERVICE_PREFIX) :]
+        if rpc == "Batch":
+            call_type = "unknown"
+        elif rpc in _RPC_TYPES:
+            call_type = _RPC_TYPES[rpc].value
+        else:
+            return handler
+        inner = cast(Callable[..., Awaitable[Any]], handler.unary_unary)  # grpc-stubs type it as sync
+        metrics = self._metrics
+
+        async def counted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            events = len(request.events) if rpc == "Batch" else 1
+            metrics.call_received(rpc, events)
+            box = [0]
+            token = observed_in_call.set(box)
+            code = "ok"
+            try:
+                return await inner(request, context)
+            except BaseException:
+                code = _code_name(context)
+                raise
+            finally:
+                observed_in_call.reset(token)
+                unreported = events - box[0]
+                if unreported > 0:
+                    # An OK Batch call with unreported events: items without a call type.
+                    metrics.call_unreported(call_type, "invalid_argument" if code == "ok" else code, unreported)
+
+        return grpc.unary_unary_rpc_method_handler(
+            counted,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _code_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    code = context.code()  # set by abort(); None when the handler raised without aborting
+    return code.name.lower() if isinstance(code, grpc.StatusCode) else "internal"
