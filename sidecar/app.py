@@ -214,7 +214,10 @@ class Sidecar:
             if endpoint is not None:
                 await endpoint.start()
         server = grpc.aio.server(
-            interceptors=[RequestLimits(), *([IntakeInterceptor(self.metrics)] if self.metrics is not None else [])],
+            interceptors=[
+                RequestLimits(self.settings.max_concurrent_calls),
+                *([IntakeInterceptor(self.metrics)] if self.metrics is not None else []),
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_BATCH_BYTES + 2**20),
                 ("grpc.so_reuseport", 0),

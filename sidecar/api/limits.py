@@ -8,7 +8,7 @@ Request                                     Answer
 ==========================================  ==========================================================================
 over :data:`MAX_MESSAGE_BYTES`              ``RESOURCE_EXHAUSTED`` from gRPC itself, before anything is read into
                                             memory (split the Batch; retrying it unchanged fails again)
-over :data:`MAX_CONCURRENT_CALLS` at once   ``RESOURCE_EXHAUSTED`` with ``RetryInfo`` (:data:`BUSY_RETRY_AFTER`) and a
+``SIDECAR_MAX_CONCURRENT_CALLS`` at once    ``RESOURCE_EXHAUSTED`` with ``RetryInfo`` (:data:`BUSY_RETRY_AFTER`) and a
                                             ``QuotaFailure`` on ``concurrent_calls``; the request is not decoded
 bytes that do not decode (invalid UTF-8 in  ``INVALID_ARGUMENT`` with a ``BadRequest`` on ``request``, instead of the
 a string field, nesting past protobuf's     ``UNKNOWN`` grpc answers when its deserializer raises
@@ -35,10 +35,6 @@ log = structlog.get_logger("sidecar.api")
 MAX_MESSAGE_BYTES = MAX_BATCH_BYTES + 2**20
 """The server's receive limit (set in the composition root): a Batch of 16 MiB plus room for its framing."""
 
-MAX_CONCURRENT_CALLS = 256
-"""Calls of ``SidecarService`` in progress at once; beyond it a call is refused at once with a retry delay. With
-16 MiB per call this bounds the memory requests can hold (calls are short: a spool commit, a few ms)."""
-
 BUSY_RETRY_AFTER = 0.1
 """The retry delay (seconds) sent with a refusal for too many calls in progress."""
 
@@ -60,7 +56,9 @@ Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
     """Refuses undecodable requests with INVALID_ARGUMENT and calls beyond the concurrency limit with RetryInfo."""
 
-    def __init__(self, max_concurrent_calls: int = MAX_CONCURRENT_CALLS) -> None:
+    def __init__(self, max_concurrent_calls: int) -> None:
+        """``max_concurrent_calls`` is ``SIDECAR_MAX_CONCURRENT_CALLS``: with 16 MiB per call it bounds what requests
+        in progress hold in memory (calls are short: a spool commit; a Flush holds its place while it waits)."""
         self._max = max_concurrent_calls
         self._active = 0
 
