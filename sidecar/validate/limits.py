@@ -12,7 +12,8 @@ strings                write key, user/anonymous/group/previous id, event/page/s
 message id             at most ``SEGMENT_MAX_MESSAGE_ID_CHARS`` (99) characters
 ``*_json`` bytes       at most :data:`MAX_JSON_BYTES` bytes per field (Segment's event limit)
 Struct size            at most :data:`MAX_STRUCT_BYTES` encoded bytes per field
-JSON depth             at most :data:`MAX_JSON_DEPTH` nested objects and arrays, Structs included
+JSON depth             at most :data:`MAX_JSON_DEPTH` nested objects and arrays; a Struct deeper than 33
+                       levels already fails protobuf's decoder (100 nested messages, 3 per level)
 numbers                Struct numbers must be finite (JSON has no NaN or Infinity)
 timestamp              :data:`MIN_TIMESTAMP_SECONDS` .. :data:`MAX_TIMESTAMP_SECONDS`
                        (1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z), nanos in [0, 1e9)
