@@ -14,6 +14,7 @@ from sidecar.api.convert import struct_to_dict, to_call
 from sidecar.errors import InvalidEvent
 from sidecar.model import CallType, Region
 from sidecar.validate.limits import MAX_JSON_DEPTH, MAX_STRING_CHARS
+from tests.support.wire import deep_properties
 
 BASE = {"write_key": "wk", "user_id": "u1"}
 
@@ -106,30 +107,8 @@ def test_structs_nest_no_deeper_than_protobuf_decodes() -> None:
     call = decode(CallType.TRACK, pb.TrackRequest(**BASE, event="E", properties=deep_struct(30)))
     assert call is not None
     with pytest.raises(DecodeError):
-        pb.TrackRequest.FromString(pb.TrackRequest(**BASE, event="E").SerializeToString() + _deep_struct_bytes(40))
+        pb.TrackRequest.FromString(pb.TrackRequest(**BASE, event="E").SerializeToString() + deep_properties(40))
     assert MAX_JSON_DEPTH > 33
-
-
-def _deep_struct_bytes(depth: int) -> bytes:
-    """The wire form of a TrackRequest's ``properties`` (field 17) nesting ``depth`` Structs, built by hand."""
-    inner = b""
-    for _ in range(depth):
-        value = b"\x2a" + _varint(len(inner)) + inner  # Value.struct_value = 5
-        entry = b"\x0a\x01a\x12" + _varint(len(value)) + value  # map entry: key 1, value 2
-        inner = b"\x0a" + _varint(len(entry)) + entry  # Struct.fields = 1
-    return b"\x8a\x01" + _varint(len(inner)) + inner
-
-
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = number & 0x7F
-        number >>= 7
-        if number:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def test_large_structs_are_refused_by_their_encoded_size() -> None:
