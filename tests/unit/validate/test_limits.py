@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from sidecar.validate.limits import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     MAX_STRING_CHARS,
+    MAX_STRUCT_BYTES,
     MAX_TIMESTAMP_SECONDS,
     check_json_bytes,
     check_string,
@@ -119,3 +121,21 @@ def test_the_name_cache_keeps_only_short_names() -> None:
     checker.check(CallType.TRACK, "Ordr Completed", None)
     info = checker._name_cache.cache_info()  # type: ignore[attr-defined]
     assert info.currsize == 1
+
+
+def test_the_readme_lists_every_limit() -> None:
+    """Each limit appears in the README's Limits table with its value."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    table = readme.split("**Limits**")[1].split("A rejected call")[0]
+    for text in (
+        f"{MAX_STRING_CHARS:,} characters",
+        "99 characters",
+        f"{MAX_JSON_BYTES:,} bytes",
+        f"{MAX_JSON_DEPTH} objects and arrays deep",
+        f"{MAX_STRUCT_BYTES:,} bytes encoded",
+        "NaN or Infinity",
+        "1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z",
+        "32 KB",
+        "10,000 events and 16 MiB",
+    ):
+        assert text in table, text
