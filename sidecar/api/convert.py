@@ -96,7 +96,25 @@ def struct_to_dict(struct: struct_pb2.Struct, field: str = "struct") -> dict[str
     try:
         return _struct(struct, 1)
     except _StructProblem as problem:
-        raise InvalidEvent.single(field, str(problem)) from None
+        raise InvalidEvent.single(_path_to_non_finite(struct, field), str(problem)) from None
+
+
+def _path_to_non_finite(struct: struct_pb2.Struct, field: str) -> str:
+    """The path (``properties.items[0].price``) of a NaN or Infinity in the Struct, or ``field`` (depth problems).
+
+    Walked only once a conversion has failed, so the hot path keeps its comprehension; iterative, so depth is no risk.
+    """
+    pending: list[tuple[str, struct_pb2.Value]] = [(f"{field}.{key}", item) for key, item in struct.fields.items()]
+    while pending:
+        path, value = pending.pop()
+        kind = value.WhichOneof("kind")
+        if kind == "number_value" and not math.isfinite(value.number_value):
+            return path
+        if kind == "struct_value":
+            pending.extend((f"{path}.{key}", item) for key, item in value.struct_value.fields.items())
+        elif kind == "list_value":
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value.list_value.values))
+    return field
 
 
 def _object(request: ProtoRequest, name: str, json_name: str) -> tuple[Any, dict[str, Any]] | None:

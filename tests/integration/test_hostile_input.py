@@ -187,7 +187,7 @@ async def test_nan_invalid_utf8_and_undecodable_structs_are_invalid_argument(pro
             request = pb.TrackRequest(**BASE, event="E", properties=struct_with(number))
             code, violations, _ = await refused(stub.Track(request))
             assert code == grpc.StatusCode.INVALID_ARGUMENT
-            assert [f for f, _ in violations] == ["properties"]
+            assert [f for f, _ in violations] == ["properties.v"]
         raw_track = channel.unary_unary(TRACK, request_serializer=bytes, response_deserializer=bytes)
         valid = pb.TrackRequest(**BASE).SerializeToString()
         for junk in (

@@ -122,13 +122,18 @@ def test_large_structs_are_refused_by_their_encoded_size() -> None:
 
 @pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
 def test_nan_and_infinity_in_a_struct_are_invalid(number: float) -> None:
-    """NaN and Infinity, at the top or nested in a list, are INVALID_ARGUMENT, never sent as null (13.6)."""
-    for value in ({"revenue": number}, {"items": [{"price": number}]}):
+    """NaN and Infinity, at the top or nested in a list, are INVALID_ARGUMENT naming their path, never sent as null
+    (13.6)."""
+    cases = [
+        ({"revenue": number}, "properties.revenue"),
+        ({"items": [{"sku": "a"}, {"price": number}]}, "properties.items[1].price"),
+    ]
+    for value, path in cases:
         struct = struct_pb2.Struct()
         struct.update(value)
         with pytest.raises(InvalidEvent) as error:
             decode(CallType.TRACK, pb.TrackRequest(**BASE, event="E", properties=struct))
-        assert fields_of(error) == ["properties"]
+        assert fields_of(error) == [path]
 
 
 def test_struct_to_dict_keeps_whole_numbers_as_ints() -> None:
