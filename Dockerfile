@@ -2,6 +2,8 @@
 # segment-sidecar: a multi-stage image. The build stage resolves runtime dependencies from uv.lock (hash-checked) into
 # a virtualenv; the runtime stage copies only that virtualenv onto a slim Python, runs as a non-root user, and keeps
 # the spool on a declared volume. Build: `docker build -t segment-sidecar .`
+# It listens on loopback only: a pod's containers share it, and the API has no authentication of its own. To expose it
+# deliberately, set SIDECAR_LISTEN=0.0.0.0:50051 (and SIDECAR_METRICS_LISTEN=0.0.0.0:9464 for a scraper); see README.
 # The same install script runs in tests/unit/test_dockerfile.py, which also lints this file with hadolint.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -27,8 +29,8 @@ COPY --from=build /opt/segment-sidecar /opt/segment-sidecar
 ENV PATH=/opt/segment-sidecar/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    SIDECAR_LISTEN=0.0.0.0:50051 \
-    SIDECAR_METRICS_LISTEN=0.0.0.0:9464 \
+    SIDECAR_LISTEN=127.0.0.1:50051 \
+    SIDECAR_METRICS_LISTEN=127.0.0.1:9464 \
     SIDECAR_SPOOL_DIR=/var/lib/segment-sidecar \
     SIDECAR_LOG_FORMAT=json
 VOLUME ["/var/lib/segment-sidecar"]

@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
+from sidecar.api.limits import RequestLimits
 from sidecar.api.servicer import MAX_BATCH_BYTES, IntakeObserver, SidecarServicer
 from sidecar.batch.driver import DeliveryDriver, DeliveryObserver, DeliveryPolicy
 from sidecar.config import Settings
@@ -257,7 +258,10 @@ class Sidecar:
             if endpoint is not None:
                 await endpoint.start()
         server = grpc.aio.server(
-            interceptors=[IntakeInterceptor(self.metrics)] if self.metrics is not None else None,
+            interceptors=[
+                RequestLimits(self.settings.max_concurrent_calls),
+                *([IntakeInterceptor(self.metrics)] if self.metrics is not None else []),
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_BATCH_BYTES + 2**20),
                 ("grpc.so_reuseport", 0),

@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     default_region: Region = Field(
         Region.US, description="Region for calls that leave `region` unspecified: `us` or `eu`."
     )
+    max_concurrent_calls: int = Field(
+        256,
+        ge=1,
+        le=65536,
+        description="API calls in progress at once; past it a call gets RESOURCE_EXHAUSTED with a retry delay.",
+    )
 
     # --- Segment
     endpoint_us: str = Field(US_ENDPOINT, description="Origin of Segment's US Tracking API.")

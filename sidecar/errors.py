@@ -4,7 +4,8 @@
 
     SidecarError                      INTERNAL            (anything not classified below)
     ├── InvalidEvent                  INVALID_ARGUMENT    (carries field violations)
-    ├── CapacityExhausted             RESOURCE_EXHAUSTED  (carries a retry delay)
+    ├── CapacityExhausted             RESOURCE_EXHAUSTED  (carries a retry delay: the spool is full)
+    │   └── ServerBusy                RESOURCE_EXHAUSTED  (too many calls at once)
     ├── ShuttingDown                  UNAVAILABLE
     ├── CredentialsMissing            FAILED_PRECONDITION
     ├── FlushTimeout                  DEADLINE_EXCEEDED   (carries the pending counts)
@@ -49,9 +50,21 @@ class InvalidEvent(SidecarError):
 class CapacityExhausted(SidecarError):
     """The spool is full; the caller should retry after ``retry_after`` seconds with the same message ids."""
 
+    quota_subject = "spool"
+    """The ``google.rpc.QuotaFailure`` subject: which limit was reached."""
+    quota_description = "SIDECAR_SPOOL_MAX_BYTES reached"
+    """The ``google.rpc.QuotaFailure`` description."""
+
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ServerBusy(CapacityExhausted):
+    """More calls are in progress than the server takes at once; the caller should retry after ``retry_after``."""
+
+    quota_subject = "concurrent_calls"
+    quota_description = "the sidecar's limit of calls in progress at once was reached"
 
 
 class ShuttingDown(SidecarError):

@@ -8,14 +8,24 @@ are turned back into integers here, since Segment (and its destinations) must se
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from sidecar._proto import sidecar_pb2 as pb
+from sidecar.config import SEGMENT_MAX_MESSAGE_ID_CHARS
 from sidecar.errors import FieldViolation, InvalidEvent
 from sidecar.model import Call, CallType, Region
+from sidecar.validate.limits import (
+    MAX_JSON_DEPTH,
+    MAX_STRING_CHARS,
+    check_json_bytes,
+    check_string,
+    check_struct_size,
+    check_timestamp,
+)
 
 _REGIONS = {pb.REGION_US: Region.US, pb.REGION_EU: Region.EU}
 
@@ -47,10 +57,17 @@ _OBJECTS: dict[CallType, tuple[tuple[str, str], ...]] = {
 ProtoRequest = Any  # one of the six generated <Name>Request classes, which share no base class but Message
 
 
-def _value(value: struct_pb2.Value) -> Any:
+class _StructProblem(Exception):
+    """A Struct value JSON cannot carry (NaN, Infinity) or one nested too deep; becomes a field violation."""
+
+
+def _value(value: struct_pb2.Value, depth: int) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "number_value":
         number = value.number_value
+        if not math.isfinite(number):
+            shown = "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+            raise _StructProblem(f"holds {shown}, which JSON cannot carry; send null or a string")
         # A Struct can only carry doubles; a whole number was an integer on the caller's side.
         return int(number) if number.is_integer() and abs(number) < 2**63 else number
     if kind == "string_value":
@@ -58,15 +75,46 @@ def _value(value: struct_pb2.Value) -> Any:
     if kind == "bool_value":
         return value.bool_value
     if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
+        return _struct(value.struct_value, depth + 1)
     if kind == "list_value":
-        return [_value(item) for item in value.list_value.values]
+        if depth + 1 > MAX_JSON_DEPTH:
+            raise _StructProblem(f"nests objects and lists deeper than {MAX_JSON_DEPTH} levels")
+        return [_value(item, depth + 1) for item in value.list_value.values]
     return None
 
 
-def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as plain JSON values, whole numbers as ints."""
-    return {key: _value(item) for key, item in struct.fields.items()}
+def _struct(struct: struct_pb2.Struct, depth: int) -> dict[str, Any]:
+    # Recursion is bounded by the depth check (and protobuf's own decoding limit of 100 nested messages).
+    if depth > MAX_JSON_DEPTH:
+        raise _StructProblem(f"nests objects and lists deeper than {MAX_JSON_DEPTH} levels")
+    return {key: _value(item, depth) for key, item in struct.fields.items()}
+
+
+def struct_to_dict(struct: struct_pb2.Struct, field: str = "struct") -> dict[str, Any]:
+    """A Struct as plain JSON values, whole numbers as ints; InvalidEvent (on ``field``) for NaN, Infinity or depth
+    over :data:`~sidecar.validate.limits.MAX_JSON_DEPTH`."""
+    try:
+        return _struct(struct, 1)
+    except _StructProblem as problem:
+        raise InvalidEvent.single(_path_to_non_finite(struct, field), str(problem)) from None
+
+
+def _path_to_non_finite(struct: struct_pb2.Struct, field: str) -> str:
+    """The path (``properties.items[0].price``) of a NaN or Infinity in the Struct, or ``field`` (depth problems).
+
+    Walked only once a conversion has failed, so the hot path keeps its comprehension; iterative, so depth is no risk.
+    """
+    pending: list[tuple[str, struct_pb2.Value]] = [(f"{field}.{key}", item) for key, item in struct.fields.items()]
+    while pending:
+        path, value = pending.pop()
+        kind = value.WhichOneof("kind")
+        if kind == "number_value" and not math.isfinite(value.number_value):
+            return path
+        if kind == "struct_value":
+            pending.extend((f"{path}.{key}", item) for key, item in value.struct_value.fields.items())
+        elif kind == "list_value":
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value.list_value.values))
+    return field
 
 
 def _object(request: ProtoRequest, name: str, json_name: str) -> tuple[Any, dict[str, Any]] | None:
@@ -86,7 +134,7 @@ def _object(request: ProtoRequest, name: str, json_name: str) -> tuple[Any, dict
             raise InvalidEvent.single(json_name, f"must be a JSON object, not {type(parsed).__name__}")
         return orjson.Fragment(raw), parsed
     if has_struct:
-        parsed = struct_to_dict(getattr(request, name))
+        parsed = struct_to_dict(getattr(request, name), name)
         return parsed, parsed
     return None
 
@@ -96,11 +144,53 @@ def _timestamp(stamp: timestamp_pb2.Timestamp) -> tuple[int, int]:
     return int(stamp.seconds), int(stamp.nanos) // 1_000_000
 
 
+def _strings_of(call_type: CallType) -> tuple[tuple[str, int], ...]:
+    names = ["write_key", "user_id", "anonymous_id"]
+    names += [proto for proto, _ in (*_LEADING[call_type], *_TRAILING.get(call_type, ()))]
+    return (*((name, MAX_STRING_CHARS) for name in names), ("message_id", SEGMENT_MAX_MESSAGE_ID_CHARS))
+
+
+_STRINGS: dict[CallType, tuple[tuple[str, int], ...]] = {kind: _strings_of(kind) for kind in CallType}
+"""Per call type, each string field the caller can set with its length limit."""
+
+
+def check_limits(call_type: CallType, request: ProtoRequest) -> None:
+    """Refuse a request over any size, length, depth or time limit, before anything parses or copies its values.
+
+    Each check costs at most one pass over the value it reads (see :mod:`sidecar.validate.limits`); every violation
+    is reported at once.
+    """
+    violations: list[FieldViolation] = []
+    for name, limit in _STRINGS[call_type]:
+        found = check_string(name, getattr(request, name), limit)
+        if found is not None:
+            violations.append(found)
+    for name, json_name in _OBJECTS[call_type]:
+        raw = getattr(request, json_name)
+        if raw:
+            found = check_json_bytes(json_name, raw)
+            if found is not None:
+                violations.append(found)
+        if request.HasField(name):
+            found = check_struct_size(name, getattr(request, name).ByteSize())
+            if found is not None:
+                violations.append(found)
+    if request.HasField("timestamp"):
+        stamp = request.timestamp
+        found = check_timestamp(stamp.seconds, stamp.nanos)
+        if found is not None:
+            violations.append(found)
+    if violations:
+        raise InvalidEvent("; ".join(f"{v.field}: {v.description}" for v in violations), tuple(violations))
+
+
 def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, received_at: float) -> Call:
     """Decode a request into a Call; raise :class:`InvalidEvent` for undecodable input (all problems at once).
 
-    ``fields`` is filled in Segment's order (see ``_LEADING``); messageId and timestamp come last.
+    ``fields`` is filled in Segment's order (see ``_LEADING``); messageId and timestamp come last. The limits are
+    checked first (:func:`check_limits`), so nothing below parses or copies an oversized value.
     """
+    check_limits(call_type, request)
     fields: dict[str, Any] = {}
     parsed: dict[str, dict[str, Any]] = {}
     violations: list[FieldViolation] = []

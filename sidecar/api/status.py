@@ -17,6 +17,7 @@ from sidecar.errors import (
     CredentialsMissing,
     FlushTimeout,
     InvalidEvent,
+    ServerBusy,
     ShuttingDown,
     SidecarError,
     SpoolFailure,
@@ -26,6 +27,7 @@ STATUS_CODES: dict[type[SidecarError], grpc.StatusCode] = {
     SidecarError: grpc.StatusCode.INTERNAL,
     InvalidEvent: grpc.StatusCode.INVALID_ARGUMENT,
     CapacityExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ServerBusy: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ShuttingDown: grpc.StatusCode.UNAVAILABLE,
     SpoolFailure: grpc.StatusCode.UNAVAILABLE,
     CredentialsMissing: grpc.StatusCode.FAILED_PRECONDITION,
@@ -69,7 +71,7 @@ def to_status(error: SidecarError) -> grpc.Status:
                 error_details_pb2.QuotaFailure(
                     violations=[
                         error_details_pb2.QuotaFailure.Violation(
-                            subject="spool", description="SIDECAR_SPOOL_MAX_BYTES reached"
+                            subject=error.quota_subject, description=error.quota_description
                         )
                     ]
                 )

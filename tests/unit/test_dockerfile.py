@@ -118,6 +118,17 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_healthcheck_and_volume() -
     assert {key for key in env if key.startswith("SIDECAR_")} <= known
 
 
+def test_image_listens_on_loopback_unless_told_otherwise() -> None:
+    """The image's gRPC API and metrics bind 127.0.0.1 (a pod's containers share loopback; the API is
+    unauthenticated), and the README says how to expose them deliberately (issue 13.8)."""
+    env = runtime_env()
+    for variable in ("SIDECAR_LISTEN", "SIDECAR_METRICS_LISTEN"):
+        host = env[variable].rsplit(":", 1)[0]
+        assert host in {"127.0.0.1", "[::1]", "localhost"}, f"{variable}={env[variable]} listens beyond loopback"
+    readme = (ROOT / "README.md").read_text()
+    assert "SIDECAR_LISTEN=0.0.0.0:50051" in readme, "the README says how to expose the API deliberately"
+
+
 def test_build_context_holds_what_the_build_stage_copies() -> None:
     """Every path the build stage COPYs exists and passes .dockerignore; tests and caches stay out."""
     for instruction in of("build", "COPY"):

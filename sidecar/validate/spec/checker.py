@@ -28,6 +28,8 @@ Mode = Literal["strict", "warn", "off"]
 MODES: tuple[Mode, ...] = ("strict", "warn", "off")
 DEFAULT_NAME_CACHE_SIZE = 4096
 """Distinct event names remembered; a partner sends tens to hundreds, so this holds them all with room to spare."""
+MAX_CACHED_NAME_CHARS = 256
+"""Longer names are classified on each call and never remembered, so the cache holds at most ~1 MiB of names."""
 
 KNOWN_INTEGRATIONS: tuple[str, ...] = (
     "All",
@@ -131,7 +133,9 @@ class SpecChecker:
         if call_type is _TRACK:
             schema = self._track
             if name is not None:
-                name_finding, event_schema = self._name_cache(name)
+                name_finding, event_schema = (
+                    self._name_cache(name) if len(name) <= MAX_CACHED_NAME_CHARS else self._classify(name)
+                )
                 if name_finding is not None:
                     findings.append(name_finding)
                 if event_schema is not None:

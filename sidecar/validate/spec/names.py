@@ -128,7 +128,7 @@ def _one_edit_forms(word: str) -> set[str]:
 class NameIndex:
     """Every known key of every Spec event, built once; :meth:`match` is a pure function of the name."""
 
-    __slots__ = ("_accepted", "_exact", "_index", "_typo_forms", "_vocabulary")
+    __slots__ = ("_accepted", "_exact", "_index", "_longest_typo_word", "_typo_forms", "_vocabulary")
 
     def __init__(self, catalog: Catalog) -> None:
         """Index the catalog: Spec names first, so that no alias can take a Spec event's own key."""
@@ -172,6 +172,9 @@ class NameIndex:
                 if len(word) >= _TYPO_MIN_LENGTH:
                     for form in _one_edit_forms(word):
                         self._typo_forms.setdefault(form, set()).add(word)
+        # A word one edit away from a Spec word is at most one letter longer than it; a longer unknown word is never
+        # expanded into its one-edit forms (that costs the square of its length: issue 13.2).
+        self._longest_typo_word = max((len(form) for form in self._typo_forms), default=0)
 
     def __len__(self) -> int:
         """How many distinct keys the index holds."""
@@ -198,7 +201,7 @@ class NameIndex:
             return None
         position = unknown[0]
         word = key[position]
-        if len(word) < _TYPO_MIN_LENGTH:
+        if not _TYPO_MIN_LENGTH <= len(word) <= self._longest_typo_word + 1:
             return None
         candidates: set[str] = set()
         for form in _one_edit_forms(word):

@@ -1,0 +1,133 @@
+"""The gRPC server's own limits: message size, calls in progress, and requests that do not decode.
+
+Installed on the server by the composition root (``RequestLimits()``, and the receive limit option); each refusal is a
+documented status, never ``UNKNOWN`` or ``INTERNAL``:
+
+==========================================  ==========================================================================
+Request                                     Answer
+==========================================  ==========================================================================
+over :data:`MAX_MESSAGE_BYTES`              ``RESOURCE_EXHAUSTED`` from gRPC itself, before anything is read into
+                                            memory (split the Batch; retrying it unchanged fails again)
+``SIDECAR_MAX_CONCURRENT_CALLS`` at once    ``RESOURCE_EXHAUSTED`` with ``RetryInfo`` (:data:`BUSY_RETRY_AFTER`) and a
+                                            ``QuotaFailure`` on ``concurrent_calls``; the request is not decoded
+bytes that do not decode (invalid UTF-8 in  ``INVALID_ARGUMENT`` with a ``BadRequest`` on ``request``, instead of the
+a string field, nesting past protobuf's     ``UNKNOWN`` grpc answers when its deserializer raises
+limit, truncated fields)
+==========================================  ==========================================================================
+
+Health and reflection are not counted against the call limit, so probes still answer while the sidecar is busy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import grpc
+import structlog
+
+from sidecar.api.servicer import MAX_BATCH_BYTES
+from sidecar.api.status import to_status
+from sidecar.errors import InvalidEvent, ServerBusy
+
+log = structlog.get_logger("sidecar.api")
+
+MAX_MESSAGE_BYTES = MAX_BATCH_BYTES + 2**20
+"""The server's receive limit (set in the composition root): a Batch of 16 MiB plus room for its framing."""
+
+BUSY_RETRY_AFTER = 0.1
+"""The retry delay (seconds) sent with a refusal for too many calls in progress."""
+
+_SERVICE_PREFIX = "/segment.sidecar.v1.SidecarService/"
+
+
+class _Undecodable:
+    """What the guarded deserializer hands on instead of raising: the parser's complaint."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
+    """Refuses undecodable requests with INVALID_ARGUMENT and calls beyond the concurrency limit with RetryInfo."""
+
+    def __init__(self, max_concurrent_calls: int) -> None:
+        """``max_concurrent_calls`` is ``SIDECAR_MAX_CONCURRENT_CALLS``: with 16 MiB per call it bounds what requests
+        in progress hold in memory (calls are short: a spool commit; a Flush holds its place while it waits)."""
+        self._max = max_concurrent_calls
+        self._active = 0
+
+    @property
+    def active(self) -> int:
+        """Calls of SidecarService in progress now."""
+        return self._active
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """Wrap unary handlers: decoding guarded, SidecarService calls counted."""
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        counted = handler_call_details.method.startswith(_SERVICE_PREFIX)
+        if counted and self._active >= self._max:
+            # Refused before the request is decoded: a refusal costs no parse.
+            return grpc.unary_unary_rpc_method_handler(
+                self._refuse_busy, request_deserializer=_ignore, response_serializer=handler.response_serializer
+            )
+        return grpc.unary_unary_rpc_method_handler(
+            self._guarded(cast(Behavior, handler.unary_unary), counted=counted),
+            request_deserializer=_guard_deserializer(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+    async def _refuse_busy(self, request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        log.warning("call_refused", code="RESOURCE_EXHAUSTED", reason="too many calls in progress", limit=self._max)
+        error = ServerBusy(
+            f"the sidecar has {self._max} calls in progress, its limit; retry after {BUSY_RETRY_AFTER} s",
+            retry_after=BUSY_RETRY_AFTER,
+        )
+        await cast(Any, context).abort_with_status(to_status(error))
+
+    def _guarded(self, behavior: Behavior, *, counted: bool) -> Behavior:
+        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, _Undecodable):
+                error = InvalidEvent.single("request", f"could not be decoded: {request.reason}")
+                await cast(Any, context).abort_with_status(to_status(error))
+            if not counted:
+                return await behavior(request, context)
+            self._active += 1
+            try:
+                return await behavior(request, context)
+            finally:
+                self._active -= 1
+
+        return guarded
+
+
+def _ignore(raw: bytes) -> None:
+    return None
+
+
+def _guard_deserializer(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def guarded(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except Exception as exc:  # noqa: BLE001 - any parser failure is the caller's bytes, answered INVALID_ARGUMENT
+            return _Undecodable(_reason(exc))
+
+    return guarded
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    if "utf-8" in text.lower() or isinstance(exc, UnicodeDecodeError):
+        return "a string field is not valid UTF-8"
+    return text[:200]
