@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every client's own tests in its own runner, plus the stub drift check. With CI=true (or
-# SIDECAR_CLIENTS_REQUIRED=1) a missing toolchain fails the run; on a developer's machine it is skipped, saying so.
+# TEST_REQUIRE_CLIENTS=1) a missing toolchain fails the run; on a developer's machine it is skipped, saying so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-required=${SIDECAR_CLIENTS_REQUIRED:-${CI:-}}
+required=${TEST_REQUIRE_CLIENTS:-${CI:-}}
 export SIDECAR_PYTHON="$root/.venv/bin/python"
 failed=()
 
