@@ -23,32 +23,34 @@ tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/
 	cd tests/browser && npm ci --no-audit --no-fund --silent
 	touch $@
 
-## Run the demo: a local collector, a sidecar, and an email tool's QA flow.
+## Run the demo: a local collector, a sidecar, and an email tool's QA flow (`make demo ARGS=--keep-running` keeps
+## it serving, debugger page included, until Ctrl-C).
+ARGS ?=
 demo: setup
-	$(UV) run segment-sidecar demo
+	.venv/bin/segment-sidecar demo $(ARGS)
 
 ## Run every test: lint, types, proto checks, the Python suite, every client's tests (all run; failures summed up).
 test: setup
 	UV=$(UV) scripts/check_all.sh
 
 lint: setup
-	$(UV) run ruff check .
-	$(UV) run ruff format --check .
-	$(UV) run mypy
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 	cd protos && ../$(BUF) lint
 
 protos-check: setup
-	$(UV) run scripts/gen_protos.sh --check
+	scripts/gen_protos.sh --check
 	scripts/check_breaking.sh
 
 pytest: setup
-	$(UV) run pytest -q
+	.venv/bin/pytest -q
 
 clients-test: setup
 	scripts/test_clients.sh
 
 bench-smoke: setup
-	$(UV) run python bench/bench_spec.py --quick
+	.venv/bin/python bench/bench_spec.py --quick
 
 clean:
 	rm -rf .venv tools/node_modules tests/browser/node_modules .mypy_cache .ruff_cache .pytest_cache

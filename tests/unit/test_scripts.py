@@ -1,0 +1,26 @@
+"""The repository's scripts clean up after themselves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_gen_protos_check_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    """`scripts/gen_protos.sh --check` (as written, no `uv run`) passes and removes the folder it generated into."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    result = subprocess.run(
+        ["scripts/gen_protos.sh", "--check"],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(temp)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list(temp.iterdir()) == []
