@@ -4,7 +4,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 BUF := tools/node_modules/.bin/buf
 
-.PHONY: setup demo test lint protos-check pytest clients-test bench-smoke clean
+.PHONY: setup demo test lint protos-check pytest clients-test bench-smoke grpcurl clean
 
 setup: .venv/.synced tools/node_modules/.installed tests/browser/node_modules/.installed
 
@@ -51,6 +51,12 @@ clients-test: setup
 
 bench-smoke: setup
 	.venv/bin/python bench/bench_spec.py --quick
+
+## grpcurl (pinned), for calling the sidecar by reflection; needs Go. .ci/run installs it for the reflection test.
+GRPCURL_VERSION := v1.9.3
+grpcurl: tools/go-bin/grpcurl
+tools/go-bin/grpcurl:
+	GOBIN=$(CURDIR)/tools/go-bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 clean:
 	rm -rf .venv tools/node_modules tests/browser/node_modules .mypy_cache .ruff_cache .pytest_cache
