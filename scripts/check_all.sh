@@ -18,6 +18,7 @@ step "buf breaking" scripts/check_breaking.sh
 step "python stubs up to date" scripts/gen_protos.sh --check
 step "pytest" .venv/bin/pytest -q
 step "clients" scripts/test_clients.sh
+step "documented commands" .venv/bin/python scripts/check_documented_commands.py
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}" >&2
   exit 1
