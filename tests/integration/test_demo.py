@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 
@@ -30,4 +32,37 @@ def test_demo_shows_distinct_whole_ids_and_cleans_up(tmp_path: Path) -> None:
     assert len(accepted) == 6 and len(set(accepted)) == 6, result.stdout
     assert sorted(arrived) == sorted(accepted)
     assert "make demo ARGS=--keep-running" in result.stdout
+    assert list(temp.iterdir()) == []
+
+
+def test_keep_running_keeps_the_debugger_page_alive_until_ctrl_c(tmp_path: Path) -> None:
+    """With --keep-running the debugger page the demo printed still answers after the flow; Ctrl-C (SIGINT) then ends
+    the demo with status 0 and removes its spool folder."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "demo", "--pause", "0", "--keep-running"],
+        env={**os.environ, "TMPDIR": str(temp)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        seen: list[str] = []
+        for line in process.stdout:  # ends at EOF, should the demo exit early
+            seen.append(line)
+            if line.startswith("running until Ctrl-C"):
+                break
+        output = "".join(seen)
+        page = re.search(r"live debugger page: (http://\S+) \(open until Ctrl-C\)", output)
+        assert page is not None and "running until Ctrl-C" in output, output
+        with urllib.request.urlopen(page.group(1), timeout=10) as response:
+            assert response.status == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert list(temp.iterdir()) == []

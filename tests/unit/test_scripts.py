@@ -24,3 +24,12 @@ def test_gen_protos_check_leaves_no_temporary_folder(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert list(temp.iterdir()) == []
+
+
+def test_make_demo_passes_args_to_the_demo() -> None:
+    """`make demo ARGS=--keep-running` (the demo's documented hint) runs the venv's demo with that option."""
+    result = subprocess.run(
+        ["make", "-n", "demo", "ARGS=--keep-running"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert ".venv/bin/segment-sidecar demo --keep-running" in result.stdout.splitlines()
