@@ -10,7 +10,8 @@ Each command then gets one of three treatments:
   ~/.local/bin, which is not on PATH: write ``.venv/bin/...`` or ``~/.local/bin/uv``), or ``python``/``pytest`` on a
   repository script (the system Python lacks the dependencies: write ``.venv/bin/python``);
 - **run**, as written, from the repository root, when it is quick: a ``--quick`` or ``--help`` form, or one listed in
-  ``QUICK`` below; it must exit 0 within its time limit;
+  ``QUICK`` below; it must exit 0 within its time limit (one that needs a program listed in ``NEEDS`` is skipped,
+  saying so, on a machine without it, except in CI);
 - **resolved** otherwise (servers, long benchmarks, commands with placeholders such as ``<pid>``, ``FILE...``): its
   program must exist (a repository path, a Makefile target, a ``segment-sidecar`` subcommand, or a program on PATH
   or named in ``EXTERNAL``), and a repository script it names must exist.
@@ -22,6 +23,7 @@ failing command with its file and line.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import shutil
@@ -56,6 +58,9 @@ EXTERNAL = {
     "cd": "a shell builtin",
 }
 """Programs a document may name that a fresh clone does not provide, and why that is fine."""
+
+NEEDS = {"bench/bench_fleet.py": "redis-server"}
+"""Scripts that need a program a developer machine may lack: skipped there, saying so; required in CI (CI=true)."""
 
 PLACEHOLDER = re.compile(r"<[^>]*>|\.\.\.|…|\[[^\]]*\]|\|")
 """Syntax that marks a command as a template (not runnable as written)."""
@@ -213,6 +218,14 @@ def is_quick(command: Command) -> bool:
     return "--quick" in words or words[-1] in ("--help", "-h") or text.startswith(QUICK)
 
 
+def missing_program(command: Command) -> str | None:
+    """The program ``command`` needs that this machine lacks (see ``NEEDS``), or None."""
+    for script, program in NEEDS.items():
+        if script in command.text and shutil.which(program) is None:
+            return program
+    return None
+
+
 def run(command: Command) -> str | None:
     """Run ``command`` as written from the repository root; the failure, or None."""
     started = time.monotonic()
@@ -247,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         quick = is_quick(command)
         if args.list:
             print(f"{'REJECT' if why else 'run   ' if quick else 'check '} {command}")
+            continue
+        lacking = missing_program(command) if why is None and quick and not args.no_run else None
+        if lacking is not None and os.environ.get("CI") != "true":
+            print(f"SKIP {command}: {lacking} is not installed on this machine (CI requires it)")
+            resolved += 1
             continue
         if why is None and quick and not args.no_run:
             print(f"== {command}", flush=True)
