@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -135,6 +136,9 @@ def test_run_it_delivers_a_python_event_to_the_local_collector(running: dict[str
     events = collected(running, "my-write-key", 1)
     assert [e["messageId"] for e in events] == [message_id]
     assert events[0]["context"]["integration"]["name"] == "my-email-tool"  # type: ignore[index]
+    (curl,) = re.findall(r"`(curl [^`]+)`", section("Run it"))
+    if shutil.which("curl"):  # the README's way to read them back, as written
+        assert [e["messageId"] for e in orjson.loads(run_block(curl, running, tmp_path))] == [message_id]
 
 
 def test_run_it_grpcurl_block_delivers_by_reflection(running: dict[str, str], tmp_path: Path) -> None:
