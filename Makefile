@@ -4,7 +4,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 BUF := tools/node_modules/.bin/buf
 
-.PHONY: setup demo test lint protos-check pytest clients-test bench-smoke clean
+.PHONY: setup demo test lint protos-check pytest clients-test bench-smoke grpcurl clean
 
 setup: .venv/.synced tools/node_modules/.installed tests/browser/node_modules/.installed
 
@@ -23,33 +23,41 @@ tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/
 	cd tests/browser && npm ci --no-audit --no-fund --silent
 	touch $@
 
-## Run the demo: a local collector, a sidecar, and an email tool's QA flow.
+## Run the demo: a local collector, a sidecar, and an email tool's QA flow (`make demo ARGS=--keep-running` keeps
+## it serving, debugger page included, until Ctrl-C).
+ARGS ?=
 demo: setup
-	$(UV) run segment-sidecar demo
+	.venv/bin/segment-sidecar demo $(ARGS)
 
 ## Run every test: lint, types, proto checks, the Python suite, every client's tests (all run; failures summed up).
 test: setup
 	UV=$(UV) scripts/check_all.sh
 
 lint: setup
-	$(UV) run ruff check .
-	$(UV) run ruff format --check .
-	$(UV) run mypy
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 	cd protos && ../$(BUF) lint
 
 protos-check: setup
-	$(UV) run scripts/gen_protos.sh --check
-	$(UV) run scripts/gen_sync_client.py --check
+	scripts/gen_protos.sh --check
+	.venv/bin/python scripts/gen_sync_client.py --check
 	scripts/check_breaking.sh
 
 pytest: setup
-	$(UV) run pytest -q
+	.venv/bin/pytest -q
 
 clients-test: setup
 	scripts/test_clients.sh
 
 bench-smoke: setup
-	$(UV) run python bench/bench_spec.py --quick
+	.venv/bin/python bench/bench_spec.py --quick
+
+## grpcurl (pinned), for calling the sidecar by reflection; needs Go. .ci/run installs it for the reflection test.
+GRPCURL_VERSION := v1.9.3
+grpcurl: tools/go-bin/grpcurl
+tools/go-bin/grpcurl:
+	GOBIN=$(CURDIR)/tools/go-bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 clean:
 	rm -rf .venv tools/node_modules tests/browser/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -3,7 +3,6 @@
 # failures, so one run shows everything that needs fixing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-uv=${UV:-uv}
 failed=()
 step() {  # step NAME COMMAND...
   local name=$1
@@ -11,15 +10,16 @@ step() {  # step NAME COMMAND...
   echo "== $name"
   if ! "$@"; then failed+=("$name"); fi
 }
-step "ruff check" "$uv" run ruff check .
-step "ruff format" "$uv" run ruff format --check .
-step "mypy (strict)" "$uv" run mypy
+step "ruff check" .venv/bin/ruff check .
+step "ruff format" .venv/bin/ruff format --check .
+step "mypy (strict)" .venv/bin/mypy
 step "buf lint" bash -c "cd protos && ../tools/node_modules/.bin/buf lint"
 step "buf breaking" scripts/check_breaking.sh
-step "python stubs up to date" "$uv" run scripts/gen_protos.sh --check
-step "python sync client up to date" "$uv" run scripts/gen_sync_client.py --check
-step "pytest" "$uv" run pytest -q
+step "python stubs up to date" scripts/gen_protos.sh --check
+step "python sync client up to date" .venv/bin/python scripts/gen_sync_client.py --check
+step "pytest" .venv/bin/pytest -q
 step "clients" scripts/test_clients.sh
+step "documented commands" .venv/bin/python scripts/check_documented_commands.py
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}" >&2
   exit 1

@@ -5,9 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=sidecar/_proto
 check=0
-if [ "${1:-}" = "--check" ]; then check=1; out=$(mktemp -d); fi
+# The project's venv (made by `make`), so the script works as written without `uv run` or an activated venv.
+python=${PYTHON:-.venv/bin/python}
+[ -x "$python" ] || python=python
+if [ "${1:-}" = "--check" ]; then
+  check=1
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT # one temporary folder per run, removed whatever the outcome
+fi
 mkdir -p "$out"
-python -m grpc_tools.protoc -Iprotos --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" \
+"$python" -m grpc_tools.protoc -Iprotos --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" \
   segment/sidecar/v1/sidecar.proto
 # protoc writes stubs under segment/sidecar/v1/ and imports them as a top-level `segment` package, a namespace
 # segment-analytics-python owns; flatten them into sidecar._proto with package-relative imports instead.

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every client's own tests in its own runner, plus the stub drift check. With CI=true (or
-# SIDECAR_CLIENTS_REQUIRED=1) a missing toolchain fails the run; on a developer's machine it is skipped, saying so.
+# TEST_REQUIRE_CLIENTS=1) a missing toolchain fails the run; on a developer's machine it is skipped, saying so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-required=${SIDECAR_CLIENTS_REQUIRED:-${CI:-}}
+required=${TEST_REQUIRE_CLIENTS:-${CI:-}}
 export SIDECAR_PYTHON="$root/.venv/bin/python"
 failed=()
 
@@ -14,9 +14,25 @@ need() {  # need TOOL LANGUAGE: 0 when the tool exists; otherwise fail (CI) or s
   echo "SKIP: $2 client tests: '$1' is not installed on this machine"; return 1
 }
 
-run() {  # run NAME COMMAND...: run a step, remember a failure
-  echo "== $1"
-  if ! (set -e; eval "$2"); then failed+=("$1"); fi
+run() {  # run NAME COMMAND: run a step in its own TMPDIR, remember a failure, leftovers and known noise included
+  local name=$1 tmp log leftovers
+  tmp=$(mktemp -d)
+  log=$(mktemp)
+  echo "== $name"
+  if ! (set -e; export TMPDIR="$tmp"; eval "$2") 2>&1 | tee "$log"; then failed+=("$name"); fi
+  # Tests clean up after themselves: nothing may be left in the temp folder (a user's /tmp would fill up), but
+  # pytest's own pytest-of-<user> folder, which pytest prunes to its last three runs by design.
+  leftovers=$(ls -A "$tmp" | grep -v '^pytest-of-' || true)
+  if [ -n "$leftovers" ]; then
+    echo "FAIL: $name left files in its temp folder: $(echo "$leftovers" | head -5 | tr '\n' ' ')" >&2
+    failed+=("$name (temp files left)")
+  fi
+  # netty warns per connection when given a socket option a unix socket lacks (SO_KEEPALIVE); the Java client clears it.
+  if grep -q "Unknown channel option" "$log"; then
+    echo "FAIL: $name: netty warned 'Unknown channel option'" >&2
+    failed+=("$name (netty warnings)")
+  fi
+  rm -rf "$tmp" "$log"
 }
 
 run "python client" "cd clients/python && $root/.venv/bin/python -m pytest -q tests"

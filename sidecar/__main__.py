@@ -126,6 +126,15 @@ def _cmd_config_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings_help() -> str:
+    """Every setting with its default and meaning, for ``serve --help`` (the Markdown table: ``config-table``)."""
+    lines = ["settings (environment variables only; `segment-sidecar config-table` prints them as a table):"]
+    for name, default, meaning in describe():
+        lines.append(f"  {name} (default {default})")
+        lines.append(f"      {meaning.replace('`', '')}")
+    return "\n".join(lines)
+
+
 COMMANDS = {
     "serve": (_cmd_serve, "run the sidecar (configured by SIDECAR_* variables)"),
     "demo": (_cmd_demo, "start a local collector and a sidecar, and play an email tool's QA flow"),
@@ -150,8 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"segment-sidecar {__version__}")
     sub = parser.add_subparsers(dest="command")
     for name, (handler, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, add_help=name in ("serve", "config-table"))
-        command.add_argument("rest", nargs=argparse.REMAINDER)
+        command = sub.add_parser(
+            name,
+            help=help_text,
+            add_help=name in ("serve", "config-table"),
+            description=help_text,
+            epilog=_settings_help() if name == "serve" else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         command.set_defaults(handler=handler)
     args = parser.parse_args(args_list)
     if args.command is None:

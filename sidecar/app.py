@@ -25,11 +25,11 @@ import grpc
 import structlog
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.api.limits import RequestLimits
+from sidecar.api.reflection import enable_reflection
 from sidecar.api.servicer import MAX_BATCH_BYTES, IntakeObserver, SidecarServicer
 from sidecar.batch.driver import DeliveryDriver, DeliveryObserver, DeliveryPolicy
 from sidecar.config import Settings
@@ -269,7 +269,7 @@ class Sidecar:
         )
         pb_grpc.add_SidecarServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
         self.port = server.add_insecure_port(self.settings.listen)
         if self.port == 0 and not self.settings.listen.startswith("unix:"):
             raise SidecarError(f"cannot listen on {self.settings.listen} (SIDECAR_LISTEN): address in use?")

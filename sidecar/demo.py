@@ -13,7 +13,7 @@ import contextlib
 import functools
 import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import orjson
@@ -25,6 +25,9 @@ from sidecar.collector.store import ReceivedRequest
 from sidecar.config import load
 from sidecar.logs import configure
 from sidecar.model import write_key_hash
+
+if TYPE_CHECKING:
+    from sidecar.app import Sidecar
 
 WRITE_KEY_US = "demo-write-key-us"
 WRITE_KEY_EU = "demo-write-key-eu"
@@ -88,7 +91,7 @@ def _print_arrival(region: str, request: ReceivedRequest | None) -> None:
         name = event.get("event") or event.get("name") or ""
         print(
             f"  [{region.upper()} collector] {event['type']:<8} {name:<20} userId={event.get('userId')} "
-            f"key={write_key_hash(request.write_key or '')} messageId={event['messageId'][:8]}…"
+            f"key={write_key_hash(request.write_key or '')} messageId={event['messageId']}"
         )
         print(
             "      " + orjson.dumps({k: event[k] for k in ("properties", "traits", "context") if k in event}).decode()
@@ -96,35 +99,53 @@ def _print_arrival(region: str, request: ReceivedRequest | None) -> None:
 
 
 async def run(pause: float, keep_running: bool, debugger: str = "127.0.0.1:0") -> int:
-    """Start everything, play the flow, flush, print a summary."""
+    """Start everything, play the flow, flush, print a summary; with ``keep_running``, serve until Ctrl-C.
+
+    The spool lives in a temporary folder that is removed when the demo ends (Ctrl-C included).
+    """
     from sidecar.app import Sidecar  # noqa: PLC0415 - keeps `--help` fast
 
     collectors = [Collector("us"), Collector("eu")]
-    for collector in collectors:
-        await collector.start()
-        collector.store.subscribe(functools.partial(_print_arrival, collector.region))
-    spool_dir = tempfile.mkdtemp(prefix="segment-sidecar-demo-")
-    settings, _ = load(
-        {
-            "SIDECAR_LISTEN": "127.0.0.1:0",
-            "SIDECAR_INTEGRATION_NAME": "acme-mail",
-            "SIDECAR_SPOOL_DIR": spool_dir,
-            "SIDECAR_ENDPOINT_US": collectors[0].url,
-            "SIDECAR_ENDPOINT_EU": collectors[1].url,
-            "SIDECAR_FLUSH_INTERVAL": "300ms",
-            "SIDECAR_LOG_LEVEL": "warning",
-            "SIDECAR_METRICS_LISTEN": "off",  # the demo shows the debugger page; 9464 may be taken by a real sidecar
-            **({"SIDECAR_DEBUGGER_LISTEN": debugger} if debugger != "off" else {}),
-        }
-    )
-    sidecar = Sidecar(settings)
-    await sidecar.start()
+    with tempfile.TemporaryDirectory(prefix="segment-sidecar-demo-") as spool_dir:
+        for collector in collectors:
+            await collector.start()
+            collector.store.subscribe(functools.partial(_print_arrival, collector.region))
+        settings, _ = load(
+            {
+                "SIDECAR_LISTEN": "127.0.0.1:0",
+                "SIDECAR_INTEGRATION_NAME": "acme-mail",
+                "SIDECAR_SPOOL_DIR": spool_dir,
+                "SIDECAR_ENDPOINT_US": collectors[0].url,
+                "SIDECAR_ENDPOINT_EU": collectors[1].url,
+                "SIDECAR_FLUSH_INTERVAL": "300ms",
+                "SIDECAR_LOG_LEVEL": "warning",
+                "SIDECAR_METRICS_LISTEN": "off",  # the demo shows its debugger page; 9464 may be a real sidecar's
+                **({"SIDECAR_DEBUGGER_LISTEN": debugger} if debugger != "off" else {}),
+            }
+        )
+        sidecar = Sidecar(settings)
+        try:
+            await sidecar.start()
+            return await _play(sidecar, collectors, spool_dir, pause, keep_running)
+        finally:
+            await sidecar.stop(grace=2)
+            for collector in collectors:
+                await collector.stop()
+
+
+async def _play(sidecar: Sidecar, collectors: list[Collector], spool_dir: str, pause: float, keep_running: bool) -> int:
+    """Print where everything listens, play the flow over gRPC, flush, and (with ``keep_running``) wait for Ctrl-C."""
     print(
         f"segment-sidecar demo: sidecar on 127.0.0.1:{sidecar.port}, collectors {collectors[0].url} (US) and "
-        f"{collectors[1].url} (EU), spool {spool_dir}"
+        f"{collectors[1].url} (EU), spool {spool_dir} (removed at exit)"
     )
     if sidecar.debugger is not None:
-        print(f"live debugger page: http://127.0.0.1:{sidecar.debugger.port}/ (use --keep-running to keep it open)")
+        lifetime = (
+            "open until Ctrl-C"
+            if keep_running
+            else "closes when the demo ends; `make demo ARGS=--keep-running` keeps it open"
+        )
+        print(f"live debugger page: http://127.0.0.1:{sidecar.debugger.port}/ ({lifetime})")
     print()
     failures = 0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel:
@@ -133,7 +154,7 @@ async def run(pause: float, keep_running: bool, debugger: str = "127.0.0.1:0") -
             method = getattr(stub, type(request).__name__.removesuffix("Request"))
             try:
                 reply = await method(request, timeout=5)
-                print(f"-> {label}: accepted, messageId={reply.message_id[:8]}…")
+                print(f"-> {label}: accepted, messageId={reply.message_id}")
             except grpc.aio.AioRpcError as error:
                 print(f"-> {label}: {error.code().name}: {error.details()}")
                 failures += error.code() != grpc.StatusCode.INVALID_ARGUMENT
@@ -147,9 +168,6 @@ async def run(pause: float, keep_running: bool, debugger: str = "127.0.0.1:0") -
         print("running until Ctrl-C (collector pages: " + ", ".join(c.url + "/" for c in collectors) + ")")
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.Event().wait()
-    await sidecar.stop(grace=2)
-    for collector in collectors:
-        await collector.stop()
     expected = len(_flow()) - 1
     return 0 if failures == 0 and flushed.delivered == expected else 1
 

@@ -75,7 +75,7 @@ def rpc_error(error: BaseException) -> grpc.aio.AioRpcError:
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh, empty Redis on a free loopback port, killed after the test; skips when redis-server is missing
-    (fails instead with SIDECAR_REDIS_REQUIRED=1)."""
+    (fails instead with TEST_REQUIRE_REDIS=1)."""
     folder = tmp_path / "redis"
     folder.mkdir()
     with running_redis(folder) as server:

@@ -47,14 +47,14 @@ type scenarioOutcome struct {
 	Results []scenarioOutcome `json:"results"`
 }
 
-// skipOrFail skips the conformance test with the reason, or fails it when SIDECAR_CONFORMANCE_REQUIRED=1.
+// skipOrFail skips the conformance test with the reason, or fails it when TEST_REQUIRE_CONFORMANCE=1.
 func skipOrFail(t *testing.T, format string, args ...any) {
 	t.Helper()
 	reason := fmt.Sprintf(format, args...)
-	if os.Getenv("SIDECAR_CONFORMANCE_REQUIRED") == "1" {
+	if os.Getenv("TEST_REQUIRE_CONFORMANCE") == "1" {
 		t.Fatalf("conformance required but: %s", reason)
 	}
-	t.Skipf("conformance skipped: %s (set SIDECAR_CONFORMANCE_REQUIRED=1 to fail instead)", reason)
+	t.Skipf("conformance skipped: %s (set TEST_REQUIRE_CONFORMANCE=1 to fail instead)", reason)
 }
 
 // harnessPython picks the interpreter the conformance contract names.

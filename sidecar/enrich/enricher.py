@@ -8,11 +8,11 @@ the caller said when it happened), ``context.integration`` (the partner program'
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import orjson
+import uuid_utils
 
 from sidecar import __version__
 from sidecar.config import SEGMENT_MAX_EVENT_BYTES
@@ -24,38 +24,25 @@ LIBRARY_NAME = "segment-sidecar"
 _TYPE_NAMES = {kind: kind.value for kind in CallType}
 """Plain strings for ``type``: an enum's ``.value`` goes through a descriptor, which shows on the hot path."""
 
-_COUNTER_LIMIT = 1 << 48
-
 
 class MessageIds:
-    """Unique message ids in UUID form (RFC 9562 version 8): 74 random bits per generator, then a 48-bit counter.
+    """Message ids: UUIDv7 (RFC 9562) from ``uuid-utils``, a maintained Rust implementation.
 
-    ``str(uuid.uuid4())`` costs 9 us per event on the benchmark machine, and even slicing ids out of a pool of random
-    hex costs 2 us, where issue 6's budget is 20 us for everything. Segment needs a messageId to be unique, not random:
-    a random prefix drawn when the generator starts (and again should the counter ever run out) followed by a counter
-    is unique across processes and restarts with the odds of a 74-bit random collision, and costs one string format.
-    Version 8 is the RFC's layout for ids built this way, so the text still parses as a UUID.
+    A UUIDv7 is 48 bits of Unix milliseconds followed by random bits (uuid-utils keeps ids from one process ordered
+    within a millisecond), so ids are unique across processes and restarts, sort by creation time, and parse as
+    UUIDs everywhere. ``str(uuid_utils.uuid7())`` costs about 0.25 us on the benchmark machine (the standard library's
+    ``str(uuid.uuid4())`` about 2.7 us), well inside issue 6's 20 us budget per event. Ids made in the same
+    millisecond share their first 12 hex digits: show them whole.
     """
 
-    __slots__ = ("_counter", "_format")
+    __slots__ = ("_new",)
 
     def __init__(self) -> None:
-        self._counter = _COUNTER_LIMIT
-        self._format = "".__mod__
+        self._new = uuid_utils.uuid7
 
     def __call__(self) -> str:
-        """A new id, ``xxxxxxxx-xxxx-8xxx-Vxxx-cccccccccccc`` (V: the RFC variant, c: the counter)."""
-        self._counter += 1
-        if self._counter >= _COUNTER_LIMIT:
-            self._reseed()
-        return self._format(self._counter)
-
-    def _reseed(self) -> None:
-        h = os.urandom(10).hex()
-        variant = f"{int(h[12], 16) & 0x3 | 0x8:x}"
-        prefix = f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{variant}{h[17:20]}-"
-        self._format = (prefix + "%012x").__mod__
-        self._counter = 0
+        """A new id, ``tttttttt-tttt-7rrr-Vrrr-rrrrrrrrrrrr`` (t: milliseconds, r: random or ordering bits)."""
+        return str(self._new())
 
 
 class IsoClock:

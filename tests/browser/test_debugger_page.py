@@ -3,7 +3,7 @@
 The sidecar runs in-process with the debugger on; ``debugger_page.mjs`` opens the page, and events are sent over gRPC
 both before the page opens (shown from the stream's snapshot) and while it is open (shown live over SSE).
 Skipped, with the reason, when chromium, node or ``tests/browser/node_modules`` is missing, unless
-``SIDECAR_BROWSER_REQUIRED=1`` (as ``.ci/run`` sets), which turns the skip into a failure.
+``TEST_REQUIRE_BROWSER=1`` (as ``.ci/run`` sets), which turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ def missing_tools() -> str | None:
 
 @pytest.fixture
 def browser_tools() -> None:
-    """Skip (or fail when SIDECAR_BROWSER_REQUIRED=1) without chromium, node and playwright-core."""
+    """Skip (or fail when TEST_REQUIRE_BROWSER=1) without chromium, node and playwright-core."""
     reason = missing_tools()
     if reason is None:
         return
-    if os.environ.get("SIDECAR_BROWSER_REQUIRED") == "1":
-        pytest.fail(f"SIDECAR_BROWSER_REQUIRED=1 but {reason}")
+    if os.environ.get("TEST_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"TEST_REQUIRE_BROWSER=1 but {reason}")
     print(f"skipping the browser test: {reason}")
     pytest.skip(reason)
 

@@ -195,7 +195,8 @@ async def test_health_is_not_serving_while_draining(sidecar_factory: SidecarFact
 
 
 async def test_reflection_describes_the_services(sidecar: SidecarUnderTest) -> None:
-    """A real reflection client lists the sidecar, health and reflection services and resolves their messages."""
+    """grpcio-reflection's own client (v1alpha) lists the sidecar, health and both reflection services and resolves
+    their messages."""
 
     def describe() -> tuple[list[str], list[str], str]:
         with grpc.insecure_channel(f"127.0.0.1:{sidecar.app.port}") as channel:
@@ -211,6 +212,7 @@ async def test_reflection_describes_the_services(sidecar: SidecarUnderTest) -> N
     services, methods, track_input = await asyncio.to_thread(describe)
     assert services == [
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
         "segment.sidecar.v1.SidecarService",
     ]

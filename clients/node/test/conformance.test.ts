@@ -1,7 +1,7 @@
 /**
  * The shared conformance scenario (clients/conformance) run with this client against a real sidecar and two local
  * collectors started by the harness. Without a Python that has the sidecar package the test skips, saying why,
- * unless SIDECAR_CONFORMANCE_REQUIRED=1, when it fails.
+ * unless TEST_REQUIRE_CONFORMANCE=1, when it fails.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -125,7 +125,7 @@ test("the conformance scenario reaches the collectors exactly as expected", { ti
     harness = await startHarness();
   } catch (error) {
     const reason = `conformance harness unavailable: ${(error as Error).message}`;
-    if (process.env.SIDECAR_CONFORMANCE_REQUIRED === "1") throw new Error(reason);
+    if (process.env.TEST_REQUIRE_CONFORMANCE === "1") throw new Error(reason);
     t.skip(reason);
     return;
   }

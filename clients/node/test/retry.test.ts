@@ -1,7 +1,7 @@
 /** Retries, deadlines and the typed error, against a real grpc-js server that fails as scripted. */
 import { status } from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -116,7 +116,8 @@ test("with nothing listening the call gives up within its deadline", async () =>
 });
 
 test("SIDECAR_ADDRESS=unix:/path connects over a unix socket", async () => {
-  const address = `unix:${join(mkdtempSync(join(tmpdir(), "sidecar-node-")), "sidecar.sock")}`;
+  const folder = mkdtempSync(join(tmpdir(), "sidecar-node-"));
+  const address = `unix:${join(folder, "sidecar.sock")}`;
   const unix = await startScripted(address);
   const saved = process.env.SIDECAR_ADDRESS;
   process.env.SIDECAR_ADDRESS = address;
@@ -131,5 +132,6 @@ test("SIDECAR_ADDRESS=unix:/path connects over a unix socket", async () => {
     if (saved === undefined) delete process.env.SIDECAR_ADDRESS;
     else process.env.SIDECAR_ADDRESS = saved;
     await unix.stop();
+    rmSync(folder, { recursive: true, force: true }); // leave no folder behind in the system temp folder
   }
 });

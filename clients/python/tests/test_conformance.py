@@ -2,7 +2,7 @@
 
 The harness starts a real sidecar and two local collectors; it needs a Python with the ``sidecar`` package
 (``SIDECAR_PYTHON``, or the repository's ``.venv``). Without one the test skips, saying why, unless
-``SIDECAR_CONFORMANCE_REQUIRED=1``, when it fails.
+``TEST_REQUIRE_CONFORMANCE=1``, when it fails.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class Harness:
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("SIDECAR_CONFORMANCE_REQUIRED") == "1":
+    if os.environ.get("TEST_REQUIRE_CONFORMANCE") == "1":
         pytest.fail(f"conformance harness required but unavailable: {reason}")
     pytest.skip(f"conformance harness unavailable: {reason}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import tracemalloc
 import uuid
 
@@ -41,12 +42,17 @@ def test_payloads_are_stored_at_their_own_size() -> None:
     assert allocated < 4 * payload_bytes, (allocated, payload_bytes)
 
 
-def test_message_ids_are_unique_rfc_uuids_across_generators() -> None:
-    """Every id parses as an RFC 9562 UUID (version 8); ids never repeat, within a generator or across two."""
+def test_message_ids_are_unique_time_ordered_uuid7s_across_generators() -> None:
+    """Every id parses as an RFC 9562 UUIDv7 stamped with now; ids never repeat, sort in creation order, and differ
+    in their last 12 hex digits too (the part a narrow display shows)."""
     first, second = MessageIds(), MessageIds()
+    before_ms = time.time_ns() // 1_000_000
     ids = [first() for _ in range(5000)] + [second() for _ in range(5000)]
+    after_ms = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
+    assert len({text[-12:] for text in ids}) == len(ids)
+    assert ids == sorted(ids)
     for text in (ids[0], ids[4999], ids[5000]):
         parsed = uuid.UUID(text)
-        assert str(parsed) == text and parsed.version == 8 and parsed.variant == uuid.RFC_4122
-    assert ids[0][:24] != ids[5000][:24], "each generator draws its own random prefix"
+        assert str(parsed) == text and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before_ms <= parsed.int >> 80 <= after_ms

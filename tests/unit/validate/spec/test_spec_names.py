@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -152,9 +153,12 @@ def test_every_spec_name_respelt_points_back_to_itself(checker: SpecChecker) -> 
 
 
 def test_packaged_catalog_matches_the_shared_catalog() -> None:
-    """The package's copy of the catalog has not drifted from the shared one (skipped outside the team checkout)."""
+    """The package's copy of the catalog has not drifted from the team's source copy in ``shared/`` beside the
+    checkout: CI always has that folder (a missing one fails there); a user's clone does not: it skips, saying why."""
     shared = Path(__file__).resolve().parents[4].parent / "shared" / "spec" / "semantic-events.json"
     if not shared.exists():
-        pytest.skip(f"no shared catalog at {shared}")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI lays the team's shared/ folder beside the checkout, but {shared} is missing")
+        pytest.skip("catalog drift check runs in CI only (needs the team's shared/ folder beside the checkout)")
     packaged = resources.files("sidecar.validate.spec").joinpath("semantic_events.json").read_bytes()
     assert packaged == shared.read_bytes()

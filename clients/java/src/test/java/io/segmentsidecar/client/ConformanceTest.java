@@ -34,7 +34,7 @@ import org.junit.jupiter.api.Test;
 /**
  * Runs clients/conformance/scenario.json through SidecarClient against a real sidecar and two collectors started by
  * clients/conformance/harness.py, then asks the harness whether what arrived equals the scenario's expected events.
- * Skips, saying why, when the harness cannot start, unless SIDECAR_CONFORMANCE_REQUIRED=1.
+ * Skips, saying why, when the harness cannot start, unless TEST_REQUIRE_CONFORMANCE=1.
  */
 class ConformanceTest {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -54,13 +54,13 @@ class ConformanceTest {
     }
   }
 
-  /** Skips with the reason, or fails when SIDECAR_CONFORMANCE_REQUIRED=1. */
+  /** Skips with the reason, or fails when TEST_REQUIRE_CONFORMANCE=1. */
   private static void unavailable(String reason) {
-    if ("1".equals(System.getenv("SIDECAR_CONFORMANCE_REQUIRED"))) {
+    if ("1".equals(System.getenv("TEST_REQUIRE_CONFORMANCE"))) {
       fail("conformance required but: " + reason);
     }
     System.err.println("conformance skipped: " + reason);
-    Assumptions.abort("conformance skipped: " + reason + " (set SIDECAR_CONFORMANCE_REQUIRED=1 to fail instead)");
+    Assumptions.abort("conformance skipped: " + reason + " (set TEST_REQUIRE_CONFORMANCE=1 to fail instead)");
   }
 
   /** The interpreter the contract names: SIDECAR_PYTHON, else the repository's .venv, else python3. */

@@ -8,6 +8,7 @@ import io.grpc.Server;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.grpc.netty.shaded.io.netty.channel.epoll.EpollEventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.epoll.EpollServerDomainSocketChannel;
 import io.grpc.netty.shaded.io.netty.channel.unix.DomainSocketAddress;
@@ -69,6 +70,8 @@ final class ScriptedServer implements AutoCloseable {
     EpollEventLoopGroup group = new EpollEventLoopGroup(1);
     Server s = NettyServerBuilder.forAddress(new DomainSocketAddress(path.toString()))
         .channelType(EpollServerDomainSocketChannel.class).bossEventLoopGroup(group).workerEventLoopGroup(group)
+        // grpc-netty sets SO_KEEPALIVE on accepted connections, which a unix socket lacks (netty would warn).
+        .withChildOption(ChannelOption.SO_KEEPALIVE, null)
         .addService(new Service(() -> holder[0])).build();
     holder[0] = new ScriptedServer(s, group);
     s.start();
