@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
+from sidecar.api.auth import TokenInterceptor
 from sidecar.api.servicer import MAX_BATCH_BYTES, Intake, IntakeObserver, SidecarServicer
 from sidecar.batch.driver import DeliveryDriver, DeliveryObserver, DeliveryPolicy
 from sidecar.config import Settings
@@ -38,6 +39,8 @@ from sidecar.deliver.http import HttpSender, envelope_overhead
 from sidecar.deliver.ratelimit import PacedLimiter, RateLimiter
 from sidecar.enrich.enricher import Enricher
 from sidecar.errors import SidecarError
+from sidecar.forward.metrics import EdgeIntakeInterceptor, ForwardMetrics
+from sidecar.forward.sender import ForwardingSender, NoLimit
 from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer
 from sidecar.model import Region
 from sidecar.spool import MemoryStore, Spool, SqliteStore, Store
@@ -126,14 +129,31 @@ class Sidecar:
             self.debugger = Debugger(settings.debugger_listen)
             intake_observers.append(self.debugger)
             delivery_observers.append(self.debugger)
-        self.limiter = build_limiter(settings)
+        self.forward_metrics = ForwardMetrics()
+        if self.metrics is not None:
+            self.metrics.registry.register(self.forward_metrics)
+        self.limiter: RateLimiter
+        self.sender: HttpSender | ForwardingSender
         self.authenticator = build_authenticator(settings)
-        self.sender = HttpSender(
-            {region: settings.endpoint(region) for region in Region},
-            self.authenticator,
-            settings.request_timeout,
-            limiter=self.limiter,
-        )
+        if settings.forward_to:
+            # Edge mode (docs/fleet.md): deliver to the gateway tier, which paces Segment's cap; no limiter, no Redis.
+            self.limiter = NoLimit()
+            self.sender = ForwardingSender(
+                settings.forward_to,
+                settings.forward_token.get_secret_value() if settings.forward_token is not None else None,
+                settings.request_timeout,
+                settings.forward_failover_after,
+                settings.forward_resolve_interval,
+                self.forward_metrics,
+            )
+        else:
+            self.limiter = build_limiter(settings)
+            self.sender = HttpSender(
+                {region: settings.endpoint(region) for region in Region},
+                self.authenticator,
+                settings.request_timeout,
+                limiter=self.limiter,
+            )
         policy = DeliveryPolicy(
             flush_interval=settings.flush_interval,
             batch_max_bytes=settings.batch_max_bytes,
@@ -212,8 +232,14 @@ class Sidecar:
         for endpoint in (self.metrics_server, self.debugger):
             if endpoint is not None:
                 await endpoint.start()
+        interceptors: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]  # generic only in grpc-stubs
+        if self.settings.auth_token is not None:
+            interceptors.append(TokenInterceptor(self.settings.auth_token.get_secret_value()))  # first: refuse early
+        interceptors.append(EdgeIntakeInterceptor(self.forward_metrics))
+        if self.metrics is not None:
+            interceptors.append(IntakeInterceptor(self.metrics))
         server = grpc.aio.server(
-            interceptors=[IntakeInterceptor(self.metrics)] if self.metrics is not None else None,
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", MAX_BATCH_BYTES + 2**20),
                 ("grpc.so_reuseport", 0),
@@ -238,6 +264,8 @@ class Sidecar:
             spool=self.settings.spool,
             integration=self.settings.integration_name,
             cap=self.settings.max_requests_per_second,
+            forward_to=list(self.settings.forward_to) or None,
+            auth=self.settings.auth_token is not None,
         )
 
     async def _set_health(self, status: Any) -> None:

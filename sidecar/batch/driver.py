@@ -32,7 +32,7 @@ import structlog
 
 from sidecar.batch.accumulator import Shard
 from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.classify import Delivered, Outcome, Permanent, Retry, Split, Unauthorized
+from sidecar.deliver.classify import Delivered, Outcome, PartlyRejected, Permanent, Retry, Split, Unauthorized
 from sidecar.deliver.ratelimit import RateLimiter
 from sidecar.model import Batch, ShardKey, SpooledEvent, write_key_hash
 from sidecar.spool import Spool
@@ -545,6 +545,19 @@ class DeliveryDriver:
         elif isinstance(outcome, Permanent):
             shard.failing = False
             await self._dead_letter(shard, batch.events, "Segment refused the batch", outcome.reason)
+        elif isinstance(outcome, PartlyRejected):
+            # A gateway (edge mode) took every event but the refused ones, which become dead letters with its reason.
+            shard.failing = False
+            refused = {index: reason for index, reason in outcome.rejected if 0 <= index < len(batch.events)}
+            kept = [event for index, event in enumerate(batch.events) if index not in refused]
+            by_reason: dict[str, list[SpooledEvent]] = {}
+            for index, reason in refused.items():
+                by_reason.setdefault(reason, []).append(batch.events[index])
+            for reason, events in by_reason.items():
+                await self._dead_letter(shard, events, "the gateway refused the event", reason)
+            await self._spool.remove(kept)
+            self._forget(kept)
+            self.delivered += len(kept)
         self._schedule_timer(shard)
         if shard.ready(now, self._policy.flush_interval, self._forced):
             self._mark_ready(shard.key)

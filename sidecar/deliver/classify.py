@@ -61,7 +61,18 @@ class Permanent:
     status: int
 
 
-Outcome = Delivered | Retry | Split | Unauthorized | Permanent
+@dataclass(frozen=True, slots=True)
+class PartlyRejected:
+    """Every event was delivered except those at ``rejected``'s indexes, refused each with its reason (dead letters).
+
+    Segment's HTTP API never answers this; a gateway's ``Batch`` RPC does (edge mode: per-event validation results).
+    """
+
+    rejected: tuple[tuple[int, str], ...]
+    status: int = 200
+
+
+Outcome = Delivered | Retry | Split | Unauthorized | Permanent | PartlyRejected
 
 _RETRYABLE_4XX = frozenset({408, 410, 429, 460})
 _NOT_RETRYABLE_5XX = frozenset({501, 505})
