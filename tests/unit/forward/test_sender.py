@@ -76,14 +76,20 @@ async def test_accepted_partly_rejected_and_refused_token(gateway: SidecarUnderT
 async def test_unreachable_and_full_gateways_are_retried_with_retry_info(
     collectors: Collectors, tmp_path: Path
 ) -> None:
-    """Nobody listening -> Retry; a gateway whose spool is full -> Retry after its RetryInfo delay."""
-    unreachable = ForwardingSender((f"127.0.0.1:{free_port()}",), TOKEN, 2.0, 10.0, 10.0)
+    """Nobody listening -> Retry, counted as a failure of that gateway; a gateway whose spool is full -> Retry
+    after its RetryInfo delay. Stop is safe without start."""
+    await ForwardingSender(("127.0.0.1:1",), None, 1.0, 1.0, 1.0).stop()
+    metrics = ForwardMetrics()
+    address = f"127.0.0.1:{free_port()}"
+    unreachable = ForwardingSender((address,), TOKEN, 2.0, 10.0, 10.0, metrics)
     await unreachable.start()
     try:
         outcome = await unreachable.send(batch(events("Report Generated")))
         assert isinstance(outcome, Retry) and "UNAVAILABLE" in outcome.reason
     finally:
         await unreachable.stop()
+    failures = next(m for m in metrics.collect() if m.name == "sidecar_forward_failures")
+    assert [(s.labels, s.value) for s in failures.samples] == [({"gateway": address, "code": "unavailable"}, 1)]
     full = await start_sidecar(
         collectors, tmp_path / "full", {"SIDECAR_AUTH_TOKEN": TOKEN, "SIDECAR_SPOOL_MAX_BYTES": "10"}
     )
