@@ -137,6 +137,8 @@ class Sidecar:
         self.authenticator = build_authenticator(settings)
         if settings.forward_to:
             # Edge mode (docs/fleet.md): deliver to the gateway tier, which paces Segment's cap; no limiter, no Redis.
+            if settings.redis_url:
+                log.warning("redis_unused_in_edge_mode", detail="edges do not call Segment; the gateways share the cap")
             self.limiter = NoLimit()
             self.sender = ForwardingSender(
                 settings.forward_to,
