@@ -107,7 +107,7 @@ class ForwardingSender:
         self._metrics = metrics
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.SidecarServiceStub] = {}
-        self._retired: list[grpc.aio.Channel] = []
+        self._retired: list[tuple[float, grpc.aio.Channel]] = []
         self._clock = clock
 
     def _gateways_changed(self, gateways: tuple[str, ...]) -> None:
@@ -118,7 +118,8 @@ class ForwardingSender:
                 self._channels[address] = channel
                 self._stubs[address] = pb_grpc.SidecarServiceStub(channel)  # type: ignore[no-untyped-call]
         for address in [a for a in self._channels if a not in gateways]:
-            self._retired.append(self._channels.pop(address))  # closed at stop: a call may still be using it
+            # Closed once no call can still be using it (after one call timeout), by the next send, or at stop.
+            self._retired.append((self._clock(), self._channels.pop(address)))
             del self._stubs[address]
         if self._metrics is not None:
             self._metrics.gateways_in_use(gateways)
@@ -130,7 +131,7 @@ class ForwardingSender:
     async def stop(self) -> None:
         """Stop re-resolving and close every channel; idempotent."""
         await self._gateways.stop()
-        channels = [*self._channels.values(), *self._retired]
+        channels = [*self._channels.values(), *(channel for _, channel in self._retired)]
         self._channels.clear()
         self._stubs.clear()
         self._retired.clear()
@@ -141,6 +142,8 @@ class ForwardingSender:
         """One ``Batch`` call to the key's gateway; never raises for a network or gRPC failure."""
         write_key, region = batch.shard
         now = self._clock()
+        while self._retired and now - self._retired[0][0] > self._timeout:
+            await self._retired.pop(0)[1].close(None)
         gateway = self.router.choose(write_key, region, now)
         stub = self._stubs.get(gateway) if gateway is not None else None
         if gateway is None or stub is None:
