@@ -555,9 +555,10 @@ class DeliveryDriver:
                 by_reason.setdefault(reason, []).append(batch.events[index])
             for reason, events in by_reason.items():
                 await self._dead_letter(shard, events, "the gateway refused the event", reason)
-            await self._spool.remove(kept)
-            self._forget(kept)
-            self.delivered += len(kept)
+            if kept:
+                await self._spool.remove(kept)
+                self._forget(kept)
+                self.delivered += len(kept)
         self._schedule_timer(shard)
         if shard.ready(now, self._policy.flush_interval, self._forced):
             self._mark_ready(shard.key)
