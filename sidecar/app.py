@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
+from sidecar.api.auth import TokenInterceptor
 from sidecar.api.limits import RequestLimits
 from sidecar.api.reflection import enable_reflection
 from sidecar.api.servicer import MAX_BATCH_BYTES, IntakeObserver, SidecarServicer
@@ -36,11 +38,13 @@ from sidecar.config import Settings
 from sidecar.debugger import Debugger
 from sidecar.deliver.auth import Authenticator, BasicAuthenticator
 from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.chain import build_segment_chain
+from sidecar.deliver.chain import SenderChain, build_segment_chain, build_sender_chain
 from sidecar.deliver.http import envelope_overhead
 from sidecar.deliver.ratelimit import PacedLimiter, RateLimiter
 from sidecar.enrich.enricher import Enricher
 from sidecar.errors import SidecarError
+from sidecar.forward.metrics import EdgeIntakeInterceptor, ForwardMetrics
+from sidecar.forward.sender import ForwardingSender, NoLimit
 from sidecar.intake import Intake
 from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, stage_collectors
 from sidecar.model import Region
@@ -88,6 +92,33 @@ def build_authenticator(settings: Settings) -> Authenticator:
 
         return OAuthAuthenticator.from_settings(settings)
     return BasicAuthenticator()
+
+
+def build_sender(
+    settings: Settings,
+    authenticator: Authenticator,
+    forward_metrics: ForwardMetrics,
+    on_wait: Callable[[float], None],
+) -> tuple[RateLimiter, SenderChain]:
+    """The limiter and the sender chain: to Segment under the cap, or, in edge mode (SIDECAR_FORWARD_TO), to the
+    gateway tier, which paces Segment's cap itself (docs/fleet.md: no limiter, no Redis on an edge)."""
+    if not settings.forward_to:
+        limiter = build_limiter(settings)
+        endpoints = {region: settings.endpoint(region) for region in Region}
+        return limiter, build_segment_chain(
+            endpoints, authenticator, settings.request_timeout, limiter, on_wait=on_wait
+        )
+    if settings.redis_url:
+        log.warning("redis_unused_in_edge_mode", detail="edges do not call Segment; the gateways share the cap")
+    forwarder = ForwardingSender(
+        settings.forward_to,
+        settings.forward_token.get_secret_value() if settings.forward_token is not None else None,
+        settings.request_timeout,
+        settings.forward_failover_after,
+        settings.forward_resolve_interval,
+        forward_metrics,
+    )
+    return NoLimit(), build_sender_chain(forwarder, None)
 
 
 def build_validators(settings: Settings) -> list[Validator]:
@@ -148,17 +179,18 @@ class Sidecar:
             self.debugger = Debugger(settings.debugger_listen, settings.debugger_hosts)
             intake_observers.append(self.debugger)
             delivery_observers.append(self.debugger)
-        self.limiter = build_limiter(settings)
-        self.authenticator = build_authenticator(settings)
+        self.forward_metrics = ForwardMetrics()
         if self.metrics is not None:
-            self.metrics.watch(*stage_collectors(self.authenticator, self.limiter))
-        self.sender = build_segment_chain(
-            {region: settings.endpoint(region) for region in Region},
+            self.metrics.registry.register(self.forward_metrics)
+        self.authenticator = build_authenticator(settings)
+        self.limiter, self.sender = build_sender(
+            settings,
             self.authenticator,
-            settings.request_timeout,
-            self.limiter,
+            self.forward_metrics,
             on_wait=lambda seconds: _tell_rate_limited(delivery_observers, seconds),
         )
+        if self.metrics is not None:
+            self.metrics.watch(*stage_collectors(self.authenticator, self.limiter))
         policy = DeliveryPolicy(
             flush_interval=settings.flush_interval,
             batch_max_bytes=settings.batch_max_bytes,
@@ -257,11 +289,15 @@ class Sidecar:
         for endpoint in (self.metrics_server, self.debugger):
             if endpoint is not None:
                 await endpoint.start()
+        interceptors: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]  # generic only in grpc-stubs
+        if self.settings.auth_token is not None:
+            interceptors.append(TokenInterceptor(self.settings.auth_token.get_secret_value()))  # first: refuse early
+        interceptors.append(RequestLimits(self.settings.max_concurrent_calls))
+        interceptors.append(EdgeIntakeInterceptor(self.forward_metrics))
+        if self.metrics is not None:
+            interceptors.append(IntakeInterceptor(self.metrics))
         server = grpc.aio.server(
-            interceptors=[
-                RequestLimits(self.settings.max_concurrent_calls),
-                *([IntakeInterceptor(self.metrics)] if self.metrics is not None else []),
-            ],
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", MAX_BATCH_BYTES + 2**20),
                 ("grpc.so_reuseport", 0),
@@ -286,6 +322,8 @@ class Sidecar:
             spool=self.settings.spool,
             integration=self.settings.integration_name,
             cap=self.settings.max_requests_per_second,
+            forward_to=list(self.settings.forward_to) or None,
+            auth=self.settings.auth_token is not None,
         )
 
     async def _set_health(self, status: Any) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sidecar.errors import ConfigError
@@ -197,6 +197,28 @@ class Settings(BaseSettings):
     oauth_endpoint_us: str = Field(US_OAUTH_ENDPOINT, description="Origin of Segment's US OAuth authorization server.")
     oauth_endpoint_eu: str = Field(EU_OAUTH_ENDPOINT, description="Origin of Segment's EU OAuth authorization server.")
 
+    # --- two tiers: authentication, and edges forwarding to gateways (docs/fleet.md)
+    auth_token: SecretStr | None = Field(
+        None,
+        description="Every RPC must carry `authorization: Bearer <token>` (health stays open to loopback callers).",
+    )
+    allow_unauthenticated: bool = Field(
+        False, description="Allow listening beyond loopback without `SIDECAR_AUTH_TOKEN` (refused otherwise)."
+    )
+    forward_to: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_parse_list)] = Field(
+        (),
+        description="Edge mode: gateways to forward to instead of Segment, `host:port,...` or `dns:///name:port`.",
+    )
+    forward_token: SecretStr | None = Field(
+        None, description="Edge mode: the bearer token sent to the gateways (their `SIDECAR_AUTH_TOKEN`)."
+    )
+    forward_resolve_interval: Seconds = Field(
+        10.0, description="Edge mode: how often a `dns:///` gateway name is resolved again."
+    )
+    forward_failover_after: Seconds = Field(
+        10.0, description="Edge mode: a gateway failing this long hands its keys to the next gateway in their order."
+    )
+
     @field_validator("integration_name")
     @classmethod
     def _slug(cls, value: str) -> str:
@@ -236,6 +258,23 @@ class Settings(BaseSettings):
             raise ValueError("expected a redis://, rediss:// or unix:// URL")
         return value
 
+    @field_validator("auth_token", "forward_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        text = None if value is None else value.get_secret_value()
+        if text is not None and (not text or text.strip() != text):
+            raise ValueError("must be a non-empty token without surrounding spaces")
+        return value
+
+    @field_validator("forward_to")
+    @classmethod
+    def _gateways(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            host, sep, port = item.removeprefix("dns:///").rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+                raise ValueError("expected host:port entries (10.0.0.7:50051) or dns:///name:port, comma-separated")
+        return value
+
     def endpoint(self, region: Region) -> str:
         """The Tracking API origin of a region."""
         return self.endpoint_us if region is Region.US else self.endpoint_eu
@@ -268,7 +307,23 @@ def load(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{variable_name(field)}: {message}")
         raise ConfigError(problems) from None
+    if not listens_on_loopback(settings.listen) and settings.auth_token is None and not settings.allow_unauthenticated:
+        raise ConfigError(
+            [
+                f"SIDECAR_LISTEN: {settings.listen} is reachable beyond this machine, and SIDECAR_AUTH_TOKEN is unset: "
+                "set SIDECAR_AUTH_TOKEN (callers send it as `authorization: Bearer <token>`), listen on loopback, "
+                "or set SIDECAR_ALLOW_UNAUTHENTICATED=true"
+            ]
+        )
     return settings, warnings
+
+
+def listens_on_loopback(listen: str) -> bool:
+    """Whether a ``host:port`` (or ``unix:`` path) listen address is reachable only from this machine."""
+    if listen.startswith("unix:"):
+        return True
+    host = listen.rpartition(":")[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -93,6 +93,13 @@ class Enricher:
         message_id = fields.get("messageId") or self._message_ids()
         integration = self._integration
         caller_context = call.parsed.get("context")
+        # An edge sidecar forwarding to this one (a gateway) sends events it enriched already: their context is kept
+        # as written (docs/fleet.md), as are their messageId and timestamp below.
+        enriched = (
+            caller_context is not None
+            and caller_context.get("integration") == integration
+            and "library" in caller_context
+        )
         if caller_context is None:
             context: dict[str, Any] = {"integration": integration, "library": self._library}
         else:
@@ -110,7 +117,8 @@ class Enricher:
         # One C-level copy: to_call inserts the fields in Segment's order (identity, what happened, objects), so the
         # event needs no per-field loop. messageId and timestamp are then set (or overwritten) with their final form.
         event: dict[str, Any] = {"type": _TYPE_NAMES[call.type], **fields}
-        event["context"] = context
+        if not enriched:
+            event["context"] = context
         event["messageId"] = message_id
         stamp = fields.get("timestamp")
         event["timestamp"] = (

@@ -194,6 +194,7 @@ def test_image_steps_install_and_start_a_healthy_sidecar(tmp_path: Path) -> None
         "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
         "HOME": str(tmp_path),
         "SIDECAR_LISTEN": f"0.0.0.0:{free_port()}",
+        "SIDECAR_AUTH_TOKEN": "image-test-token",  # beyond loopback a token is required; health stays open locally
         "SIDECAR_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
         "SIDECAR_SPOOL_DIR": str(tmp_path / "spool"),
         "SIDECAR_INTEGRATION_NAME": "acme-mail",
