@@ -1,6 +1,7 @@
 """``segment-sidecar healthcheck``: exit 0 when the sidecar's gRPC health service answers SERVING, else 1.
 
-Docker's HEALTHCHECK and scripts use it; Kubernetes should use its native gRPC probe instead.
+Docker's HEALTHCHECK and Kubernetes exec probes use it: the sidecar listens on loopback, which the kubelet's own gRPC
+probe (dialling the pod IP) cannot reach.
 """
 
 from __future__ import annotations
