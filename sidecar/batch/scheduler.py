@@ -288,7 +288,12 @@ class Scheduler:
             if state.parked_since is not None:
                 state.parked_since = None  # the probe got through: the key was fixed
                 state.paused_until = 0.0
-            if state.split_events and batch.events and batch.events[-1].seq >= state.split_until_seq:
+            if state.split_events and (
+                (batch.events and batch.events[-1].seq >= state.split_until_seq)
+                or (isinstance(decision, DeadLetter) and decision.reason is DeadLetterReason.REFUSED_EVENT)
+            ):
+                # Past the refused batch, or its bad event isolated and gone: the rest of it leaves in full batches
+                # (halved again if another bad event is among them), not in the smallest half's size.
                 state.split_events = 0
         elif batch.events:
             first = batch.events[0].seq

@@ -189,6 +189,28 @@ def test_a_split_reads_half_as_many_events_until_past_the_refused_batch() -> Non
     assert [len(b.events) for b in full] == [10, 10]
 
 
+def test_once_the_refused_event_is_dead_lettered_the_key_reads_full_batches_again() -> None:
+    """Halving ends with the bad event: the rest of the refused batch leaves in one request, not one event at a time."""
+    scheduler, spool = setup()
+    spool.append(key("a"), 8, at=1.0)
+    refused = send(scheduler, spool, 2.0)
+    assert refused is not None and len(refused.events) == 8
+    last = refused.events[-1].seq
+    sizes = []
+    size = 8
+    while size > 1:  # the bad event is always the first: every half that holds it is refused again
+        size //= 2
+        scheduler.settle(refused, SplitBatch(size, last, "HTTP 400"), 2.0)
+        refused = send(scheduler, spool, 2.0)
+        assert refused is not None
+        sizes.append(len(refused.events))
+    assert sizes == [4, 2, 1]
+    spool.remove(refused, 2.0)
+    scheduler.settle(refused, DeadLetter(DeadLetterReason.REFUSED_EVENT, "HTTP 400"), 2.0)
+    rest = send_all(scheduler, spool, 2.0)
+    assert [len(b.events) for b in rest] == [7]
+
+
 def test_a_parked_key_holds_nothing_and_is_probed_then_dead_lettered() -> None:
     """401/403: no events in memory, one probe per park period, a dead-letter pass after the limit, others go on."""
     scheduler, spool = setup()
