@@ -13,7 +13,8 @@ import pytest
 from sidecar.errors import SpoolFailure
 from sidecar.model import Event, Region, ShardKey
 from sidecar.spool import Backlog, MemoryStore, Spool, SqliteStore
-from sidecar.spool.store import _READ_KEY, mark_for_replay
+from sidecar.spool.dead_letters import mark_for_replay
+from sidecar.spool.reads import _READ_KEY
 
 A: ShardKey = ("wk-a", Region.US)
 B: ShardKey = ("wk-b", Region.US)

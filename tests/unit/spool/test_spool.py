@@ -14,7 +14,7 @@ from sidecar.errors import CapacityExhausted, SpoolFailure
 from sidecar.model import Event, Region
 from sidecar.spool import MemoryStore, Spool, SqliteStore
 from sidecar.spool import spool as spool_module
-from sidecar.spool.store import list_dead_letters, mark_for_replay
+from sidecar.spool.dead_letters import list_dead_letters, mark_for_replay
 
 
 def events(n: int, start: int = 0, size: int = 100, key: str = "wk") -> list[Event]:

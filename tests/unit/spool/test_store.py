@@ -14,7 +14,7 @@ import pytest
 from sidecar.errors import SpoolFailure
 from sidecar.model import Event, Region
 from sidecar.spool import Backlog, SqliteStore
-from sidecar.spool.store import list_dead_letters
+from sidecar.spool.dead_letters import list_dead_letters
 
 
 @pytest.fixture
