@@ -110,10 +110,6 @@ class MemoryStore:
                     break
         return loaded
 
-    def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
-        """Pending events of one shard up to a seq."""
-        return sum(1 for seq in self._by_key.get((write_key, region), {}) if seq <= upto_seq)
-
     def take_replays(self, first_seq: int) -> list[SpooledEvent]:
         """Memory dead letters are replayed only through the running process; nothing is marked."""
         return []

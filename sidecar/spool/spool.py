@@ -6,9 +6,8 @@ they once were, and one overwrote the other); the store refuses to overwrite a r
 
 ``append`` returns only once its events are committed (with ``SIDECAR_SPOOL=disk``, fsync'd), which is when a call is
 acknowledged. Concurrent appends share one commit (group commit): while one commit runs on the store's thread, new
-appends gather, and the next commit takes all of them. Committed events also go into a bounded in-memory read-ahead so
-the driver rarely reads back from disk; when the read-ahead is full, events stay on disk only and the driver loads them
-in seq order once memory frees up (so a backlog of millions of events lives on disk, not in RAM).
+appends gather, and the next commit takes all of them. Committed events are not kept in memory: delivery reads each
+key's next events back from the store (so a backlog of millions of events lives on disk, not in RAM).
 
 An event leaves the spool through :meth:`Spool.remove` (Segment answered 2xx) or :meth:`Spool.dead_letter`.
 
@@ -30,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,7 +38,7 @@ from typing import TypeVar
 import structlog
 
 from sidecar.errors import CapacityExhausted, SpoolFailure
-from sidecar.model import Event, Region, ShardKey, SpooledEvent
+from sidecar.model import Event, ShardKey, SpooledEvent
 from sidecar.spool.store import Backlog, DeadLetter, Pruned, Store, now
 
 T = TypeVar("T")
@@ -98,7 +96,6 @@ class Spool:
         self,
         store: Store,
         max_bytes: int,
-        read_ahead_bytes: int,
         dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES,
         dead_letter_max_age: float = DEFAULT_DEAD_LETTER_MAX_AGE,
         prune_interval: float = PRUNE_INTERVAL,
@@ -119,7 +116,6 @@ class Spool:
         self._disk_unmeasured = 0
         self._reserved = 0
         self._measured_at = 0.0
-        self._read_ahead_bytes = read_ahead_bytes
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[_PendingAppend] = []
         self._wake = asyncio.Event()
@@ -127,11 +123,6 @@ class Spool:
         self._stopping = False
         self._replays: list[asyncio.Future[int]] = []  # callers of take_replays, served by the writer
         self._last_seq = 0  # assigned only by the writer (or inline, on the loop, for a store that never blocks)
-        self._loaded_seq = 0  # highest seq handed to the read-ahead or the consumer
-        self._on_disk_only = False  # some committed events are not in the read-ahead
-        self._read_ahead: deque[SpooledEvent] = deque()
-        self._read_ahead_size = 0
-        self._available = asyncio.Event()
         self.pending_events = 0
         self.pending_bytes = 0
         self.appended_total = 0
@@ -162,9 +153,6 @@ class Spool:
         self.pending_events = sum(backlog.events for backlog in recovery.backlogs.values())
         self.pending_bytes = sum(backlog.bytes for backlog in recovery.backlogs.values())
         self.recovered = self.pending_events
-        self._on_disk_only = self.pending_events > 0
-        if self._on_disk_only:
-            self._available.set()
         self._open = True
         self._stopping = False
         self._writer = asyncio.create_task(self._write_loop(), name="spool-writer")
@@ -273,7 +261,7 @@ class Spool:
             self._number(spooled)
             self._store.insert(spooled)
             self._add_backlogs(spooled)
-            self._committed(spooled, size)
+            self.appended_total += len(spooled)
             return spooled
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_PendingAppend(spooled, size, estimate, done))
@@ -391,57 +379,13 @@ class Spool:
             for pending in group:
                 if not pending.done.done():
                     pending.done.set_exception(exc)
-            self._on_disk_only = True  # seqs were skipped; reloading from disk keeps the order right
             return
-        self._committed(events, size)
+        self.appended_total += len(events)
         for pending in group:
             if not pending.done.done():
                 pending.done.set_result(None)
 
-    def _committed(self, events: list[SpooledEvent], size: int) -> None:
-        """Hand committed events to the read-ahead, or leave them on disk only when it is full."""
-        self.appended_total += len(events)
-        if not self._on_disk_only and self._read_ahead_size + size <= self._read_ahead_bytes:
-            # The common case, without a per-event check: the whole group fits in the read-ahead.
-            self._read_ahead.extend(events)
-            self._read_ahead_size += size
-            self._loaded_seq = events[-1].seq
-        else:
-            for event in events:
-                if self._on_disk_only or self._read_ahead_size >= self._read_ahead_bytes:
-                    self._on_disk_only = True
-                    break
-                self._read_ahead.append(event)
-                self._read_ahead_size += len(event.payload)
-                self._loaded_seq = event.seq
-        self._available.set()
-
-    # --- the read side
-
-    async def wait_available(self) -> None:
-        """Wait until :meth:`take` may return something."""
-        await self._available.wait()
-
-    async def take(self, max_bytes: int) -> list[SpooledEvent]:
-        """Up to about max_bytes of the oldest events not yet taken, in seq order (at least one if any)."""
-        taken: list[SpooledEvent] = []
-        size = 0
-        while self._read_ahead and (size < max_bytes or not taken):
-            event = self._read_ahead.popleft()
-            self._read_ahead_size -= len(event.payload)
-            taken.append(event)
-            size += len(event.payload)
-        if not taken and self._on_disk_only:
-            loaded: list[SpooledEvent] = await self._run(self._store.load, self._loaded_seq, max(max_bytes, 1))
-            if loaded:
-                self._loaded_seq = loaded[-1].seq
-                taken = loaded
-            if not loaded or self._loaded_seq >= self._last_seq:
-                # Caught up with the disk: new commits may go to the read-ahead again.
-                self._on_disk_only = False
-        if not self._read_ahead and not self._on_disk_only:
-            self._available.clear()
-        return taken
+    # --- removal, dead letters and pruning
 
     async def remove(self, events: Sequence[SpooledEvent]) -> None:
         """Segment accepted these: forget them (and update their keys' backlogs)."""
@@ -642,14 +586,6 @@ class Spool:
         events: list[SpooledEvent] = await self._offload(self._store.load, 0, 1)
         return events[0].accepted_at if events else None
 
-    async def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
-        """One (write key, region)'s events with seq > after_seq, read back from the store (for a spilled shard)."""
-        return await self._run(self._store.load_shard, write_key, region, after_seq, max_bytes)
-
-    async def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
-        """Pending events of one (write key, region) with seq <= upto_seq."""
-        return await self._offload(self._store.count_for, write_key, region, upto_seq)
-
     async def take_replays(self) -> int:
         """Re-queue dead letters marked for replay, under new seqs given by the writer; return how many."""
         if not self._open:
@@ -688,8 +624,6 @@ class Spool:
         self.pending_events += len(events)
         self.pending_bytes += sum(len(e.payload) for e in events)
         self._add_backlogs(events)
-        self._on_disk_only = True
-        self._available.set()
 
 
 def _keys_of(events: Iterable[SpooledEvent]) -> list[ShardKey]:

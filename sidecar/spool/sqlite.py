@@ -318,14 +318,6 @@ class SqliteStore:
             raise SpoolFailure(f"spool read failed: {exc}") from exc
         return found
 
-    def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
-        """Pending events of one shard up to a seq (for Flush, which does not wait for parked keys)."""
-        key_id = self._key_id((write_key, region))
-        if key_id is None:
-            return 0
-        row = self._conn.execute("SELECT count(*) FROM events WHERE key_id = ? AND seq <= ?", (key_id, upto_seq))
-        return int(row.fetchone()[0])
-
     def take_replays(self, first_seq: int) -> list[SpooledEvent]:
         """Re-queue dead letters marked for replay, under new seqs (from the spool's writer) so the queue stays in
         order; plain INSERT, so a seq in use fails the replay instead of overwriting an event."""

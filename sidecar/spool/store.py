@@ -130,9 +130,6 @@ class Store(Protocol):
     def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
         """Events of one (write key, region) with seq > after_seq in order, up to about max_bytes (at least one)."""
 
-    def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
-        """How many pending events of one (write key, region) have seq <= upto_seq."""
-
     def take_replays(self, first_seq: int) -> list[SpooledEvent]:
         """Move dead letters marked for replay back into the queue with new seqs from first_seq; return them."""
 
