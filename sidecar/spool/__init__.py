@@ -1,7 +1,8 @@
 """The spool: the durable queue between the gRPC edge and delivery, and the acknowledgement boundary."""
 
+from sidecar.spool.backlogs import BacklogListener
 from sidecar.spool.memory import MemoryStore
-from sidecar.spool.spool import BacklogListener, Spool
+from sidecar.spool.spool import Spool
 from sidecar.spool.sqlite import SqliteStore
 from sidecar.spool.store import Backlog, DeadLetter, Recovery, Store
 
