@@ -153,11 +153,9 @@ class Sidecar:
         intake_observers = list(observers.intake)
         delivery_observers = list(observers.delivery)
         store: Store = MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir)
-        # Delivery reads by key (Spool.read), not from the spool's global read-ahead: that stays empty.
         self.spool = Spool(
             store,
             settings.spool_max_bytes,
-            0,
             settings.spool_dead_letter_max_bytes,
             settings.spool_dead_letter_max_age,
         )

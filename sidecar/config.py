@@ -133,7 +133,6 @@ class Settings(BaseSettings):
         description="Bound on the disk spool's files (events with their keys and indexes, dead letters, WAL), or on "
         "the memory spool's payload bytes; past it calls get RESOURCE_EXHAUSTED.",
     )
-    read_ahead_bytes: Bytes = Field(32 * 2**20, description="Bound on spooled events held in memory for batching.")
     spool_dead_letter_max_bytes: Bytes = Field(
         256 * 2**20,
         description="Bound on dead letters (payloads, ids, reasons, answers), at most a quarter of "

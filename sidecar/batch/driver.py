@@ -15,6 +15,9 @@ The policy lives in pure code: :mod:`sidecar.batch.scheduler` says which key sen
 
 Flush waits until every event accepted before it (seq <= ``last_seq`` at the call) has left the spool, except events
 of parked keys, which it reports.
+
+What the shell is given and gives (the spool, pacing, observers, its policy, a flush's result) is in
+:mod:`sidecar.batch.interfaces`; what it logs about each settled batch, in :mod:`sidecar.batch.decision_log`.
 """
 
 from __future__ import annotations
@@ -22,10 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 
@@ -33,19 +34,20 @@ from sidecar.batch.decide import (
     DeadLetter,
     Decision,
     DecisionRules,
-    ParkUntil,
     Remove,
     RemoveExcept,
-    RetryAt,
-    SplitBatch,
     decide,
 )
+from sidecar.batch.decision_log import log_decision
+from sidecar.batch.interfaces import DeliveryObserver, DeliveryPolicy, DeliverySpool, FlushResult, Paced
 from sidecar.batch.scheduler import BacklogView, Scheduler, SchedulerPolicy, Take, TakeKind
 from sidecar.deliver.backoff import Backoff
 from sidecar.deliver.chain import Sender
 from sidecar.deliver.classify import Outcome
 from sidecar.model import Batch, DeadLetterReason, ShardKey, SpooledEvent, write_key_hash
 from sidecar.tasks import Supervisor
+
+__all__ = ["DeliveryDriver", "DeliveryObserver", "DeliveryPolicy", "DeliverySpool", "FlushResult", "Paced"]
 
 log = structlog.get_logger("sidecar.delivery")
 
@@ -62,85 +64,6 @@ A batch is chosen as late as possible: a request waiting at the limiter cannot f
 becomes ready waits behind every request already taken. A few cover the spool read while the limiter waits."""
 FLUSH_RECHECK_SECONDS = 0.02
 """Least time between two checks of a waiting flush (each walks the keys with a backlog)."""
-
-
-class DeliverySpool(Protocol):
-    """What delivery needs of the spool (its per-key read API)."""
-
-    @property
-    def last_seq(self) -> int:
-        """Seq of the newest acknowledged event."""
-
-    @property
-    def pending_events(self) -> int:
-        """Undelivered events."""
-
-    def backlogs(self) -> Mapping[ShardKey, BacklogView]:
-        """Every key with events waiting."""
-
-    def subscribe(self, listener: Callable[[ShardKey, BacklogView | None], None]) -> None:
-        """Be told of every change of a key's backlog."""
-
-    async def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
-        """The key's next events after ``after_seq``."""
-
-    async def remove(self, events: Sequence[SpooledEvent]) -> None:
-        """Delivered: forget them."""
-
-    async def dead_letter(self, events: Sequence[SpooledEvent], reason: str, response: str) -> None:
-        """Give them up."""
-
-    async def take_replays(self) -> int:
-        """Re-queue dead letters marked for replay."""
-
-
-class Paced(Protocol):
-    """A sender chain with a rate limiter in front (:class:`~sidecar.deliver.chain.SenderChain`)."""
-
-    @property
-    def paced(self) -> bool:
-        """Whether each attempt waits for a grant."""
-
-    def on_grant(self, listener: Callable[[], None]) -> None:
-        """Be told of each grant."""
-
-
-class DeliveryObserver(Protocol):
-    """Told what delivery does, for metrics and the debugger page."""
-
-    def batch_settled(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
-        """One attempt finished with ``outcome`` after ``seconds``."""
-
-    def dead_lettered(self, events: Sequence[SpooledEvent], reason: str) -> None:
-        """Events were given up on; ``reason`` is a :class:`~sidecar.model.DeadLetterReason`."""
-
-    def rate_limited(self, seconds: float) -> None:
-        """A request waited this long for the rate limiter."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryPolicy:
-    """The timing and size rules delivery follows (from Settings)."""
-
-    flush_interval: float
-    batch_max_bytes: int
-    batch_max_events: int
-    max_in_flight: int
-    max_event_age: float
-    parked_retry_interval: float
-    parked_dead_letter_after: float
-    backoff: Backoff
-
-
-@dataclass(frozen=True, slots=True)
-class FlushResult:
-    """What a flush saw: totals since start, and what waits on parked keys."""
-
-    delivered: int
-    dead_lettered: int
-    parked: int
-    parked_hashes: tuple[str, ...]
-    pending: int = 0
 
 
 class DeliveryDriver:
@@ -412,7 +335,9 @@ class DeliveryDriver:
         self._failures.pop(batch.shard, None)
         was_parked = self._scheduler.is_parked(batch.shard)
         self._scheduler.settle(batch, decision, self._wall())
-        self._log_decision(sent, decision, outcome, was_parked)
+        log_decision(
+            sent, decision, outcome, was_parked, self._scheduler.is_parked(batch.shard), self._wall, self._policy
+        )
 
     def _failed(self, unit: str, key: ShardKey, exc: BaseException) -> None:
         """Log (``<unit>_failed``) and report a failure: the first of a streak with its traceback, repeats while it
@@ -480,42 +405,3 @@ class DeliveryDriver:
             reason=reason.value,
             response=response[:300],
         )
-
-    def _log_decision(self, batch: Batch, decision: Decision, outcome: Outcome | None, was_parked: bool) -> None:
-        key = batch.shard
-        hashed = write_key_hash(key[0])
-        region = key[1].value
-        if was_parked and not self._scheduler.is_parked(key):
-            log.info("write_key_unparked", write_key_hash=hashed, region=region)
-        if isinstance(decision, Remove) and outcome is not None:
-            log.info(
-                "batch_delivered",
-                write_key_hash=hashed,
-                region=region,
-                events=len(batch.events),
-                bytes=batch.payload_bytes,
-                status=getattr(outcome, "status", 0),
-                attempts=batch.attempts + 1,
-            )
-        elif isinstance(decision, RetryAt):
-            log.warning(
-                "batch_retry",
-                write_key_hash=hashed,
-                region=region,
-                reason=decision.reason,
-                attempt=batch.attempts + 1,
-                delay=round(max(0.0, decision.at - self._wall()), 3),
-            )
-        elif isinstance(decision, SplitBatch):
-            log.warning(
-                "batch_split", write_key_hash=hashed, region=region, reason=decision.reason, events=len(batch.events)
-            )
-        elif isinstance(decision, ParkUntil) and not was_parked:
-            log.error(
-                "write_key_parked",
-                write_key_hash=hashed,
-                region=region,
-                reason=decision.reason,
-                retry_in=self._policy.parked_retry_interval,
-                hint="the write key is revoked or belongs to the other region",
-            )

@@ -32,6 +32,9 @@ limiter switches to a local :class:`~sidecar.deliver.ratelimit.PacedLimiter` of 
 ``probe_interval``. When Redis answers again it is on *probation* for ``probation`` seconds: it takes Redis slots but
 no faster than its fallback rate, which gives every other sidecar time to notice Redis is back before any of them
 takes the whole budget. ``fallback_seconds`` counts the time spent in fallback, for the metrics.
+
+The script and the slot arithmetic are in :mod:`sidecar.deliver._fleet_budget`; the Redis client, the default key and
+the redacted URL in :mod:`sidecar.deliver._fleet_redis` (their public names are re-exported here).
 """
 
 from __future__ import annotations
@@ -42,12 +45,9 @@ import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
 import structlog
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from sidecar.deliver._fleet_budget import (
     CLOCK_DRIFT,
@@ -64,6 +64,7 @@ from sidecar.deliver._fleet_budget import (
     bound,
     tolerance,
 )
+from sidecar.deliver._fleet_redis import DEFAULT_KEY_PREFIX, client, default_key, redact_url
 from sidecar.deliver.ratelimit import HEADROOM, PacedLimiter
 from sidecar.tasks import cancel_and_wait
 
@@ -91,9 +92,6 @@ __all__ = [
 
 _log = structlog.get_logger(__name__)
 
-DEFAULT_KEY_PREFIX: Final = "segment-sidecar:ratelimit:"
-"""The default Redis key is this prefix and the integration name: one budget per partner, shared by its sidecars."""
-
 DEFAULT_MAX_RESERVATION: Final = 0.25
 """At most this many seconds' worth of slots are reserved per round trip (and at least one slot)."""
 
@@ -105,27 +103,6 @@ DEFAULT_PROBE_INTERVAL: Final = 0.5
 
 _VAGUE_REPLIES_LIMIT: Final = 3
 """Replies in a row too slow to place slots by, after which Redis counts as too slow and the fallback takes over."""
-
-
-def default_key(integration_name: str) -> str:
-    """The Redis key of a partner's budget: derived from nothing host-specific, so its sidecars share it."""
-    return DEFAULT_KEY_PREFIX + integration_name
-
-
-def redact_url(url: str) -> str:
-    """The URL without its credentials or query (which may carry a password), fit for a log line."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<unparsable redis url>"
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    if parts.username or parts.password:
-        netloc = "***@" + netloc
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class _Mode(enum.Enum):
@@ -267,12 +244,7 @@ class RedisLimiter:
         """
         if self._client is not None or self._stopped:
             return
-        self._client = redis.from_url(  # type: ignore[no-untyped-call]
-            self._url,
-            socket_timeout=self._connect_timeout,
-            socket_connect_timeout=self._connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._client = client(self._url, self._connect_timeout)
         self._budget = FleetBudget(
             self._client,
             self._key,

@@ -6,23 +6,23 @@ they once were, and one overwrote the other); the store refuses to overwrite a r
 
 ``append`` returns only once its events are committed (with ``SIDECAR_SPOOL=disk``, fsync'd), which is when a call is
 acknowledged. Concurrent appends share one commit (group commit): while one commit runs on the store's thread, new
-appends gather, and the next commit takes all of them. Committed events also go into a bounded in-memory read-ahead so
-the driver rarely reads back from disk; when the read-ahead is full, events stay on disk only and the driver loads them
-in seq order once memory frees up (so a backlog of millions of events lives on disk, not in RAM).
+appends gather, and the next commit takes all of them. Committed events are not kept in memory: delivery reads each
+key's next events back from the store (so a backlog of millions of events lives on disk, not in RAM).
 
 An event leaves the spool through :meth:`Spool.remove` (Segment answered 2xx) or :meth:`Spool.dead_letter`.
 
 Per key: the spool knows every (write key, region)'s :class:`~sidecar.spool.store.Backlog` (events, bytes, oldest
 event) without loading its events, updated in O(1) per key per commit or removal, and tells subscribers when one
-changes; :meth:`Spool.read` returns a key's next events from the store's index (SQLite: on a read connection and
-thread of its own, beside the writer). Every store job's effect on the backlogs is applied on the event loop in the
-order the jobs ran on the store's thread (in the job's done callback), so the backlogs always describe the store as
-of the last job applied, whoever awaited it.
+changes (:mod:`sidecar.spool.backlogs`); :meth:`Spool.read` returns a key's next events from the store's index
+(SQLite: on a read connection and thread of its own, beside the writer). Every store job's effect on the backlogs is
+applied on the event loop in the order the jobs ran on the store's thread (in the job's done callback), so the
+backlogs always describe the store as of the last job applied, whoever awaited it (:mod:`sidecar.spool.jobs`).
 
 Bounds: a disk spool counts what its files occupy (measured after removals, and after commits every 50 ms or every
 time near the bound; estimated in between) against ``max_bytes``, and refuses appends past it with
-:class:`~sidecar.errors.CapacityExhausted` (RESOURCE_EXHAUSTED with a retry delay). Dead letters are pruned, oldest
-first, past their own bound and age, by the dead-letter job that overflows them and by a pruner task.
+:class:`~sidecar.errors.CapacityExhausted` (RESOURCE_EXHAUSTED with a retry delay; :mod:`sidecar.spool.bound`). Dead
+letters are pruned, oldest first, past their own bound and age, by the dead-letter job that overflows them and by a
+pruner task (:mod:`sidecar.spool.pruning`).
 """
 
 from __future__ import annotations
@@ -30,23 +30,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import TypeVar
 
 import structlog
 
-from sidecar.errors import CapacityExhausted, SpoolFailure
-from sidecar.model import Event, Region, ShardKey, SpooledEvent
+from sidecar.errors import SpoolFailure
+from sidecar.model import Event, ShardKey, SpooledEvent
+from sidecar.spool.backlogs import BacklogListener, Backlogs, keys_of
+from sidecar.spool.bound import Bound
+from sidecar.spool.jobs import StoreJobs
+from sidecar.spool.pruning import (
+    DEFAULT_DEAD_LETTER_MAX_AGE,
+    DEFAULT_DEAD_LETTER_MAX_BYTES,
+    PRUNE_INTERVAL,
+    DeadLetterBounds,
+)
 from sidecar.spool.store import Backlog, DeadLetter, Pruned, Store, now
-
-T = TypeVar("T")
-
-BacklogListener = Callable[[ShardKey, Backlog | None], None]
-"""Told, on the event loop, a key's new backlog whenever it changes; None when the key has nothing left."""
 
 log = structlog.get_logger("sidecar.spool")
 
@@ -56,25 +57,6 @@ whose rows take milliseconds to insert, goes to the store's thread so that the l
 
 LONE_COMMIT_GAP = 0.001
 """Seconds since the last commit after which a group of one counts as a lone caller rather than overlapping calls."""
-
-FULL_RETRY_AFTER = 1.0
-"""Seconds a caller is told to wait when the spool is full; delivery frees space continuously."""
-
-ROW_OVERHEAD_BYTES = 160
-"""What a disk spool counts per appended event beyond its payload until the disk is measured again: its row (seq, key
-id, message id up to 99 bytes, accepted_at, record header), its index entry and page slack. The whole estimate counts
-twice: a commit's pages go to the WAL first and into the database at the next checkpoint."""
-
-MEASURE_INTERVAL = 0.05
-"""Seconds between measurements of the disk after commits (a removal or a commit near the bound always measures)."""
-
-MEASURE_ALWAYS_ABOVE = 0.8
-"""Share of the bound past which every commit measures the disk."""
-
-DEFAULT_DEAD_LETTER_MAX_BYTES = 256 * 2**20
-DEFAULT_DEAD_LETTER_MAX_AGE = 7 * 86400.0
-PRUNE_INTERVAL = 10.0
-"""Seconds between prunings of dead letters past their age (those beyond their bound go as soon as they arrive)."""
 
 
 @dataclass
@@ -98,51 +80,30 @@ class Spool:
         self,
         store: Store,
         max_bytes: int,
-        read_ahead_bytes: int,
         dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES,
         dead_letter_max_age: float = DEFAULT_DEAD_LETTER_MAX_AGE,
         prune_interval: float = PRUNE_INTERVAL,
     ) -> None:
         self._store = store
         self._max_bytes = max_bytes
-        self._dead_letter_max_bytes = min(dead_letter_max_bytes, max_bytes // 4)
-        self._dead_letter_max_age = dead_letter_max_age
-        self._prune_interval = prune_interval
-        self._pruner: asyncio.Task[None] | None = None
-        self.dead_letters_pruned = 0
-        """Dead letters pruned since start (past their age or beyond their bound), for the metrics."""
-        self.dead_letters_pruned_bytes = 0
-        """Their bytes (as counted against the bound)."""
-        # Disk accounting (a disk store): measured bytes, plus estimates of what was committed since the last
-        # measurement and of appends not yet committed.
-        self._disk_used = 0
-        self._disk_unmeasured = 0
-        self._reserved = 0
-        self._measured_at = 0.0
-        self._read_ahead_bytes = read_ahead_bytes
-        self._executor: ThreadPoolExecutor | None = None
+        self._bound = Bound(max_bytes, store.on_disk)
+        self._jobs = StoreJobs(store)
+        self._run = self._jobs.run
+        self._dead = DeadLetterBounds(min(dead_letter_max_bytes, max_bytes // 4), dead_letter_max_age, prune_interval)
         self._pending: list[_PendingAppend] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._stopping = False
         self._replays: list[asyncio.Future[int]] = []  # callers of take_replays, served by the writer
         self._last_seq = 0  # assigned only by the writer (or inline, on the loop, for a store that never blocks)
-        self._loaded_seq = 0  # highest seq handed to the read-ahead or the consumer
-        self._on_disk_only = False  # some committed events are not in the read-ahead
-        self._read_ahead: deque[SpooledEvent] = deque()
-        self._read_ahead_size = 0
-        self._available = asyncio.Event()
         self.pending_events = 0
         self.pending_bytes = 0
         self.appended_total = 0
         self.recovered = 0
         self._open = False
-        self._store_busy = 0  # store calls running on the store's thread
         self._last_commit_end = 0.0
         self._reader: ThreadPoolExecutor | None = None  # per-key reads of a store that blocks
-        self._backlogs: dict[ShardKey, Backlog] = {}
-        self._backlogs_view: Mapping[ShardKey, Backlog] = MappingProxyType(self._backlogs)
-        self._listeners: list[BacklogListener] = []
+        self._backlogs = Backlogs()
 
     # --- lifecycle
 
@@ -150,35 +111,26 @@ class Spool:
         """Open the store and recover what a previous run left; events found are delivered again."""
         if self._open:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._jobs.start()
         recovery = await self._run(self._store.open, self._max_bytes)
         if self._store.on_disk:
-            self._disk_used = await self._run(self._store.used_bytes)
-            self._disk_unmeasured = self._reserved = 0
-            self._measured_at = time.monotonic()
+            self._bound.opened(await self._run(self._store.used_bytes))
         if not self._store.inline:
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
         self._last_seq = recovery.last_seq
         self.pending_events = sum(backlog.events for backlog in recovery.backlogs.values())
         self.pending_bytes = sum(backlog.bytes for backlog in recovery.backlogs.values())
         self.recovered = self.pending_events
-        self._on_disk_only = self.pending_events > 0
-        if self._on_disk_only:
-            self._available.set()
         self._open = True
         self._stopping = False
         self._writer = asyncio.create_task(self._write_loop(), name="spool-writer")
-        self._pruner = asyncio.create_task(self._prune_loop(), name="spool-pruner")
+        self._dead.start(self.prune)
         for key, backlog in recovery.backlogs.items():
-            self._set_backlog(key, backlog)
+            self._backlogs.set(key, backlog)
 
     async def stop(self) -> None:
         """Commit what is pending, then close the store; idempotent and safe without start."""
-        if self._pruner is not None:
-            self._pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pruner
-            self._pruner = None
+        await self._dead.stop()
         if self._writer is not None:
             # The writer finishes what it was given (a commit cut short would leave its callers waiting forever).
             self._stopping = True
@@ -188,45 +140,10 @@ class Spool:
         if self._reader is not None:
             self._reader.shutdown(wait=True)
             self._reader = None
-        if self._executor is not None:
+        if self._jobs.started:
             await self._run(self._store.close)
-            self._executor.shutdown(wait=True)
-            self._executor = None
+            self._jobs.shutdown()
         self._open = False
-
-    async def _run(self, function: Callable[..., T], *args: object, then: Callable[[T], None] | None = None) -> T:
-        """Run a store job (on the store's thread unless the store is inline); ``then`` applies its result to the
-        spool's bookkeeping on the loop, in job order, even when the caller stopped waiting."""
-        assert self._executor is not None, "spool used before start()"
-        if self._store.inline:
-            result = function(*args)
-            if then is not None:
-                then(result)
-            return result
-        return await self._offload(function, *args, then=then)
-
-    async def _offload(self, function: Callable[..., T], *args: object, then: Callable[[T], None] | None = None) -> T:
-        """On the store's thread even for an inline store (a scan that may be long)."""
-        assert self._executor is not None, "spool used before start()"
-        loop = asyncio.get_running_loop()
-        # A lone commit must not use the connection while the thread does: counted until the thread is done with the
-        # job, even when the caller stops waiting for it (a Flush deadline), hence the callback on the job itself.
-        # The same callback applies the job's effect, so effects are applied in the order the thread ran the jobs,
-        # before any later job's, and before a lone commit on the loop can run.
-        self._store_busy += 1
-        job = self._executor.submit(function, *args)
-        job.add_done_callback(lambda _: self._call_soon_threadsafe(loop, lambda: self._store_job_done(job, then)))
-        return await asyncio.wrap_future(job, loop=loop)
-
-    @staticmethod
-    def _call_soon_threadsafe(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing is left to coordinate
-            loop.call_soon_threadsafe(callback)
-
-    def _store_job_done(self, job: Future[T], then: Callable[[T], None] | None) -> None:
-        self._store_busy -= 1
-        if then is not None and not job.cancelled() and job.exception() is None:
-            then(job.result())
 
     # --- the write side
 
@@ -234,6 +151,16 @@ class Spool:
     def last_seq(self) -> int:
         """The seq of the newest acknowledged event."""
         return self._last_seq
+
+    @property
+    def dead_letters_pruned(self) -> int:
+        """Dead letters pruned since start (past their age or beyond their bound), for the metrics."""
+        return self._dead.pruned
+
+    @property
+    def dead_letters_pruned_bytes(self) -> int:
+        """Their bytes (as counted against the bound)."""
+        return self._dead.pruned_bytes
 
     async def append(self, events: Sequence[Event]) -> list[SpooledEvent]:
         """Make events durable; return them with their seqs. Raises CapacityExhausted or SpoolFailure."""
@@ -244,24 +171,7 @@ class Spool:
         size = 0
         for event in events:
             size += len(event.payload)
-        estimate = 0
-        if not self._store.on_disk:
-            if self.pending_bytes + size > self._max_bytes:
-                raise CapacityExhausted(
-                    f"the spool holds {self.pending_bytes} bytes of undelivered events, its limit is "
-                    f"{self._max_bytes} (SIDECAR_SPOOL_MAX_BYTES); retry shortly with the same message ids",
-                    FULL_RETRY_AFTER,
-                )
-        else:
-            estimate = self._estimate(events, size)
-            used = self._disk_used + self._disk_unmeasured + self._reserved
-            if used + estimate > self._max_bytes:
-                raise CapacityExhausted(
-                    f"the spool uses {used} bytes on disk (undelivered events, dead letters, indexes and log), its "
-                    f"limit is {self._max_bytes} (SIDECAR_SPOOL_MAX_BYTES); retry shortly with the same message ids",
-                    FULL_RETRY_AFTER,
-                )
-            self._reserved += estimate
+        estimate = self._bound.reserve(events, size, self.pending_bytes, self._backlogs)
         spooled = list(events)
         # Count the bytes now so that concurrent appends see the spool fill up before their commit.
         self.pending_bytes += size
@@ -272,8 +182,8 @@ class Spool:
             # the loop between the numbering and the insert.
             self._number(spooled)
             self._store.insert(spooled)
-            self._add_backlogs(spooled)
-            self._committed(spooled, size)
+            self._backlogs.add(spooled)
+            self.appended_total += len(spooled)
             return spooled
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_PendingAppend(spooled, size, estimate, done))
@@ -288,41 +198,10 @@ class Spool:
         pending, self._pending = self._pending, []
         return pending
 
-    def _estimate(self, events: Sequence[Event], size: int) -> int:
-        """Disk bytes these events will take until measured: payloads, rows and any key not stored yet."""
-        estimate = size + ROW_OVERHEAD_BYTES * len(events)
-        backlogs = self._backlogs
-        if len(events) == 1:
-            event = events[0]
-            if (event.write_key, event.region) not in backlogs:
-                estimate += len(event.write_key)
-            return 2 * estimate
-        for key in {(event.write_key, event.region) for event in events}:
-            if key not in backlogs:
-                estimate += len(key[0])
-        return 2 * estimate
-
     @property
     def disk_bytes(self) -> int:
         """What a disk spool occupies on disk, as last measured plus estimates of commits since (0 for memory)."""
-        return self._disk_used + self._disk_unmeasured
-
-    def _should_measure(self) -> bool:
-        """Whether the next commit measures the disk: every 50 ms, and every time near the bound."""
-        if not self._store.on_disk:
-            return False
-        now_ = time.monotonic()
-        used = self._disk_used + self._disk_unmeasured + self._reserved
-        if now_ - self._measured_at >= MEASURE_INTERVAL or used > self._max_bytes * MEASURE_ALWAYS_ABOVE:
-            self._measured_at = now_
-            return True
-        return False
-
-    def _measured(self, used: int | None) -> None:
-        """A store job measured the disk after its work (applied in job order: every earlier commit is in it)."""
-        if used is not None:
-            self._disk_used = used
-            self._disk_unmeasured = 0
+        return self._bound.disk_bytes
 
     def _number(self, events: Sequence[SpooledEvent]) -> None:
         """Give events the next seqs. Only the writer calls this (or an inline append, which runs to its end)."""
@@ -349,7 +228,7 @@ class Spool:
         events = [event for pending in group for event in pending.events]
         size = sum(pending.size for pending in group)
         estimate = sum(pending.estimate for pending in group)
-        measure = self._should_measure()
+        measure = self._bound.should_measure()
         store = self._store
 
         def insert() -> int | None:
@@ -357,10 +236,9 @@ class Spool:
             return store.used_bytes() if measure else None
 
         def inserted(used: int | None) -> None:
-            self._reserved -= estimate
-            self._disk_unmeasured += estimate
-            self._measured(used)
-            self._add_backlogs(events)
+            self._bound.committed(estimate)
+            self._bound.measured(used)
+            self._backlogs.add(events)
 
         # Numbered here, by the writer, never before: seqs of a failed commit are not given again (its rows cannot
         # have been kept, but a failed fsync leaves that uncertain, and a skipped seq costs nothing).
@@ -370,7 +248,7 @@ class Spool:
             if (
                 len(group) == 1
                 and len(events) <= LONE_COMMIT_MAX_EVENTS
-                and self._store_busy == 0
+                and self._jobs.busy == 0
                 and started - self._last_commit_end > LONE_COMMIT_GAP
             ):
                 # A lone append (one caller, and the last commit a while ago) has nobody to share the fsync with, and
@@ -385,70 +263,26 @@ class Spool:
             exc = error if isinstance(error, SpoolFailure) else SpoolFailure(f"spool write failed: {error!r}")
             if not isinstance(error, SpoolFailure):
                 log.exception("spool_commit_failed")
-            self._reserved -= estimate
+            self._bound.released(estimate)
             self.pending_bytes -= size
             self.pending_events -= len(events)
             for pending in group:
                 if not pending.done.done():
                     pending.done.set_exception(exc)
-            self._on_disk_only = True  # seqs were skipped; reloading from disk keeps the order right
             return
-        self._committed(events, size)
+        self.appended_total += len(events)
         for pending in group:
             if not pending.done.done():
                 pending.done.set_result(None)
 
-    def _committed(self, events: list[SpooledEvent], size: int) -> None:
-        """Hand committed events to the read-ahead, or leave them on disk only when it is full."""
-        self.appended_total += len(events)
-        if not self._on_disk_only and self._read_ahead_size + size <= self._read_ahead_bytes:
-            # The common case, without a per-event check: the whole group fits in the read-ahead.
-            self._read_ahead.extend(events)
-            self._read_ahead_size += size
-            self._loaded_seq = events[-1].seq
-        else:
-            for event in events:
-                if self._on_disk_only or self._read_ahead_size >= self._read_ahead_bytes:
-                    self._on_disk_only = True
-                    break
-                self._read_ahead.append(event)
-                self._read_ahead_size += len(event.payload)
-                self._loaded_seq = event.seq
-        self._available.set()
-
-    # --- the read side
-
-    async def wait_available(self) -> None:
-        """Wait until :meth:`take` may return something."""
-        await self._available.wait()
-
-    async def take(self, max_bytes: int) -> list[SpooledEvent]:
-        """Up to about max_bytes of the oldest events not yet taken, in seq order (at least one if any)."""
-        taken: list[SpooledEvent] = []
-        size = 0
-        while self._read_ahead and (size < max_bytes or not taken):
-            event = self._read_ahead.popleft()
-            self._read_ahead_size -= len(event.payload)
-            taken.append(event)
-            size += len(event.payload)
-        if not taken and self._on_disk_only:
-            loaded: list[SpooledEvent] = await self._run(self._store.load, self._loaded_seq, max(max_bytes, 1))
-            if loaded:
-                self._loaded_seq = loaded[-1].seq
-                taken = loaded
-            if not loaded or self._loaded_seq >= self._last_seq:
-                # Caught up with the disk: new commits may go to the read-ahead again.
-                self._on_disk_only = False
-        if not self._read_ahead and not self._on_disk_only:
-            self._available.clear()
-        return taken
+    # --- removal, dead letters and pruning
 
     async def remove(self, events: Sequence[SpooledEvent]) -> None:
         """Segment accepted these: forget them (and update their keys' backlogs)."""
         if not events:
             return
         seqs = [e.seq for e in events]
-        keys = _keys_of(events)
+        keys = keys_of(events)
         store = self._store
 
         def job() -> tuple[dict[ShardKey, tuple[int, float]] | None, int | None]:
@@ -463,10 +297,9 @@ class Spool:
             return
         at = now()
         letters = [DeadLetter(e, at, reason, response) for e in events]
-        keys = _keys_of(events)
+        keys = keys_of(events)
         store = self._store
-        bound = self._dead_letter_max_bytes
-        oldest_kept = at - self._dead_letter_max_age
+        bound, oldest_kept = self._dead.max_bytes, self._dead.oldest_kept(at)
 
         def job() -> tuple[dict[ShardKey, tuple[int, float]] | None, int | None, Pruned | None]:
             store.dead_letter(letters)
@@ -480,7 +313,7 @@ class Spool:
         def done(result: tuple[dict[ShardKey, tuple[int, float]] | None, int | None, Pruned | None]) -> None:
             self._forget(events, result[0], result[1])
             if result[2] is not None:
-                self._pruned(result[2])
+                self._dead.count(result[2])
 
         await self._run(job, then=done)
 
@@ -488,40 +321,17 @@ class Spool:
         """Prune dead letters past their age or beyond their bound (oldest first) and keys with nothing left; the
         pruner task does this every ``prune_interval`` seconds."""
         store = self._store
-        bound, oldest_kept = self._dead_letter_max_bytes, now() - self._dead_letter_max_age
+        bound, oldest_kept = self._dead.max_bytes, self._dead.oldest_kept(now())
 
         def job() -> tuple[Pruned, int | None]:
             return store.prune(bound, oldest_kept), _used_or_none(store)
 
         def done(result: tuple[Pruned, int | None]) -> None:
-            self._measured(result[1])
-            self._pruned(result[0])
+            self._bound.measured(result[1])
+            self._dead.count(result[0])
 
         pruned, _ = await self._run(job, then=done)
         return pruned
-
-    def _pruned(self, pruned: Pruned) -> None:
-        count = pruned.by_age + pruned.by_bytes
-        if count:
-            self.dead_letters_pruned += count
-            self.dead_letters_pruned_bytes += pruned.bytes
-            log.warning(
-                "dead_letters_pruned",
-                past_age=pruned.by_age,
-                beyond_bound=pruned.by_bytes,
-                bytes=pruned.bytes,
-                max_bytes=self._dead_letter_max_bytes,
-                max_age_seconds=self._dead_letter_max_age,
-            )
-
-    async def _prune_loop(self) -> None:
-        """Every ``prune_interval``: prune; a failure is logged and retried at the next turn."""
-        while True:
-            await asyncio.sleep(self._prune_interval)
-            try:
-                await self.prune()
-            except SpoolFailure as exc:
-                log.warning("dead_letters_prune_failed", error=str(exc))
 
     def _forget(
         self,
@@ -531,38 +341,10 @@ class Spool:
     ) -> None:
         """Events left the store; ``oldest`` is each key's oldest event left, read in the same store job (None when
         that read failed: the old oldest stays, which is older than the truth, never newer)."""
-        self._measured(used)
+        self._bound.measured(used)
         self.pending_events -= len(events)
-        removed: dict[ShardKey, list[int]] = {}
-        size = 0
-        for event in events:
-            length = len(event.payload)
-            size += length
-            counts = removed.get((event.write_key, event.region))
-            if counts is None:
-                removed[(event.write_key, event.region)] = [1, length]
-            else:
-                counts[0] += 1
-                counts[1] += length
-        self.pending_bytes -= size
-        for key, (count, length) in removed.items():
-            backlog = self._backlogs.get(key)
-            if backlog is None:
-                continue
-            left = backlog.events - count
-            if oldest is None:
-                if left <= 0:
-                    self._set_backlog(key, None)
-                else:
-                    self._set_backlog(
-                        key, Backlog(left, backlog.bytes - length, backlog.oldest_seq, backlog.oldest_accepted_at)
-                    )
-                continue
-            first = oldest.get(key)
-            if first is None:  # the store is the truth about emptiness
-                self._set_backlog(key, None)
-            else:
-                self._set_backlog(key, Backlog(max(left, 1), max(backlog.bytes - length, 0), first[0], first[1]))
+        self.pending_bytes -= sum(len(event.payload) for event in events)
+        self._backlogs.remove(events, oldest)
 
     # --- per-key bookkeeping and reads
 
@@ -572,7 +354,7 @@ class Spool:
 
     def backlogs(self) -> Mapping[ShardKey, Backlog]:
         """A read-only, live view of every key with events waiting."""
-        return self._backlogs_view
+        return self._backlogs.view()
 
     def subscribe(self, listener: BacklogListener) -> None:
         """Call ``listener(key, backlog)`` on the loop whenever a key's backlog changes (None: nothing left).
@@ -580,7 +362,7 @@ class Spool:
         Changes come after a commit, a remove, a dead-letter, a replay, and, at :meth:`start`, once per recovered
         key (a listener subscribed after start reads :meth:`backlogs` for those).
         """
-        self._listeners.append(listener)
+        self._backlogs.subscribe(listener)
 
     async def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
         """``key``'s next events with seq > after_seq, in seq order, at most ``max_events``, stopping before their
@@ -593,62 +375,12 @@ class Spool:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader, self._store.read, key, after_seq, max_bytes, max_events)
 
-    def _add_backlogs(self, events: Sequence[SpooledEvent]) -> None:
-        """Committed events (in seq order) join their keys' backlogs: one update per key."""
-        if len(events) == 1:
-            event = events[0]
-            self._grow((event.write_key, event.region), 1, len(event.payload), event)
-            return
-        added: dict[ShardKey, list[int]] = {}
-        firsts: dict[ShardKey, SpooledEvent] = {}
-        for event in events:
-            key = (event.write_key, event.region)
-            counts = added.get(key)
-            if counts is None:
-                added[key] = [1, len(event.payload)]
-                firsts[key] = event
-            else:
-                counts[0] += 1
-                counts[1] += len(event.payload)
-        for key, (count, size) in added.items():
-            self._grow(key, count, size, firsts[key])
-
-    def _grow(self, key: ShardKey, count: int, size: int, first: SpooledEvent) -> None:
-        backlog = self._backlogs.get(key)
-        if backlog is None:
-            self._set_backlog(key, Backlog(count, size, first.seq, first.accepted_at))
-        else:
-            self._set_backlog(
-                key,
-                Backlog(backlog.events + count, backlog.bytes + size, backlog.oldest_seq, backlog.oldest_accepted_at),
-            )
-
-    def _set_backlog(self, key: ShardKey, backlog: Backlog | None) -> None:
-        if backlog is None:
-            if self._backlogs.pop(key, None) is None:
-                return
-        else:
-            self._backlogs[key] = backlog
-        for listener in self._listeners:
-            try:
-                listener(key, backlog)
-            except Exception:  # a listener's bug must not undo the bookkeeping of a job already done
-                log.exception("spool_listener_failed")
-
     async def oldest_accepted_at(self) -> float | None:
         """Acceptance time (Unix) of the oldest undelivered event, or None when the spool is empty."""
         if self.pending_events <= 0 or not self._open:
             return None
-        events: list[SpooledEvent] = await self._offload(self._store.load, 0, 1)
+        events: list[SpooledEvent] = await self._jobs.offload(self._store.load, 0, 1)
         return events[0].accepted_at if events else None
-
-    async def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
-        """One (write key, region)'s events with seq > after_seq, read back from the store (for a spilled shard)."""
-        return await self._run(self._store.load_shard, write_key, region, after_seq, max_bytes)
-
-    async def count_for(self, write_key: str, region: Region, upto_seq: int) -> int:
-        """Pending events of one (write key, region) with seq <= upto_seq."""
-        return await self._offload(self._store.count_for, write_key, region, upto_seq)
 
     async def take_replays(self) -> int:
         """Re-queue dead letters marked for replay, under new seqs given by the writer; return how many."""
@@ -687,14 +419,7 @@ class Spool:
         self._last_seq = max(self._last_seq, events[-1].seq)
         self.pending_events += len(events)
         self.pending_bytes += sum(len(e.payload) for e in events)
-        self._add_backlogs(events)
-        self._on_disk_only = True
-        self._available.set()
-
-
-def _keys_of(events: Iterable[SpooledEvent]) -> list[ShardKey]:
-    """The distinct keys of some events, in first-seen order."""
-    return list(dict.fromkeys((event.write_key, event.region) for event in events))
+        self._backlogs.add(events)
 
 
 def _settle(store: Store, keys: list[ShardKey]) -> dict[ShardKey, tuple[int, float]] | None:

@@ -14,11 +14,10 @@ from tests.support.harness import Collectors
 async def test_a_quiet_key_behind_a_spilled_backlog_is_served_promptly(
     sidecar_factory: SidecarFactory, collectors: Collectors
 ) -> None:
-    """A busy key's backlog (far past the read-ahead) stays on disk; a quiet key's later event still arrives within
+    """A busy key's backlog (far past a batch) stays on disk; a quiet key's later event still arrives within
     the flush interval plus 2 s of the outage ending, and every busy event arrives exactly once."""
     collectors.us.faults.down = True
     running = await sidecar_factory(
-        SIDECAR_READ_AHEAD_BYTES="200000",
         SIDECAR_BATCH_MAX_BYTES="20000",
         SIDECAR_MAX_REQUESTS_PER_SECOND="10",
         SIDECAR_RETRY_MAX_DELAY="200ms",

@@ -92,7 +92,7 @@ async def wait_for(condition: Callable[[], bool], timeout: float) -> None:
 async def test_delivery_goes_on_after_a_unit_raises(collector: Collector, tmp_path: Path, fault: str) -> None:
     """The failing unit is logged with its traceback, reported while it fails, cleared once it works; every event
     arrives and Flush returns."""
-    spool = FlakySpool(SqliteStore(tmp_path), 2**30, 0)
+    spool = FlakySpool(SqliteStore(tmp_path), 2**30)
     chain = build_segment_chain(dict.fromkeys(Region, collector.url), BasicAuthenticator(), 5.0, PacedLimiter(1000))
     sender = RaisingSender(chain, 3 if fault == "sender" else 0)
     spool.failures = 3 if fault == "spool_read" else 0

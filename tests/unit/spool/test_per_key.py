@@ -13,7 +13,8 @@ import pytest
 from sidecar.errors import SpoolFailure
 from sidecar.model import Event, Region, ShardKey
 from sidecar.spool import Backlog, MemoryStore, Spool, SqliteStore
-from sidecar.spool.store import _READ_KEY, mark_for_replay
+from sidecar.spool.dead_letters import mark_for_replay
+from sidecar.spool.reads import _READ_KEY
 
 A: ShardKey = ("wk-a", Region.US)
 B: ShardKey = ("wk-b", Region.US)
@@ -36,7 +37,7 @@ def open_spool(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], S
 
     def build() -> Spool:
         store = SqliteStore(tmp_path) if request.param == "sqlite" else MemoryStore()
-        return Spool(store, max_bytes=10**8, read_ahead_bytes=10**8)
+        return Spool(store, max_bytes=10**8)
 
     return build
 
@@ -107,7 +108,7 @@ async def test_a_removal_whose_caller_gave_up_still_updates_the_backlog(tmp_path
         delete(seqs)
 
     store.delete = slow_delete  # type: ignore[method-assign]
-    spool = Spool(store, max_bytes=10**6, read_ahead_bytes=10**6)
+    spool = Spool(store, max_bytes=10**6)
     await spool.start()
     spooled = await spool.append(make(A, 3))
     removing = asyncio.create_task(spool.remove(spooled[:1]))
@@ -248,7 +249,7 @@ async def test_recovery_reports_every_keys_backlog(open_spool: Callable[[], Spoo
 
 async def test_replayed_dead_letters_rejoin_their_keys_backlog(tmp_path: Path) -> None:
     """A replay adds the dead letters back to their key's backlog, under new seqs, and subscribers hear it."""
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6)
     await spool.start()
     spooled = await spool.append(make(A, 2))
     await spool.dead_letter(spooled, "refused", "HTTP 400")
@@ -279,6 +280,6 @@ def test_a_key_read_uses_the_index_not_a_scan(tmp_path: Path) -> None:
 
 async def test_read_is_refused_before_start(tmp_path: Path) -> None:
     """Reading a spool that is not open fails clearly instead of touching a closed store."""
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6)
     with pytest.raises(SpoolFailure):
         await spool.read(A, 0, 100, 10)

@@ -1,4 +1,4 @@
-"""The spool: durable appends with group commit, read-ahead with overflow to disk, recovery, dead letters, limits."""
+"""The spool: durable appends with group commit, recovery, dead letters, limits."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from sidecar.errors import CapacityExhausted, SpoolFailure
-from sidecar.model import Event, Region
+from sidecar.model import Event, Region, SpooledEvent
 from sidecar.spool import MemoryStore, Spool, SqliteStore
 from sidecar.spool import spool as spool_module
-from sidecar.spool.store import list_dead_letters, mark_for_replay
+from sidecar.spool.dead_letters import list_dead_letters, mark_for_replay
+from sidecar.spool.store import Pruned
 
 
 def events(n: int, start: int = 0, size: int = 100, key: str = "wk") -> list[Event]:
@@ -22,18 +23,24 @@ def events(n: int, start: int = 0, size: int = 100, key: str = "wk") -> list[Eve
     return [Event(key, Region.US, f"m{start + i}", b"x" * size, 1.0) for i in range(n)]
 
 
+async def all_waiting(spool: Spool) -> list[SpooledEvent]:
+    """Every event waiting in the spool, every key's read from the store's index, in seq order."""
+    found = [event for key in list(spool.backlogs()) for event in await spool.read(key, 0, 10**9, 10**9)]
+    return sorted(found, key=lambda event: event.seq)
+
+
 async def test_appends_survive_a_restart_with_their_message_ids(tmp_path: Path) -> None:
     """What was acknowledged is found again, in order, by a new spool on the same folder."""
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6)
     await spool.start()
     spooled = await spool.append(events(10))
     assert [e.seq for e in spooled] == list(range(1, 11))
     await spool.remove(spooled[:3])
     await spool.stop()
-    again = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    again = Spool(SqliteStore(tmp_path), max_bytes=10**6)
     await again.start()
     assert again.recovered == 7
-    taken = await again.take(10**6)
+    taken = await all_waiting(again)
     assert [e.message_id for e in taken] == [f"m{i}" for i in range(3, 10)]
     assert (await again.append(events(1, start=99)))[0].seq == 11, "seqs are never reused"
     await again.stop()
@@ -43,7 +50,7 @@ async def test_commits_of_every_size_are_stored_whole_and_in_order(tmp_path: Pat
     """One-statement inserts pad to a few sizes, and split past 1,024 rows: every event comes back, byte for byte."""
     sizes = (1, 3, 16, 17, 1024, 1025, 2600)
     sent: list[Event] = []
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, read_ahead_bytes=10**8)
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8)
     await spool.start()
     for size in sizes:
         batch = [
@@ -51,10 +58,10 @@ async def test_commits_of_every_size_are_stored_whole_and_in_order(tmp_path: Pat
         ]
         sent.extend(await spool.append(batch))
     await spool.stop()
-    again = Spool(SqliteStore(tmp_path), max_bytes=10**8, read_ahead_bytes=10**8)
+    again = Spool(SqliteStore(tmp_path), max_bytes=10**8)
     await again.start()
     assert again.recovered == sum(sizes)
-    found = await again.take(10**8)
+    found = await all_waiting(again)
     await again.stop()
     assert [(e.seq, e.write_key, e.region, e.message_id, e.payload, e.accepted_at) for e in found] == [
         (e.seq, e.write_key, e.region, e.message_id, e.payload, e.accepted_at) for e in sent
@@ -73,7 +80,7 @@ async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
         insert(batch)
 
     store.insert = counting_insert  # type: ignore[method-assign]
-    spool = Spool(store, max_bytes=10**7, read_ahead_bytes=10**7)
+    spool = Spool(store, max_bytes=10**7)
     await spool.start()
     await asyncio.gather(*(spool.append(events(1, start=i)) for i in range(200)))
     await spool.stop()
@@ -86,46 +93,32 @@ async def test_a_lone_commit_never_shares_the_connection_with_a_store_job(tmp_pa
     running there stopped waiting for it (a Flush deadline): otherwise two threads would use one connection."""
     store = SqliteStore(tmp_path)
     in_job, release = threading.Event(), threading.Event()
-    count_for = store.count_for
+    prune = store.prune
 
-    def slow_count_for(write_key: str, region: Region, upto_seq: int) -> int:
+    def slow_prune(max_dead_bytes: int, dead_before: float) -> Pruned:
         in_job.set()
         release.wait(5)
-        return count_for(write_key, region, upto_seq)
+        return prune(max_dead_bytes, dead_before)
 
-    store.count_for = slow_count_for  # type: ignore[method-assign]
-    spool = Spool(store, max_bytes=10**6, read_ahead_bytes=10**6)
+    store.prune = slow_prune  # type: ignore[method-assign]
+    spool = Spool(store, max_bytes=10**6)
     await spool.start()
-    counting = asyncio.create_task(spool.count_for("wk", Region.US, 10))
+    pruning = asyncio.create_task(spool.prune())
     assert await asyncio.to_thread(in_job.wait, 5)
-    counting.cancel()
+    pruning.cancel()
     append = asyncio.create_task(spool.append(events(1)))
     for _ in range(5):  # loop turns enough for a commit on the loop to finish; one behind the job cannot
         await asyncio.sleep(0)
     assert not append.done(), "the append must queue behind the job, not commit beside it"
     release.set()
     await asyncio.wait_for(append, 5)
-    assert [e.message_id for e in await spool.take(10**6)] == ["m0"]
-    await spool.stop()
-
-
-async def test_read_ahead_overflows_to_disk_and_is_read_back_in_order(tmp_path: Path) -> None:
-    """Past the read-ahead bound, events stay on disk only; take() returns them all, once, in seq order."""
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**7, read_ahead_bytes=1_000)
-    await spool.start()
-    for start in range(0, 100, 10):
-        await spool.append(events(10, start=start))
-    seen: list[int] = []
-    while len(seen) < 100:
-        await asyncio.wait_for(spool.wait_available(), 2)
-        seen.extend(e.seq for e in await spool.take(700))
-    assert seen == list(range(1, 101))
+    assert [e.message_id for e in await all_waiting(spool)] == ["m0"]
     await spool.stop()
 
 
 async def test_a_full_spool_refuses_with_a_retry_delay(tmp_path: Path) -> None:
     """Past SIDECAR_SPOOL_MAX_BYTES an append fails with CapacityExhausted; delivery frees the space."""
-    spool = Spool(MemoryStore(), max_bytes=1_000, read_ahead_bytes=1_000)
+    spool = Spool(MemoryStore(), max_bytes=1_000)
     await spool.start()
     first = await spool.append(events(9))
     with pytest.raises(CapacityExhausted) as raised:
@@ -138,26 +131,25 @@ async def test_a_full_spool_refuses_with_a_retry_delay(tmp_path: Path) -> None:
 
 async def test_dead_letters_are_listed_and_replayed(tmp_path: Path) -> None:
     """A dead letter keeps its reason and Segment's answer; replay puts it back in the queue with a new seq."""
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6)
     await spool.start()
     spooled = await spool.append(events(2))
-    await spool.take(10**6)
     await spool.dead_letter(spooled[:1], "Segment refused the event", 'HTTP 400: {"code":"invalid_event"}')
     letters = list(list_dead_letters(tmp_path))
     assert [(d.event.message_id, d.reason) for d in letters] == [("m0", "Segment refused the event")]
     assert mark_for_replay(tmp_path) == 1
     assert await spool.take_replays() == 1
-    replayed = await spool.take(10**6)
-    assert [(e.message_id, e.seq) for e in replayed] == [("m0", 3)]
+    replayed = await all_waiting(spool)
+    assert [(e.message_id, e.seq) for e in replayed] == [("m1", 2), ("m0", 3)]
     assert list(list_dead_letters(tmp_path)) == []
     await spool.stop()
 
 
 async def test_one_spool_folder_serves_one_sidecar(tmp_path: Path) -> None:
     """A second spool on a folder in use fails clearly instead of corrupting the first."""
-    first = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    first = Spool(SqliteStore(tmp_path), max_bytes=10**6)
     await first.start()
-    second = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    second = Spool(SqliteStore(tmp_path), max_bytes=10**6)
     with pytest.raises(SpoolFailure, match="in use"):
         await second.start()
     await second.stop()
@@ -167,7 +159,7 @@ async def test_one_spool_folder_serves_one_sidecar(tmp_path: Path) -> None:
 async def test_a_failing_disk_refuses_the_call_and_keeps_running(tmp_path: Path) -> None:
     """When the disk write fails the call gets SpoolFailure (UNAVAILABLE), and later appends work again."""
     store = SqliteStore(tmp_path)
-    spool = Spool(store, max_bytes=10**6, read_ahead_bytes=10**6)
+    spool = Spool(store, max_bytes=10**6)
     await spool.start()
     insert = store.insert
     store.insert = lambda batch: (_ for _ in ()).throw(SpoolFailure("spool write failed: disk I/O error"))  # type: ignore[method-assign]
@@ -176,13 +168,13 @@ async def test_a_failing_disk_refuses_the_call_and_keeps_running(tmp_path: Path)
     assert spool.pending_events == 0
     store.insert = insert  # type: ignore[method-assign]
     await spool.append(events(1, start=1))
-    assert [e.message_id for e in await spool.take(10**6)] == ["m1"]
+    assert [e.message_id for e in await all_waiting(spool)] == ["m1"]
     await spool.stop()
 
 
 async def test_stop_is_idempotent_and_safe_without_start(tmp_path: Path) -> None:
     """stop() twice, or without start(), does nothing harmful."""
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6, read_ahead_bytes=10**6)
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6)
     await spool.stop()
     await spool.start()
     await spool.stop()
@@ -192,7 +184,7 @@ async def test_stop_is_idempotent_and_safe_without_start(tmp_path: Path) -> None
 async def test_replays_during_appends_never_reuse_a_seq(tmp_path: Path) -> None:
     """Dead letters replayed while appends go on keep every acknowledged event: the writer alone numbers events, so a
     replay and an append never get the same seq (issue 13.1: they did, and one overwrote the other)."""
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**7, read_ahead_bytes=10**7)
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**7)
     await spool.start()
     dead = await spool.append(events(20, start=1000))
     await spool.dead_letter(dead, "refused", "HTTP 400")
@@ -211,10 +203,10 @@ async def test_replays_during_appends_never_reuse_a_seq(tmp_path: Path) -> None:
     acknowledged.update(f"m{i}" for i in range(900, 905))
     last = spool.last_seq
     await spool.stop()
-    again = Spool(SqliteStore(tmp_path), max_bytes=10**7, read_ahead_bytes=10**7)
+    again = Spool(SqliteStore(tmp_path), max_bytes=10**7)
     await again.start()
     assert again.last_seq >= last, "the counter never moves backwards"
-    pending = await again.take(10**7)
+    pending = await all_waiting(again)
     found = [e.message_id for e in pending] + [d.event.message_id for d in list_dead_letters(tmp_path)]
     assert sorted(found) == sorted(acknowledged), "every acknowledged event is pending or dead-lettered, once"
     seqs = [e.seq for e in pending] + [d.event.seq for d in list_dead_letters(tmp_path)]
@@ -231,7 +223,7 @@ async def test_disk_use_stays_within_the_bound_whatever_the_write_keys(tmp_path:
     """SIDECAR_SPOOL_MAX_BYTES bounds the files on disk: events with 1 MiB write keys fill the spool by their keys
     (each stored once) and are refused with a retry delay past the bound (issue 13.4: 20 such events took 29 MiB)."""
     bound = 8 * 2**20
-    spool = Spool(SqliteStore(tmp_path), max_bytes=bound, read_ahead_bytes=bound)
+    spool = Spool(SqliteStore(tmp_path), max_bytes=bound)
     await spool.start()
     accepted = refused = 0
     delays: set[float] = set()
@@ -249,7 +241,7 @@ async def test_disk_use_stays_within_the_bound_whatever_the_write_keys(tmp_path:
     await spool.stop()
     assert refused > 0 and accepted >= 4
     other = tmp_path / "one-key"
-    spool = Spool(SqliteStore(other), max_bytes=bound, read_ahead_bytes=bound)
+    spool = Spool(SqliteStore(other), max_bytes=bound)
     await spool.start()
     for i in range(20):
         await spool.append([Event(same_key, Region.US, f"m{i}", b"{}", 1.0)])
@@ -260,7 +252,7 @@ async def test_disk_use_stays_within_the_bound_whatever_the_write_keys(tmp_path:
 
 async def test_dead_letters_beyond_their_bound_are_pruned_oldest_first(tmp_path: Path) -> None:
     """Past the dead letters' byte bound the oldest go first, each pruning logged and counted for the metrics."""
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, read_ahead_bytes=10**8, dead_letter_max_bytes=2_000)
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, dead_letter_max_bytes=2_000)
     await spool.start()
     spooled = await spool.append(events(30, size=100))
     with capture_logs() as logs:
@@ -278,7 +270,7 @@ async def test_dead_letters_beyond_their_bound_are_pruned_oldest_first(tmp_path:
 
 async def test_dead_letters_past_their_age_are_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Dead letters older than their maximum age are pruned by the next pass, and the folder forgets their key."""
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, read_ahead_bytes=10**8, dead_letter_max_age=3600.0)
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, dead_letter_max_age=3600.0)
     await spool.start()
     old = await spool.append(events(3, key="old-key"))
     recent = await spool.append(events(2, start=3))
@@ -297,7 +289,7 @@ async def test_dead_letters_past_their_age_are_pruned(tmp_path: Path, monkeypatc
 async def test_the_memory_spool_bounds_its_dead_letters_too() -> None:
     """The memory spool keeps dead letters within the same bound, oldest pruned first."""
     store = MemoryStore()
-    spool = Spool(store, max_bytes=10**6, read_ahead_bytes=10**6, dead_letter_max_bytes=1_000)
+    spool = Spool(store, max_bytes=10**6, dead_letter_max_bytes=1_000)
     await spool.start()
     spooled = await spool.append(events(20, size=100))
     await spool.dead_letter(spooled, "refused", "HTTP 400")
@@ -310,9 +302,7 @@ async def test_the_pruner_task_prunes_dead_letters_past_their_age_on_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without any call, the spool's pruner task drops dead letters past their age at its next turn."""
-    spool = Spool(
-        SqliteStore(tmp_path), max_bytes=10**8, read_ahead_bytes=10**8, dead_letter_max_age=3600.0, prune_interval=0.02
-    )
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, dead_letter_max_age=3600.0, prune_interval=0.02)
     await spool.start()
     old = await spool.append(events(2))
     monkeypatch.setattr(spool_module, "now", lambda: time.time() - 7200)

@@ -1,0 +1,64 @@
+"""What delivery logs about each settled batch: delivered, retried, split, a write key parked or unparked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+
+from sidecar.batch.decide import Decision, ParkUntil, Remove, RetryAt, SplitBatch
+from sidecar.batch.interfaces import DeliveryPolicy
+from sidecar.deliver.classify import Outcome
+from sidecar.model import Batch, write_key_hash
+
+log = structlog.get_logger("sidecar.delivery")
+
+
+def log_decision(
+    batch: Batch,
+    decision: Decision,
+    outcome: Outcome | None,
+    was_parked: bool,
+    is_parked: bool,
+    wall: Callable[[], float],
+    policy: DeliveryPolicy,
+) -> None:
+    """Log one settled batch: ``outcome`` is None when it was not sent; ``was_parked`` and ``is_parked`` say whether
+    its key was parked before and after the decision was settled."""
+    key = batch.shard
+    hashed = write_key_hash(key[0])
+    region = key[1].value
+    if was_parked and not is_parked:
+        log.info("write_key_unparked", write_key_hash=hashed, region=region)
+    if isinstance(decision, Remove) and outcome is not None:
+        log.info(
+            "batch_delivered",
+            write_key_hash=hashed,
+            region=region,
+            events=len(batch.events),
+            bytes=batch.payload_bytes,
+            status=getattr(outcome, "status", 0),
+            attempts=batch.attempts + 1,
+        )
+    elif isinstance(decision, RetryAt):
+        log.warning(
+            "batch_retry",
+            write_key_hash=hashed,
+            region=region,
+            reason=decision.reason,
+            attempt=batch.attempts + 1,
+            delay=round(max(0.0, decision.at - wall()), 3),
+        )
+    elif isinstance(decision, SplitBatch):
+        log.warning(
+            "batch_split", write_key_hash=hashed, region=region, reason=decision.reason, events=len(batch.events)
+        )
+    elif isinstance(decision, ParkUntil) and not was_parked:
+        log.error(
+            "write_key_parked",
+            write_key_hash=hashed,
+            region=region,
+            reason=decision.reason,
+            retry_in=policy.parked_retry_interval,
+            hint="the write key is revoked or belongs to the other region",
+        )

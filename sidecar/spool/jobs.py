@@ -1,0 +1,74 @@
+"""The spool's store jobs: every blocking store call runs on one dedicated thread, in order, and each job's effect on
+the spool's bookkeeping is applied on the event loop in the order the thread ran the jobs (in the job's done callback),
+so the bookkeeping always describes the store as of the last job applied, whoever awaited it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from sidecar.spool.store import Store
+
+T = TypeVar("T")
+
+
+class StoreJobs:
+    """Runs a store's calls on the store's thread (or at once, on the loop, for a store that never blocks)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._executor: ThreadPoolExecutor | None = None
+        self.busy = 0
+        """Store calls running on the store's thread (a lone commit on the loop must wait for none)."""
+
+    @property
+    def started(self) -> bool:
+        """Whether the store's thread runs."""
+        return self._executor is not None
+
+    def start(self) -> None:
+        """Start the store's thread."""
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+
+    def shutdown(self) -> None:
+        """Wait for the jobs given and end the thread."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def run(self, function: Callable[..., T], *args: object, then: Callable[[T], None] | None = None) -> T:
+        """Run a store job (on the store's thread unless the store is inline); ``then`` applies its result to the
+        spool's bookkeeping on the loop, in job order, even when the caller stopped waiting."""
+        assert self._executor is not None, "spool used before start()"
+        if self._store.inline:
+            result = function(*args)
+            if then is not None:
+                then(result)
+            return result
+        return await self.offload(function, *args, then=then)
+
+    async def offload(self, function: Callable[..., T], *args: object, then: Callable[[T], None] | None = None) -> T:
+        """On the store's thread even for an inline store (a scan that may be long)."""
+        assert self._executor is not None, "spool used before start()"
+        loop = asyncio.get_running_loop()
+        # A lone commit must not use the connection while the thread does: counted until the thread is done with the
+        # job, even when the caller stops waiting for it (a Flush deadline), hence the callback on the job itself.
+        # The same callback applies the job's effect, so effects are applied in the order the thread ran the jobs,
+        # before any later job's, and before a lone commit on the loop can run.
+        self.busy += 1
+        job = self._executor.submit(function, *args)
+        job.add_done_callback(lambda _: _call_soon_threadsafe(loop, lambda: self._job_done(job, then)))
+        return await asyncio.wrap_future(job, loop=loop)
+
+    def _job_done(self, job: Future[T], then: Callable[[T], None] | None) -> None:
+        self.busy -= 1
+        if then is not None and not job.cancelled() and job.exception() is None:
+            then(job.result())
+
+
+def _call_soon_threadsafe(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing is left to coordinate
+        loop.call_soon_threadsafe(callback)
