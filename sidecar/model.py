@@ -51,7 +51,7 @@ _DEAD_LETTER_SENTENCES = {
     DeadLetterReason.EXPIRED: "not delivered within SIDECAR_MAX_EVENT_AGE",
     DeadLetterReason.REFUSED_EVENT: "Segment refused the event",
     DeadLetterReason.REFUSED_BATCH: "Segment refused the batch",
-    DeadLetterReason.REJECTED_EVENT: "the receiver rejected this event of the batch",
+    DeadLetterReason.REJECTED_EVENT: "the gateway rejected this event of the batch (edge mode)",
 }
 
 

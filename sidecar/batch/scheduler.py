@@ -292,8 +292,7 @@ class Scheduler:
                 (batch.events and batch.events[-1].seq >= state.split_until_seq)
                 or (isinstance(decision, DeadLetter) and decision.reason is DeadLetterReason.REFUSED_EVENT)
             ):
-                # Past the refused batch, or its bad event isolated and gone: the rest of it leaves in full batches
-                # (halved again if another bad event is among them), not in the smallest half's size.
+                # Past the refused batch, or its bad event gone: the rest leaves in full batches (halved if need be).
                 state.split_events = 0
         elif batch.events:
             first = batch.events[0].seq
