@@ -99,6 +99,7 @@ def base_env(folder: Path, name: str, cap: float) -> dict[str, str]:
         "SIDECAR_MAX_REQUESTS_PER_SECOND": str(cap),
         "SIDECAR_LOG_LEVEL": "warning",
         "SIDECAR_LOG_FORMAT": "json",
+        "SIDECAR_METRICS_LISTEN": "off",  # five processes: the default 127.0.0.1:9464 would be taken after the first
     }
 
 

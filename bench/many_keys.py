@@ -78,6 +78,7 @@ def start_sidecar(spool_dir: Path, endpoint: str, log_path: Path) -> tuple[subpr
         "SIDECAR_LOG_FORMAT": "json",
         "SIDECAR_LOG_LEVEL": "warning",
         "SIDECAR_SHUTDOWN_GRACE": "1s",
+        "SIDECAR_METRICS_LISTEN": "off",  # on by default at 127.0.0.1:9464, which another process may hold
         "SIDECAR_SPOOL_MAX_BYTES": str(4 * 2**30),
     }
     with log_path.open("ab") as log_file:
