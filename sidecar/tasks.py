@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import structlog
@@ -92,14 +92,16 @@ class Supervisor:
         assert self._group is not None, "supervisor used before start()"
         self._group.create_task(self._keep(unit, work), name=f"{self._name}-{unit}")
 
-    def spawn(self, unit: str, work: Coroutine[Any, Any, None]) -> None:
-        """Run one unit of work; an exception escaping it is logged with its traceback."""
+    def spawn(self, unit: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run one unit of work; an exception escaping it is logged with its traceback.
+
+        ``work`` is called inside the task, so a task cancelled (a stop) before it ran leaves no coroutine unawaited."""
         assert self._group is not None, "supervisor used before start()"
         self._group.create_task(self._once(unit, work), name=f"{self._name}-{unit}")
 
-    async def _once(self, unit: str, work: Coroutine[Any, Any, None]) -> None:
+    async def _once(self, unit: str, work: Callable[[], Awaitable[None]]) -> None:
         try:
-            await work
+            await work()
         except Exception as exc:
             log.exception("delivery_task_failed", task=unit, error=type(exc).__name__)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -228,7 +229,7 @@ class DeliveryDriver:
                 continue
             if self._paced:
                 self._ahead += take.batches
-            self._supervisor.spawn("request", self._request(take))
+            self._supervisor.spawn("request", functools.partial(self._request, take))
 
     async def _replays(self) -> None:
         self._supervisor.report("replays", None)
@@ -284,7 +285,7 @@ class DeliveryDriver:
             self._not_granted(take.batches - len(batches))
             self._wake.set()
             for batch in batches[1:]:
-                self._supervisor.spawn("request", self._deliver_one(take, batch))
+                self._supervisor.spawn("request", functools.partial(self._deliver_one, take, batch))
             if batches:
                 await self._deliver_one(take, batches[0])
         finally:

@@ -53,8 +53,8 @@ async def test_an_exception_escaping_one_unit_is_logged_and_reported_not_lost() 
     await supervisor.start()
     try:
         with capture_logs() as logs:
-            supervisor.spawn("bad", bad())
-            supervisor.spawn("good", good())
+            supervisor.spawn("bad", bad)
+            supervisor.spawn("good", good)
             async with asyncio.timeout(5):
                 await finished.wait()
                 while not any(e["event"] == "delivery_task_failed" for e in logs):
