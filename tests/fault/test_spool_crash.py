@@ -1,5 +1,6 @@
 """Crash consistency of the spool (issue 13): appends, dead-letter replays, deliveries, dead letters and SIGKILL
-restarts, randomly interleaved against a real sidecar process, never lose an acknowledged event."""
+restarts, randomly interleaved against a real sidecar process, with the collector answering some 5xx and refusing a
+write key (401), never lose an acknowledged event and never stall delivery (issue 12's driver)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,24 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import orjson
 import pytest
 
+from sidecar._proto import sidecar_pb2 as pb
+from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.collector.server import Collector
+from sidecar.model import DeadLetterReason, write_key_hash
 from tests.fault.conftest import ProcessFactory, Traffic, assert_no_loss_and_clean_duplicates, wait_delivered
 
 pytestmark = pytest.mark.slow
 
-KEYS = ["wk-crash-a", "wk-crash-b", "wk-crash-c"]
+REVOKED = "wk-crash-revoked"
+KEYS = ["wk-crash-a", "wk-crash-b", "wk-crash-c", REVOKED]
+FAULTS = {"delay": 0.005, "error_rate": 0.1, "error_statuses": [500, 503]}
+"""A slow-ish collector answering one request in ten 500 or 503 (retried with backoff)."""
+PARKING = {"SIDECAR_PARKED_RETRY_INTERVAL": "500ms"}
+"""A parked key is probed every half second, so a key accepted again delivers within the test."""
 
 
 def refused(message_id: str) -> bool:
@@ -76,16 +86,17 @@ async def test_acknowledged_events_survive_replays_dead_letters_and_sigkills(
 ) -> None:
     """Traffic flows from three concurrent callers while `dead-letters replay` runs and the sidecar is SIGKILLed and
     restarted at random moments, with the collector refusing some events (dead letters, replayed again and again,
-    racing the appends): afterwards every acknowledged event was delivered or is a dead letter, exactly the refused
-    ones are dead letters, and once the collector accepts them a last replay delivers them all."""
+    racing the appends), answering one request in ten 500/503, and refusing one write key (401) until the end of the
+    traffic: afterwards every acknowledged event was delivered or is a dead letter, exactly the refused ones are dead
+    letters, the spool settles with the 5xx still on, and once the collector accepts them a last replay delivers them
+    all."""
     rng = random.Random(1313)
     traffic = Traffic("", KEYS, batch_size=20)
     collector.faults.reject_message_ids = {f"m-{n:07d}" for n in range(200_000) if refused(f"m-{n:07d}")}
-    # No injected 5xx or revoked key here: with the driver of this branch, a key whose retried batch ends in dead
-    # letters, or a parked key once its events were dead-lettered, stops sending (its `failing` flag is never
-    # cleared); the driver rewrite of issue 12 owns that.
-    collector.faults.update({"delay": 0.005})
-    current = sidecar_process()
+    # The old driver stalled on 5xx and revoked keys (a key whose retried batch ended in dead letters, or a parked key
+    # once its events were dead-lettered, stopped sending); the scheduler of issue 12 must not: both are on here.
+    collector.faults.update({**FAULTS, "revoked_write_keys": [REVOKED]})
+    current = sidecar_process(**PARKING)
     current.start()
     await current.wait_ready()
     spool_dir = current.env["SIDECAR_SPOOL_DIR"]
@@ -107,17 +118,21 @@ async def test_acknowledged_events_survive_replays_dead_letters_and_sigkills(
             await killing
         else:
             current.kill()
-        current = sidecar_process()
+        current = sidecar_process(**PARKING)
         current.start()
         await current.wait_ready()
     await asyncio.sleep(rng.uniform(0.5, 1.0))
+    # The key is fixed while the last process has it parked: its events get through at the next probe.
+    collector.faults.revoked_write_keys = set()
     await dead_letters(spool_dir, "replay")
     stop.set()
     await asyncio.gather(*senders)
     assert len(traffic.acknowledged) > 1_000
     assert replays >= 4
+    statuses = collector.store.statuses()
+    assert statuses.get(401, 0) > 0 and statuses.get(500, 0) + statuses.get(503, 0) > 0, statuses
 
-    await wait_settled(spool_dir, timeout=40)
+    await wait_settled(spool_dir, timeout=40)  # with the 5xx still on
     letters = [str(row["message_id"]) for row in await dead_letters(spool_dir, "list")]
     delivered = set(collector.store.message_ids())
     assert len(letters) == len(set(letters)), "a dead letter is kept once"
@@ -126,6 +141,7 @@ async def test_acknowledged_events_survive_replays_dead_letters_and_sigkills(
     lost = traffic.acknowledged - delivered - set(letters)
     assert not lost, f"{len(lost)} acknowledged events are neither delivered nor dead letters, e.g. {sorted(lost)[:5]}"
     assert letters, "some events were refused and dead-lettered"
+    assert any(int(m.removeprefix("m-")) % len(KEYS) == KEYS.index(REVOKED) for m in delivered)
 
     collector.faults.clear()
     await dead_letters(spool_dir, "replay")
@@ -133,4 +149,66 @@ async def test_acknowledged_events_survive_replays_dead_letters_and_sigkills(
     await wait_settled(spool_dir, timeout=20)
     assert await dead_letters(spool_dir, "list") == []
     # The cap across SIGKILL restarts is the limiter's business (tests/fault/test_faults.py); not checked here.
+    assert_no_loss_and_clean_duplicates(collector, traffic.acknowledged, cap=float("inf"))
+
+
+async def test_a_key_revoked_for_good_is_parked_then_dead_lettered_across_sigkills(
+    collector: Collector, sidecar_process: ProcessFactory
+) -> None:
+    """One write key stays refused (401) while the others meet 5xx, refused events and a SIGKILL: Flush returns
+    with that key's events reported as parked, the spool settles once they are dead letters (parked for longer than
+    SIDECAR_PARKED_DEAD_LETTER_AFTER), every other acknowledged event is delivered or a refused dead letter, each
+    with its own reason, and once the key is accepted again a replay delivers everything."""
+    keys = ["wk-park-a", "wk-park-b", REVOKED]
+    env = {**PARKING, "SIDECAR_PARKED_DEAD_LETTER_AFTER": "5s"}
+    traffic = Traffic("", keys, batch_size=30)
+    collector.faults.reject_message_ids = {f"m-{n:07d}" for n in range(200_000) if refused(f"m-{n:07d}")}
+    collector.faults.update({**FAULTS, "revoked_write_keys": [REVOKED]})
+    current = sidecar_process(**env)
+    current.start()
+    await current.wait_ready()
+    spool_dir = current.env["SIDECAR_SPOOL_DIR"]
+    traffic.address = current.address
+    stop = asyncio.Event()
+    senders = [asyncio.create_task(traffic.run_until(stop, pause=0.04)) for _ in range(3)]
+    await asyncio.sleep(1.5)
+    current.kill()
+    current = sidecar_process(**env)
+    current.start()
+    await current.wait_ready()
+    await asyncio.sleep(1.5)
+    stop.set()
+    await asyncio.gather(*senders)
+    assert len(traffic.acknowledged) > 500
+
+    async with grpc.aio.insecure_channel(current.address) as channel:
+        flushed = await pb_grpc.SidecarServiceStub(channel).Flush(pb.FlushRequest(), timeout=20)
+    assert list(flushed.parked_write_key_hashes) == [write_key_hash(REVOKED)]
+    assert flushed.parked > 0
+
+    def of_revoked(message_id: str) -> bool:
+        """Whether the event went to the refused key (Traffic spreads ids over the keys in turn)."""
+        return int(message_id.removeprefix("m-")) % len(keys) == keys.index(REVOKED)
+
+    await wait_settled(spool_dir, timeout=30)  # the parked key's events become dead letters after 5 s
+    rows = await dead_letters(spool_dir, "list")
+    reasons = {str(row["message_id"]): str(row["reason"]) for row in rows}
+    delivered = set(collector.store.message_ids())
+    assert len(reasons) == len(rows), "a dead letter is kept once"
+    for message_id, reason in reasons.items():
+        if of_revoked(message_id):
+            assert reason == DeadLetterReason.PARKED_TOO_LONG.description, (message_id, reason)
+        else:
+            assert refused(message_id) and reason == DeadLetterReason.REFUSED_EVENT.description, (message_id, reason)
+    revoked = {m for m in traffic.acknowledged if of_revoked(m)}
+    assert revoked and revoked <= set(reasons), "every acknowledged event of the refused key is a dead letter"
+    assert not revoked & delivered
+    lost = traffic.acknowledged - delivered - set(reasons)
+    assert not lost, f"{len(lost)} acknowledged events are neither delivered nor dead letters, e.g. {sorted(lost)[:5]}"
+
+    collector.faults.clear()
+    await dead_letters(spool_dir, "replay")
+    await wait_delivered(collector, traffic.acknowledged, timeout=30)
+    await wait_settled(spool_dir, timeout=20)
+    assert await dead_letters(spool_dir, "list") == []
     assert_no_loss_and_clean_duplicates(collector, traffic.acknowledged, cap=float("inf"))
