@@ -213,8 +213,16 @@ def main() -> None:
     """Run the scenarios and print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small scenarios (about a minute)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        metavar="KEYSxEVENTS",
+        help="run only this backlog, e.g. 1x300000 (repeatable; for repeated runs of one figure)",
+    )
     args = parser.parse_args()
     scenarios = [(1, 30_000), (200, 150), (1_000, 100)] if args.quick else [(1, 300_000), (2_000, 150), (10_000, 100)]
+    if args.scenario:
+        scenarios = [(int(k), int(n)) for k, n in (text.lower().split("x") for text in args.scenario)]
     size = enriched_size()
     per_batch, top = ceiling(size)
     print(f"machine: {machine()}")
