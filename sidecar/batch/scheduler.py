@@ -8,12 +8,11 @@ events are simply read again later (they are still the key's oldest).
 
 A key is *ready* when its unsent events fill a batch (bytes or events), or its oldest unsent event has waited
 ``flush_interval``, or a flush or drain forces it; and it is not paused (backoff, park) nor waiting for a read. Ready
-keys are served in rounds, one request per key per round, and within a round oldest-waiting-event first: a key that
-just sent goes to the next round, behind every key ready now. So no key's oldest event waits more than one round,
-(keys ready / paced rate) + flush interval.
-A key with a backlog of several batches may have several requests in flight (its cursor moves past each), so that
-one key alone can use the whole rate; after a failure it sends one request at a time, from its oldest event, until
-one succeeds.
+keys are served in rounds, one request per key per round, oldest-waiting-event first within a round: a key that just
+sent, or (re)appears, joins the next round. So no key's oldest event waits more than one round: (keys ready / paced
+rate) + flush interval.
+A key with several batches waiting may have several requests in flight (its cursor moves past each), so one key
+alone can use the whole rate; after a failure it sends one request at a time, from its oldest event, until one works.
 
 Parked keys (401/403) are timers only: a probe at the end of each park period (one batch, read from the spool), and
 once parked for ``parked_dead_letter_after`` their events are read and dead-lettered (:attr:`TakeKind.DEAD_LETTER`).
@@ -200,6 +199,7 @@ class Scheduler:
             if backlog is None:
                 return
             state = _Key(key, self._overhead(key[0]))
+            state.turn = self._round + 1
             self._keys[key] = state
         state.backlog = backlog
         if backlog is None and state.in_flight == 0:

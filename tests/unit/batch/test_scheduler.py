@@ -211,6 +211,26 @@ def test_once_the_refused_event_is_dead_lettered_the_key_reads_full_batches_agai
     assert [len(b.events) for b in rest] == [7]
 
 
+def test_a_key_that_emptied_and_came_back_does_not_jump_the_round() -> None:
+    """Trickle traffic: a key whose backlog emptied and refilled joins the next round like a key that kept events,
+    so a key waiting in that round with an older event goes first (no starvation by keys that come and go)."""
+    scheduler, spool = setup()
+    spool.append(key("kept"), 1, at=0.0)
+    spool.append(key("emptied"), 1, at=0.0)
+    first = send(scheduler, spool, 1.0)
+    second = send(scheduler, spool, 1.0)
+    assert first is not None and second is not None
+    kept, emptied = (first, second) if first.shard == key("kept") else (second, first)
+    spool.append(key("kept"), 1, at=1.1)  # arrives while its request is in flight: the key waits for the next round
+    spool.remove(kept, 1.2)
+    scheduler.settle(kept, Remove(), 1.2)
+    spool.remove(emptied, 1.2)
+    scheduler.settle(emptied, Remove(), 1.2)  # its backlog is empty: the core forgets the key
+    spool.append(key("emptied"), 1, at=1.3)
+    order = [send(scheduler, spool, 3.0), send(scheduler, spool, 3.0)]
+    assert [b.shard for b in order if b is not None] == [key("kept"), key("emptied")]
+
+
 def test_a_parked_key_holds_nothing_and_is_probed_then_dead_lettered() -> None:
     """401/403: no events in memory, one probe per park period, a dead-letter pass after the limit, others go on."""
     scheduler, spool = setup()
