@@ -28,6 +28,17 @@ async def collectors() -> AsyncIterator[Collectors]:
         await pair.eu.stop()
 
 
+@pytest.fixture
+async def collector() -> AsyncIterator[Collector]:
+    """One US collector on a loopback port (suites that play only Segment's US endpoint)."""
+    server = Collector("us")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 SidecarFactory = Callable[..., Awaitable[SidecarUnderTest]]
 
 

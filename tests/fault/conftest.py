@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,17 +20,6 @@ from sidecar.collector.server import Collector
 from tests.support.harness import TEST_ENV, SidecarProcess, free_port
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    """One collector playing Segment's US endpoint (the fault suite uses US keys only)."""
-    server = Collector("us")
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 ProcessFactory = Callable[..., SidecarProcess]

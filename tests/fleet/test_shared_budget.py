@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -24,17 +23,6 @@ CAP = 20
 """The fleet's cap in these tests: low enough to drive three sidecars far past it within seconds."""
 
 EVENTS_PER_REQUEST = 5
-
-
-@pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    """One US collector on a loopback port."""
-    server = Collector(region="us", port=0)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def logged_at(log: str, event: str) -> float:

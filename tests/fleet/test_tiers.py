@@ -37,17 +37,6 @@ EVENTS_PER_KEY_PER_EDGE = 2
 EVENT_NAME = "Report Generated"
 
 
-@pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    """One US collector on a loopback port: Segment, as the gateways see it."""
-    server = Collector(region="us", port=0)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
 @dataclass
 class Tiers:
     """The running processes, the token they share, and a stub per edge."""

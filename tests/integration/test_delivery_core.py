@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,17 +68,6 @@ def event(index: int, key: str) -> Event:
     """A valid track event of ``key``."""
     payload = f'{{"type":"track","event":"Core","userId":"u{index}","messageId":"core-{index}"}}'.encode()
     return Event(key, Region.US, f"core-{index}", payload, time.time())
-
-
-@pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    """A real collector."""
-    server = Collector("us")
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float) -> None:

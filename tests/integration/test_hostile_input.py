@@ -28,17 +28,6 @@ BASE = {"write_key": "wk-hostile", "user_id": "u1"}
 TRACK = "/segment.sidecar.v1.SidecarService/Track"
 
 
-@pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    """The collector playing Segment."""
-    server = Collector("us")
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
 def make_process(tmp_path: Path, endpoint: str, **env: str) -> SidecarProcess:
     """A sidecar process pointed at ``endpoint``, on a free port."""
     return SidecarProcess(

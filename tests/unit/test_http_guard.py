@@ -37,15 +37,6 @@ async def debugger() -> AsyncIterator[Debugger]:
 
 
 @pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    """A started US collector on a free port."""
-    server = Collector("us")
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """A plain HTTP client."""
     async with aiohttp.ClientSession() as client:

@@ -1,4 +1,4 @@
-"""Fixtures of the collector's tests: a started collector and a plain HTTP client."""
+"""Fixtures of the collector's tests: a plain HTTP client (the collector itself comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-
-from sidecar.collector.server import Collector
-
-
-@pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    """A started US collector on a free port, stopped after the test."""
-    server = Collector("us")
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from aiohttp import web
 
 from sidecar.collector.server import Collector
@@ -34,17 +31,6 @@ def batch(write_key: str = "wk-chain") -> Batch:
         write_key, Region.US, "m-1", b'{"type":"track","event":"Chained","userId":"u","messageId":"m-1"}', 0.0, seq=1
     )
     return Batch((write_key, Region.US), [event], len(event.payload) + 1)
-
-
-@pytest.fixture
-async def collector() -> AsyncIterator[Collector]:
-    """A real collector."""
-    server = Collector("us")
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_each_attempt_takes_exactly_one_grant(collector: Collector) -> None:
