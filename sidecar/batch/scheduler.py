@@ -9,8 +9,8 @@ events are simply read again later (they are still the key's oldest).
 A key is *ready* when its unsent events fill a batch (bytes or events), or its oldest unsent event has waited
 ``flush_interval``, or a flush or drain forces it; and it is not paused (backoff, park) nor waiting for a read. Ready
 keys are served in rounds, one request per key per round, oldest-waiting-event first within a round: a key that just
-sent, or (re)appears, joins the next round. So no key's oldest event waits more than one round: (keys ready / paced
-rate) + flush interval.
+sent joins the next round (and keeps that place if its backlog empties and refills meanwhile). So no key's oldest event
+waits more than one round: (keys ready / paced rate) + flush interval.
 A key with several batches waiting may have several requests in flight (its cursor moves past each), so one key
 alone can use the whole rate; after a failure it sends one request at a time, from its oldest event, until one works.
 
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.batch.decide import DeadLetter, Decision, ParkUntil, Remove, RemoveExcept, RetryAt, SplitBatch
+from sidecar.batch.fit import fit
 from sidecar.model import Batch, DeadLetterReason, ShardKey, SpooledEvent
 
 
@@ -160,22 +161,6 @@ class _Key:
         return self.last_read_accepted_at
 
 
-def fit(events: Sequence[SpooledEvent], overhead: int, max_bytes: int) -> list[SpooledEvent]:
-    """The longest prefix of ``events`` whose request body (envelope + payloads + commas) fits ``max_bytes``.
-
-    At least one event, even alone too big: the receiver's 413 then isolates and dead-letters it.
-    """
-    size = overhead
-    kept = 0
-    for event in events:
-        cost = len(event.payload) + (1 if kept else 0)
-        if kept and size + cost > max_bytes:
-            break
-        size += cost
-        kept += 1
-    return list(events[:kept])
-
-
 class Scheduler:
     """The pure scheduling core; see the module docstring."""
 
@@ -186,6 +171,7 @@ class Scheduler:
         self._ready: list[tuple[float, float, int, int, ShardKey]] = []  # (round, oldest unsent at, tie, version, key)
         self._timers: list[tuple[float, float, int, int, ShardKey]] = []  # (due, 0, tie, version, key)
         self._round = 0
+        self._served: dict[ShardKey, int] = {}  # forgotten keys already served this round -> their next turn
         self._tie = 0
         self._forced = False
         self.in_flight = 0
@@ -199,11 +185,11 @@ class Scheduler:
             if backlog is None:
                 return
             state = _Key(key, self._overhead(key[0]))
-            state.turn = self._round + 1
+            state.turn = self._served.pop(key, 0)  # a key that emptied and came back keeps its place in the rounds
             self._keys[key] = state
         state.backlog = backlog
         if backlog is None and state.in_flight == 0:
-            del self._keys[key]  # memory stays O(keys with events); a parked key with nothing left is forgotten
+            self._forget(state)  # memory stays O(keys with events); a parked key with nothing left is forgotten
             return
         self._evaluate(state, now)
 
@@ -226,7 +212,9 @@ class Scheduler:
             if state is None or state.version != version:
                 continue
             state.placed = None
-            self._round = max(self._round, int(turn))
+            if int(turn) > self._round:
+                self._round = int(turn)
+                self._served = {k: t for k, t in self._served.items() if t > self._round}
             if not self._is_ready(state, now):
                 self._evaluate(state, now)
                 continue
@@ -392,9 +380,14 @@ class Scheduler:
             state.in_flight_events = 0
             state.in_flight_bytes = 0
         if state.backlog is None and state.in_flight == 0:
-            self._keys.pop(state.key, None)
+            self._forget(state)
             return
         self._evaluate(state, now)
+
+    def _forget(self, state: _Key) -> None:
+        del self._keys[state.key]
+        if state.turn > self._round:
+            self._served[state.key] = state.turn
 
     def _blocked(self, state: _Key) -> bool:
         """Waiting for something other than time: a read, or the end of in-flight requests after a failure."""
