@@ -33,6 +33,7 @@ from sidecar.errors import SidecarError
 from sidecar.http_endpoint import HttpEndpoint, is_loopback
 from sidecar.http_guard import local_guard
 from sidecar.model import Batch, CallType, Event, SpooledEvent, Warning, write_key_hash
+from sidecar.validate.limits import MAX_STRING_CHARS
 
 log = structlog.get_logger("sidecar.debugger")
 
@@ -47,10 +48,19 @@ TICK_SECONDS = 0.1
 MAX_IDS_SHOWN = 2500
 """Message ids listed per batch entry (a batch holds at most 2,500 events)."""
 
+SHOWN_NAME_CHARS = 200
+"""Characters of a refused event's name the page shows; the rest is summarised by its length."""
+
 _SUGGESTION = re.compile(r'send "([^"]+)" instead')
 
 # ring entries: (seq, kind, wall time, *payload); rendered lazily by _render
 _Entry = tuple[Any, ...]
+
+
+def _clip(name: str) -> str:
+    if len(name) <= SHOWN_NAME_CHARS:
+        return name
+    return f"{name[:SHOWN_NAME_CHARS]}… ({len(name):,} characters)"
 
 
 class Debugger:
@@ -105,9 +115,12 @@ class Debugger:
         self._record((self._seq, "accepted", event.accepted_at, event, call_type, warnings))
 
     def rejected(self, call_type: CallType, write_key: str, error: SidecarError, detail: dict[str, Any]) -> None:
-        """Remember a refused event with its reason."""
+        """Remember a refused event with its reason: the key's hash and a clipped name, never the raw fields, which
+        may be megabytes each (the ring holds 2,000 entries)."""
         self._seq += 1
-        self._record((self._seq, "rejected", time.time(), call_type, write_key, error, detail))
+        key_hash = self._hash(write_key) if len(write_key) <= MAX_STRING_CHARS else write_key_hash(write_key)
+        name = _clip(str(detail.get("event") or ""))
+        self._record((self._seq, "rejected", time.time(), call_type, key_hash, error, name))
 
     def batch_settled(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
         """Remember one HTTP attempt and which events it carried."""
@@ -149,13 +162,13 @@ class Debugger:
                 event=body,
             )
         elif kind == "rejected":
-            call_type, write_key, error, detail = entry[3], entry[4], entry[5], entry[6]
+            call_type, key_hash, error, name = entry[3], entry[4], entry[5], entry[6]
             reason = str(error)
             match = _SUGGESTION.search(reason)
             base.update(
-                write_key_hash=self._hash(write_key),
+                write_key_hash=key_hash,
                 type=call_type.value,
-                name=str(detail.get("event") or ""),
+                name=name,
                 code=code_of(error).name,
                 reason=reason,
                 suggestion=match.group(1) if match else "",

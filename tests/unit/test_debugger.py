@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sidecar.debugger import Debugger
-from sidecar.debugger.server import RING_SIZE
+from sidecar.debugger.server import RING_SIZE, SHOWN_NAME_CHARS
 from sidecar.deliver.classify import Delivered
 from sidecar.errors import InvalidEvent
 from sidecar.model import Batch, CallType, Event, Region, SpooledEvent, Warning, write_key_hash
@@ -50,6 +50,21 @@ def test_entries_render_without_the_write_key() -> None:
     for rendered in (accepted, rejected, batch):
         assert rendered["write_key_hash"] == write_key_hash(KEY)
         assert KEY not in repr(rendered)
+
+
+def test_a_refused_event_keeps_only_a_clipped_name_and_the_key_hash() -> None:
+    """A refused event with an 8 MiB name and a 1 MiB write key holds 200 characters of the name and the key's hash
+    in the ring, not the raw fields: 2,000 such entries would otherwise pin 18 GiB."""
+    debugger = Debugger("127.0.0.1:0")
+    huge_key = "k" * 2**20
+    error = InvalidEvent.single("event", "has 8,388,608 characters; an event name may have at most 1024")
+    debugger.rejected(CallType.TRACK, huge_key, error, {"event": "x" * 8 * 2**20})
+    (entry,) = debugger._ring
+    assert sum(len(part) for part in entry if isinstance(part, str)) < 1000
+    rendered = debugger.render(entry)
+    assert rendered["name"] == "x" * SHOWN_NAME_CHARS + "… (8,388,608 characters)"
+    assert rendered["write_key_hash"] == write_key_hash(huge_key)
+    assert huge_key not in debugger._hashes
 
 
 async def test_lifecycle_stop_without_start_and_twice() -> None:
