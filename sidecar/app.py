@@ -287,13 +287,15 @@ class Sidecar:
         for endpoint in (self.metrics_server, self.debugger):
             if endpoint is not None:
                 await endpoint.start()
+        # The first interceptor is the outermost: the event counter sees every call, also those the others refuse
+        # (unauthenticated, too many in progress, undecodable), so received = accepted + rejected holds.
         interceptors: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]  # generic only in grpc-stubs
-        if self.settings.auth_token is not None:
-            interceptors.append(TokenInterceptor(self.settings.auth_token.get_secret_value()))  # first: refuse early
-        interceptors.append(RequestLimits(self.settings.max_concurrent_calls))
-        interceptors.append(EdgeIntakeInterceptor(self.forward_metrics))
         if self.metrics is not None:
             interceptors.append(IntakeInterceptor(self.metrics))
+        if self.settings.auth_token is not None:
+            interceptors.append(TokenInterceptor(self.settings.auth_token.get_secret_value()))  # refuse early
+        interceptors.append(RequestLimits(self.settings.max_concurrent_calls))
+        interceptors.append(EdgeIntakeInterceptor(self.forward_metrics))
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[

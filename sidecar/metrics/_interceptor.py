@@ -22,7 +22,9 @@ _RPC_TYPES = {
 
 
 class IntakeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
-    """Counts events as they arrive at the gRPC edge, and those refused without the servicer reporting them."""
+    """Counts events as they arrive at the gRPC edge, and those refused without the servicer reporting them.
+
+    Installed outermost, so the calls that other interceptors refuse are counted too, under their code."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -48,7 +50,10 @@ class IntakeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
         metrics = self._metrics
 
         async def counted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            events = len(request.events) if rpc == "Batch" else 1
+            # A call refused before its request was decoded (too many in progress, bytes that do not parse) carries
+            # no events to count: it counts as one.
+            items = getattr(request, "events", None) if rpc == "Batch" else None
+            events = len(items) if items is not None else 1
             metrics.call_received(rpc, events)
             box = [0]
             token = observed_in_call.set(box)

@@ -133,6 +133,52 @@ async def test_metrics_add_up_after_real_traffic(sidecar_factory: SidecarFactory
     assert total(samples, "sidecar_health_serving") == 1
 
 
+async def test_calls_refused_before_the_servicer_are_counted(sidecar_factory: SidecarFactory) -> None:
+    """Calls refused by the interceptors count under their code, so received = accepted + rejected still holds and
+    an alert on ``reason="resource_exhausted"`` fires when the sidecar is busy: one without the token
+    (unauthenticated), one that does not decode (invalid_argument), one past SIDECAR_MAX_CONCURRENT_CALLS while a
+    Flush waits (resource_exhausted)."""
+    running = await sidecar_factory(
+        **OPS_ENV,
+        SIDECAR_AUTH_TOKEN="s3cret-token-for-ops",
+        SIDECAR_MAX_CONCURRENT_CALLS="1",
+        SIDECAR_ENDPOINT_US=f"http://127.0.0.1:{free_port()}",  # nothing listens: the Flush below waits
+    )
+    assert running.app.metrics_server is not None
+    authorized = (("authorization", "Bearer s3cret-token-for-ops"),)
+    stub = running.stub
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.Track(track(KEY))
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    raw_track = running.channel.unary_unary(
+        "/segment.sidecar.v1.SidecarService/Track", request_serializer=bytes, response_deserializer=bytes
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await raw_track(b"\x82\x01\x02\xff\xfe", metadata=authorized)  # event (field 16): invalid UTF-8
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await stub.Track(track(KEY), metadata=authorized)
+    flush = asyncio.ensure_future(stub.Flush(pb.FlushRequest(), metadata=authorized, timeout=30))
+    try:
+        deadline = time.monotonic() + 10
+        busy: grpc.StatusCode | None = None
+        while busy is None:
+            assert time.monotonic() < deadline, "no call was refused while the Flush held the only place"
+            try:
+                await stub.Track(track(KEY), metadata=authorized)
+            except grpc.aio.AioRpcError as error:
+                busy = error.code()
+            await asyncio.sleep(0.02)
+    finally:
+        flush.cancel()
+    assert busy == grpc.StatusCode.RESOURCE_EXHAUSTED
+    samples = parse(await scrape(running.app.metrics_server.port))
+    received = total(samples, "sidecar_events_received_total", rpc="Track")
+    accepted = total(samples, "sidecar_events_accepted_total")
+    assert received == accepted + total(samples, "sidecar_events_rejected_total")
+    for reason in ("unauthenticated", "invalid_argument", "resource_exhausted"):
+        assert total(samples, "sidecar_events_rejected_total", type="track", reason=reason) == 1, reason
+
+
 async def test_retries_are_counted(sidecar_factory: SidecarFactory, collectors: Collectors) -> None:
     """A 429 answer counts as a retry and as a batch with status 429; the event is then delivered."""
     running = await sidecar_factory(**OPS_ENV)
