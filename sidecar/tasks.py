@@ -51,12 +51,14 @@ class Supervisor:
         self._group: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._stopping = False
         self.problems: dict[str, str] = {}
 
     async def start(self) -> None:
         """Open the task group; returns once tasks can be added. Idempotent."""
         if self._runner is not None:
             return
+        self._stopping = False
         self._runner = asyncio.create_task(self._run(), name=f"{self._name}-supervisor")
         await self._ready.wait()
 
@@ -67,8 +69,10 @@ class Supervisor:
             await asyncio.Event().wait()  # until cancelled by stop(): the group then cancels and awaits its tasks
 
     async def stop(self) -> None:
-        """Cancel every task and wait for them; idempotent and safe without start."""
+        """Cancel every task and wait for them; idempotent and safe without start. Work added while this runs (a
+        loop woken before its cancellation arrives) is not started."""
         runner, self._runner = self._runner, None
+        self._stopping = runner is not None or self._stopping
         self._group = None
         self._ready.clear()
         await cancel_and_wait([runner])
@@ -89,15 +93,24 @@ class Supervisor:
 
     def keep(self, unit: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` until it returns, restarting it after a backoff whenever it raises."""
-        assert self._group is not None, "supervisor used before start()"
-        self._group.create_task(self._keep(unit, work), name=f"{self._name}-{unit}")
+        group = self._open_group()
+        if group is not None:
+            group.create_task(self._keep(unit, work), name=f"{self._name}-{unit}")
 
     def spawn(self, unit: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run one unit of work; an exception escaping it is logged with its traceback.
 
         ``work`` is called inside the task, so a task cancelled (a stop) before it ran leaves no coroutine unawaited."""
-        assert self._group is not None, "supervisor used before start()"
-        self._group.create_task(self._once(unit, work), name=f"{self._name}-{unit}")
+        group = self._open_group()
+        if group is not None:
+            group.create_task(self._once(unit, work), name=f"{self._name}-{unit}")
+
+    def _open_group(self) -> asyncio.TaskGroup | None:
+        """The group to add work to; None once stop() has begun (it would cancel the work before it ran, and what
+        the work would have sent stays spooled)."""
+        if self._group is None and not self._stopping:
+            raise RuntimeError("supervisor used before start()")
+        return self._group
 
     async def _once(self, unit: str, work: Callable[[], Awaitable[None]]) -> None:
         try:

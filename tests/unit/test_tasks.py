@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from structlog.testing import capture_logs
 
 from sidecar.tasks import Supervisor
@@ -73,3 +74,35 @@ async def test_stop_is_idempotent_and_safe_without_start() -> None:
     supervisor.keep("forever", lambda: asyncio.Event().wait())
     await supervisor.stop()
     await supervisor.stop()
+
+
+async def test_work_added_while_stopping_is_not_started_and_logs_nothing() -> None:
+    """A loop woken in the same tick as stop() adds a unit before its own cancellation arrives: the unit is not run
+    and no error is logged (the driver's dispatch loop did this, logging an AssertionError at every fast shutdown)."""
+    supervisor = Supervisor("test")
+    await supervisor.start()
+    wake = asyncio.Event()
+    ran: list[str] = []
+
+    async def unit() -> None:
+        ran.append("unit")
+
+    async def dispatch() -> None:
+        await wake.wait()
+        supervisor.spawn("request", unit)
+        supervisor.keep("loop", unit)
+
+    with capture_logs() as logs:
+        supervisor.keep("dispatch", dispatch)
+        await asyncio.sleep(0)
+        wake.set()  # dispatch is ready to run before stop()'s cancellation reaches it
+        await supervisor.stop()
+    assert ran == []
+    assert not [e for e in logs if e["log_level"] in ("error", "warning")], logs
+
+
+async def test_work_added_before_start_is_an_error() -> None:
+    """Using a supervisor that was never started is a programming error, not a silent drop."""
+    supervisor = Supervisor("test")
+    with pytest.raises(RuntimeError, match="before start"):
+        supervisor.spawn("request", asyncio.sleep)
