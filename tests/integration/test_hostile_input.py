@@ -152,6 +152,41 @@ async def test_refused_huge_inputs_leave_nothing_behind(sidecar_factory: Sidecar
     assert grown < 2**20, f"three rounds of refused input kept {grown / 2**20:.1f} MiB"
 
 
+async def test_a_16_mib_batch_of_large_structs_lets_other_calls_through(process: SidecarProcess) -> None:
+    """A Batch of 268 events whose 62 KB Structs each grow past 32 KB once encoded (half a second of checking here) is
+    answered event by event, and a caller sending one small call after another meanwhile gets at least 5 answers
+    while it is checked (9-11 here): the Batch pauses every 2 ms. Before, it held the event loop throughout, and the
+    caller got 1 answer. (Decoding the 16 MiB request still holds the loop for 0.1-0.2 s: gRPC decodes it in one go.)"""
+    properties = struct_pb2.Struct()
+    for n in range(1200):
+        properties[f"k{n}"] = "v" * 40
+    item = pb.BatchEvent(track=pb.TrackRequest(**BASE, event="Report Generated", properties=properties))
+    big = pb.BatchRequest(events=[item] * ((16 * 2**20 - 4096) // (item.ByteSize() + 4)))
+    async with grpc.aio.insecure_channel(process.address) as channel:
+        stub = pb_grpc.SidecarServiceStub(channel)
+        await stub.Track(pb.TrackRequest(**BASE, event="Warm Up"), timeout=5)
+        answered_during = 0
+        batch_done = asyncio.Event()
+
+        async def small_calls() -> None:
+            nonlocal answered_during
+            while not batch_done.is_set():
+                await stub.Track(pb.TrackRequest(**BASE, event="Report Generated"), timeout=10)
+                answered_during += not batch_done.is_set()
+                await asyncio.sleep(0.005)
+
+        batch = asyncio.ensure_future(stub.Batch(big, timeout=30))
+        ticker = asyncio.create_task(small_calls())
+        try:
+            reply = await batch
+        finally:
+            batch_done.set()
+            await ticker
+    assert (reply.accepted, reply.rejected) == (0, len(big.events))
+    assert all("32" in result.rejected.reason for result in reply.results), reply.results[0]
+    assert answered_during >= 5, f"only {answered_during} small calls were answered while the Batch was checked"
+
+
 async def test_out_of_range_timestamps_are_refused_alone(process: SidecarProcess, collector: Collector) -> None:
     """seconds=1e17, year 1 and out-of-range nanos are INVALID_ARGUMENT on ``timestamp``; in a 1,000-event Batch only
     that event is refused and the others are delivered with valid ISO-8601 timestamps (main: INTERNAL, whole Batch)."""
