@@ -17,6 +17,8 @@ from typing import Any, cast
 import grpc
 import structlog
 
+from sidecar.grpc_handlers import unary_behavior, with_unary_behavior
+
 log = structlog.get_logger("sidecar.api")
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
@@ -73,13 +75,13 @@ def _guarded(handler: grpc.RpcMethodHandler[Any, Any], open_to_loopback: bool, m
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
-        inner_uu = cast(Callable[..., Awaitable[Any]], handler.unary_unary)
+        inner_uu = unary_behavior(handler)
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             await refuse(context)
             return await inner_uu(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(unary_unary, **options)
+        return with_unary_behavior(handler, unary_unary)
     if handler.unary_stream is not None:
         inner_us = cast(Callable[..., Any], handler.unary_stream)
 

@@ -29,6 +29,7 @@ import structlog
 from sidecar.api.servicer import MAX_BATCH_BYTES
 from sidecar.api.status import to_status
 from sidecar.errors import InvalidEvent, ServerBusy
+from sidecar.grpc_handlers import UnaryBehavior, unary_behavior, with_unary_behavior
 
 log = structlog.get_logger("sidecar.api")
 
@@ -48,9 +49,6 @@ class _Undecodable:
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-
-
-Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
@@ -79,13 +77,11 @@ class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # ge
         counted = handler_call_details.method.startswith(_SERVICE_PREFIX)
         if counted and self._active >= self._max:
             # Refused before the request is decoded: a refusal costs no parse.
-            return grpc.unary_unary_rpc_method_handler(
-                self._refuse_busy, request_deserializer=_ignore, response_serializer=handler.response_serializer
-            )
-        return grpc.unary_unary_rpc_method_handler(
-            self._guarded(cast(Behavior, handler.unary_unary), counted=counted),
+            return with_unary_behavior(handler, self._refuse_busy, request_deserializer=_ignore)
+        return with_unary_behavior(
+            handler,
+            self._guarded(unary_behavior(handler), counted=counted),
             request_deserializer=_guard_deserializer(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
         )
 
     async def _refuse_busy(self, request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -96,7 +92,7 @@ class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # ge
         )
         await cast(Any, context).abort_with_status(to_status(error))
 
-    def _guarded(self, behavior: Behavior, *, counted: bool) -> Behavior:
+    def _guarded(self, behavior: UnaryBehavior, *, counted: bool) -> UnaryBehavior:
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if isinstance(request, _Undecodable):
                 error = InvalidEvent.single("request", f"could not be decoded: {request.reason}")

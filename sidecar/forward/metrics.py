@@ -17,10 +17,12 @@ address (a few per fleet), never by write key.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from sidecar.grpc_handlers import unary_behavior, with_unary_behavior
 
 EDGE_METADATA = "x-segment-sidecar-edge"
 """Metadata an edge adds to its calls, so that a gateway can count what it receives from edges."""
@@ -106,7 +108,7 @@ class EdgeIntakeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-ar
             or not any(key == EDGE_METADATA for key, _ in handler_call_details.invocation_metadata or ())
         ):
             return handler
-        inner = cast(Callable[..., Awaitable[Any]], handler.unary_unary)
+        inner = unary_behavior(handler)
         metrics = self._metrics
 
         async def counted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -114,6 +116,4 @@ class EdgeIntakeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-ar
             metrics.received_from_edges += int(getattr(reply, "accepted", 0))
             return reply
 
-        return grpc.unary_unary_rpc_method_handler(
-            counted, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
-        )
+        return with_unary_behavior(handler, counted)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import grpc
 
+from sidecar.grpc_handlers import unary_behavior, with_unary_behavior
 from sidecar.metrics._families import Metrics, observed_in_call
 from sidecar.model import CallType
 
@@ -46,7 +47,7 @@ class IntakeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
             call_type = _RPC_TYPES[rpc].value
         else:
             return handler
-        inner = cast(Callable[..., Awaitable[Any]], handler.unary_unary)  # grpc-stubs type it as sync
+        inner = unary_behavior(handler)
         metrics = self._metrics
 
         async def counted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -70,11 +71,7 @@ class IntakeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
                     # An OK Batch call with unreported events: items without a call type.
                     metrics.call_unreported(call_type, "invalid_argument" if code == "ok" else code, unreported)
 
-        return grpc.unary_unary_rpc_method_handler(
-            counted,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_unary_behavior(handler, counted)
 
 
 def _code_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
