@@ -212,3 +212,32 @@ async def test_a_key_revoked_for_good_is_parked_then_dead_lettered_across_sigkil
     await wait_settled(spool_dir, timeout=20)
     assert await dead_letters(spool_dir, "list") == []
     assert_no_loss_and_clean_duplicates(collector, traffic.acknowledged, cap=float("inf"))
+
+
+async def test_a_revoked_key_on_a_sidecar_restarted_often_still_has_its_events_expire(
+    collector: Collector, sidecar_process: ProcessFactory
+) -> None:
+    """The parked countdown (SIDECAR_PARKED_DEAD_LETTER_AFTER, 1 h here) lives in memory and starts again with each
+    process, so a key refused for good on a sidecar killed every 1.5 s is never dead-lettered as parked too long; its
+    events still become dead letters once SIDECAR_MAX_EVENT_AGE old (4 s here), at the key's next probe, and no
+    acknowledged event waits in the spool for ever."""
+    env = {**PARKING, "SIDECAR_PARKED_DEAD_LETTER_AFTER": "1h", "SIDECAR_MAX_EVENT_AGE": "4s"}
+    collector.faults.revoked_write_keys.add(REVOKED)
+    traffic = Traffic("", [REVOKED], batch_size=20)
+    current = sidecar_process(**env)
+    current.start()
+    await current.wait_ready()
+    spool_dir = current.env["SIDECAR_SPOOL_DIR"]
+    traffic.address = current.address
+    await traffic.run(3)
+    for _ in range(3):
+        await asyncio.sleep(1.5)
+        current.kill()
+        current = sidecar_process(**env)
+        current.start()
+        await current.wait_ready()
+    await wait_settled(spool_dir, timeout=30)
+    rows = await dead_letters(spool_dir, "list")
+    assert {str(row["message_id"]) for row in rows} == traffic.acknowledged
+    assert {str(row["reason"]) for row in rows} == {DeadLetterReason.EXPIRED.description}
+    assert not collector.store.message_ids()
