@@ -31,14 +31,15 @@ def log_decision(
     if was_parked and not is_parked:
         log.info("write_key_unparked", write_key_hash=hashed, region=region)
     if isinstance(decision, Remove) and outcome is not None:
+        gateway = getattr(outcome, "gateway", None)
         log.info(
-            "batch_delivered",
+            "batch_forwarded" if gateway else "batch_delivered",
             write_key_hash=hashed,
             region=region,
             events=len(batch.events),
             bytes=batch.payload_bytes,
-            status=getattr(outcome, "status", 0),
             attempts=batch.attempts + 1,
+            **({"gateway": gateway} if gateway else {"status": getattr(outcome, "status", 0)}),
         )
     elif isinstance(decision, RetryAt):
         log.warning(

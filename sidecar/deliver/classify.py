@@ -25,9 +25,10 @@ MAX_SERVER_DELAY = 300.0
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """Segment accepted the batch."""
+    """Segment accepted the batch, or (``gateway`` set) a gateway sidecar accepted it for delivery."""
 
     status: int
+    gateway: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

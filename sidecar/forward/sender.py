@@ -176,7 +176,7 @@ class ForwardingSender:
             self._metrics.forwarded(gateway, len(sent) - (len(rejected) - len(unforwardable)))
         if rejected:
             return PartlyRejected(tuple(sorted(rejected)))
-        return Delivered(200)
+        return Delivered(200, gateway=gateway)
 
     def _failed(self, batch: Batch, gateway: str, error: grpc.aio.AioRpcError) -> Outcome:
         code = error.code()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from structlog.testing import capture_logs
 
 from sidecar.batch.decide import (
     DeadLetter,
@@ -17,6 +18,8 @@ from sidecar.batch.decide import (
     SplitBatch,
     decide,
 )
+from sidecar.batch.decision_log import log_decision
+from sidecar.batch.interfaces import DeliveryPolicy
 from sidecar.deliver.backoff import Backoff
 from sidecar.deliver.classify import Delivered, Outcome, PartlyRejected, Permanent, Retry, Split, Unauthorized
 from sidecar.model import Batch, DeadLetterReason, Region, SpooledEvent
@@ -63,3 +66,16 @@ def test_every_dead_letter_reason_has_a_sentence() -> None:
     """The enum labels metrics; its sentence is what the dead-letter store keeps."""
     for reason in DeadLetterReason:
         assert reason.description and str(reason) == reason.value
+
+
+def test_a_batch_accepted_by_a_gateway_is_logged_as_forwarded_not_delivered() -> None:
+    """Segment's 200 logs ``batch_delivered`` with the status; a gateway's acceptance (an edge in two tiers) logs
+    ``batch_forwarded`` naming the gateway, so an edge's log never claims a delivery to Segment."""
+    policy = DeliveryPolicy(1.0, 475_000, 2_500, 8, 86_400.0, 300.0, 86_400.0, Backoff(base=1.0, cap=8.0))
+    with capture_logs() as logs:
+        for outcome in (Delivered(200), Delivered(200, gateway="gw-1:50051")):
+            log_decision(batch(3), Remove(), outcome, False, False, lambda: NOW, policy)
+    delivered, forwarded = logs
+    assert delivered["event"] == "batch_delivered" and delivered["status"] == 200 and "gateway" not in delivered
+    assert forwarded["event"] == "batch_forwarded" and forwarded["gateway"] == "gw-1:50051"
+    assert "status" not in forwarded and forwarded["events"] == 3

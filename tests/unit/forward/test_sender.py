@@ -57,7 +57,7 @@ async def test_accepted_partly_rejected_and_refused_token(gateway: SidecarUnderT
     await sender.start()
     await wrong.start()
     try:
-        assert await sender.send(batch(events("Report Generated", "Report Shared"))) == Delivered(200)
+        assert await sender.send(batch(events("Report Generated", "Report Shared"))) == Delivered(200, gateway=address)
         outcome = await sender.send(batch(events("Report Generated", "App Launched", "Report Shared")))
         assert isinstance(outcome, PartlyRejected)
         assert [index for index, _ in outcome.rejected] == [1]
