@@ -7,6 +7,8 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -49,6 +51,34 @@ async def test_calls_without_or_with_a_wrong_token_are_unauthenticated(guarded: 
     assert any(entry["event"] == "call_unauthenticated" for entry in logs)
     reply = await guarded.stub.Track(request, metadata=GOOD, timeout=5)
     assert reply.message_id
+
+
+async def test_a_call_without_the_token_is_refused_before_its_request_is_decoded() -> None:
+    """Without the token a SidecarService call's bytes are never parsed (a refused 16 MiB Batch costs no decode);
+    health keeps its decoder, since a probe from loopback is served."""
+    decoded: list[bytes] = []
+
+    def decode(raw: bytes) -> bytes:
+        decoded.append(raw)
+        return raw
+
+    async def reply(request: object, context: object) -> bytes:
+        return b""
+
+    inner = grpc.unary_unary_rpc_method_handler(reply, request_deserializer=decode, response_serializer=bytes)
+
+    async def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
+        return inner
+
+    interceptor = TokenInterceptor(TOKEN)
+    for method, kept in (("/segment.sidecar.v1.SidecarService/Batch", False), ("/grpc.health.v1.Health/Check", True)):
+        details = SimpleNamespace(method=method, invocation_metadata=())
+        handler = await interceptor.intercept_service(continuation, cast(grpc.HandlerCallDetails, details))
+        handler.request_deserializer(b"\x0a\x02hi")
+        assert bool(decoded) is kept, method
+        decoded.clear()
+    authorized = SimpleNamespace(method="/segment.sidecar.v1.SidecarService/Batch", invocation_metadata=GOOD)
+    assert await interceptor.intercept_service(continuation, cast(grpc.HandlerCallDetails, authorized)) is inner
 
 
 async def test_health_is_open_on_loopback_and_reflection_is_not(guarded: SidecarUnderTest) -> None:
