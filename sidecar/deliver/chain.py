@@ -5,12 +5,19 @@ Each link does one thing and holds the next. :class:`LimitedSender` takes exactl
 :class:`~sidecar.deliver.http.HttpSender` (authorise, POST without following redirects, classify) for Segment, or any
 other terminal with the same contract (``async send(batch) -> Outcome``, never raising for transport failures), such
 as a forwarding sender that needs no limiter (``limiter=None``).
+
+The limiter's bound assumes a request starts as soon as its grant is given. Authorising can wait after the grant (an
+OAuth key's first token), and attempts that waited together would then start together, over the cap. So the HTTP
+terminal confirms its grant just before it starts the request (:meth:`SenderChain.confirm_grant`): one older than
+:data:`LATE_GRANT_SECONDS` is replaced by a fresh one. An attempt still starts with exactly one grant; a replaced
+grant is simply left unused.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Protocol
 
 import aiohttp
@@ -20,6 +27,12 @@ from sidecar.deliver.classify import Outcome
 from sidecar.deliver.http import HttpSender
 from sidecar.deliver.ratelimit import RateLimiter
 from sidecar.model import Batch, Region
+
+LATE_GRANT_SECONDS = 0.1
+"""How long after its grant an attempt may still start its request; the fleet limiter's lateness allowance too."""
+
+_granted_at: ContextVar[float | None] = ContextVar("sidecar_granted_at", default=None)
+"""When the attempt running in this task got its grant (monotonic seconds); None outside a limited attempt."""
 
 
 class Sender(Protocol):
@@ -47,7 +60,7 @@ class LimitedSender:
     """Takes one rate-limiter grant, then hands the attempt on; ``on_wait`` is told how long the grant took, and
     every grant listener that a grant was given (a scheduler that chooses batches as late as possible needs that)."""
 
-    __slots__ = ("_clock", "_limiter", "_next", "_on_wait", "grant_listeners")
+    __slots__ = ("_clock", "_limiter", "_next", "_on_wait", "grant_listeners", "late_grants_replaced")
 
     def __init__(
         self,
@@ -61,16 +74,32 @@ class LimitedSender:
         self._on_wait = on_wait
         self._clock = clock
         self.grant_listeners: list[Callable[[], None]] = []
+        self.late_grants_replaced = 0
 
     async def send(self, batch: Batch) -> Outcome:
         """Wait for a grant, then attempt."""
         started = self._clock()
         await self._limiter.acquire()
+        granted = self._clock()
         if self._on_wait is not None:
-            self._on_wait(self._clock() - started)
+            self._on_wait(granted - started)
         for listener in self.grant_listeners:
             listener()
-        return await self._next.send(batch)
+        token = _granted_at.set(granted)
+        try:
+            return await self._next.send(batch)
+        finally:
+            _granted_at.reset(token)
+
+    async def confirm_grant(self) -> None:
+        """Just before the request starts: take a fresh grant if this attempt's is older than
+        :data:`LATE_GRANT_SECONDS` (grant listeners are not told again: it is the same attempt)."""
+        granted = _granted_at.get()
+        if granted is None or self._clock() - granted <= LATE_GRANT_SECONDS:
+            return
+        await self._limiter.acquire()
+        self.late_grants_replaced += 1
+        _granted_at.set(self._clock())
 
 
 class SenderChain:
@@ -99,6 +128,12 @@ class SenderChain:
         """Whether the chain waits for a rate-limiter grant before each attempt."""
         return isinstance(self._head, LimitedSender)
 
+    async def confirm_grant(self) -> None:
+        """Called by the terminal just before it starts a request (see the module docstring); nothing without a
+        limiter."""
+        if isinstance(self._head, LimitedSender):
+            await self._head.confirm_grant()
+
     def on_grant(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` each time an attempt gets its grant (never, for a chain without a limiter)."""
         if isinstance(self._head, LimitedSender):
@@ -124,5 +159,9 @@ def build_segment_chain(
     on_wait: Callable[[float], None] | None = None,
     session: aiohttp.ClientSession | None = None,
 ) -> SenderChain:
-    """Segment's chain: limiter -> authorise -> POST (``timeout`` per attempt, no redirects) -> classify."""
-    return build_sender_chain(HttpSender(endpoints, authenticator, timeout, session), limiter, on_wait)
+    """Segment's chain: limiter -> authorise -> (grant confirmed) POST (``timeout`` per attempt, no redirects) ->
+    classify."""
+    terminal = HttpSender(endpoints, authenticator, timeout, session)
+    chain = build_sender_chain(terminal, limiter, on_wait)
+    terminal.before_post = chain.confirm_grant
+    return chain

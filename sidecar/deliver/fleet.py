@@ -23,7 +23,8 @@ So the grants themselves never exceed the cap; the contract's 20% (:data:`CONTRA
 happens after a grant (the request's trip to the server). :func:`tolerance` never picks a ``D`` that would let the
 bound pass ``floor(1.2 * cap)``. Assumed: Redis's clock does not step by more than a few milliseconds while slots are
 outstanding (a backward step of more than :data:`CLOCK_STEP_RESET` restarts the schedule), and the sender starts the
-request as soon as :meth:`RedisLimiter.acquire` returns.
+request as soon as :meth:`RedisLimiter.acquire` returns (within ``LATE_GRANT_SECONDS``: the sender chain replaces
+a grant it holds longer, see :mod:`sidecar.deliver.chain`).
 
 Connecting (TCP, TLS, AUTH, loading the script) happens in the background from :meth:`RedisLimiter.start`, bounded
 by ``connect_timeout``. When Redis is unreachable, failing or slow (every later call is bounded by ``timeout``), the

@@ -10,6 +10,7 @@ to another origin). The rate limiter is not here: :func:`sidecar.deliver.chain.b
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -65,6 +66,8 @@ class HttpSender:
         self._session = session
         self._owns_session = session is None
         self._clock = IsoClock()
+        self.before_post: Callable[[], Awaitable[None]] | None = None
+        """Awaited after authorising, just before the request starts (the chain confirms the attempt's grant)."""
 
     async def start(self) -> None:
         """Open the HTTP connection pool."""
@@ -87,6 +90,8 @@ class HttpSender:
             authorization = await self._authenticator.authorize(write_key, region)
         except AuthorizationFailed as exc:
             return exc.outcome
+        if self.before_post is not None:
+            await self.before_post()
         body = batch_body(batch, self._clock.format(time.time()), authorization.write_key_in_body)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **authorization.headers}
         if batch.attempts:

@@ -267,6 +267,33 @@ async def test_many_concurrent_authorizations_share_one_token_request(
     assert len({r.headers["Authorization"] for r in results}) == 1
 
 
+async def test_a_token_server_answering_late_and_all_at_once_does_not_push_requests_over_the_cap(
+    sidecar_factory: SidecarFactory,
+    collectors: Collectors,
+    token_servers: TokenServers,
+    apps: dict[str, App],
+    tmp_path: Path,
+) -> None:
+    """25 OAuth keys at a cap of 10: the token server holds every request until all 25 attempts have their grants,
+    then answers them at once. The requests still reach Segment at no more than 10 in any one-second window, because
+    an attempt that waited more than 0.1 s after its grant takes a fresh one. Without that, all 25 arrive in one
+    burst, because the grants were given while the tokens were awaited."""
+    many = [App(f"wk-oauth-many-{n:02d}", f"client-many-{n:02d}", apps[KEY_A].key) for n in range(25)]
+    for app in many:
+        token_servers.us.register(app.write_key, app.client_id, app.key_id, app.key.public_key())
+    token_servers.us.delay = 30.0
+    path = credentials_file(tmp_path, many)
+    running = await sidecar_factory(**oauth_env(collectors, path, SIDECAR_MAX_REQUESTS_PER_SECOND="10"))
+    for app in many:
+        await running.stub.Track(track(app.write_key, 1), timeout=5)
+    await asyncio.sleep(25 / 9 + 0.6)  # paced at 9/s: every key's attempt holds a grant and waits for its token
+    token_servers.us.release()
+    flushed = await flush(running, timeout=20)
+    assert flushed.delivered == 25
+    assert all(accepted_ids(collectors, app.write_key) == {f"{app.write_key}-1": 1} for app in many)
+    assert collectors.us.store.max_requests_in_window(1.0) <= 10
+
+
 @pytest.mark.parametrize("status", [400, 401])
 async def test_revoked_app_parks_only_its_key(
     sidecar_factory: SidecarFactory,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from sidecar.collector.server import Collector
-from sidecar.deliver.auth import BasicAuthenticator
+from sidecar.deliver.auth import Authorization, BasicAuthenticator
 from sidecar.deliver.chain import build_segment_chain, build_sender_chain
 from sidecar.deliver.classify import Delivered, Outcome, Retry
 from sidecar.deliver.ratelimit import PacedLimiter
@@ -109,3 +111,37 @@ async def test_a_terminal_without_a_limiter_is_called_directly() -> None:
     chain = build_sender_chain(terminal, None)
     assert not chain.paced
     assert isinstance(await chain.send(batch()), Delivered) and len(terminal.sent) == 1
+
+
+async def test_attempts_held_after_their_grants_take_fresh_ones_and_keep_the_pace(collector: Collector) -> None:
+    """30 attempts whose authorisation holds them until every one has its grant (an OAuth token server that answers
+    all its waiting requests at once) reach the collector no faster than the limiter paces (cap 20: at most 20 in any
+    1-s window): each takes a fresh grant before its request. Without that, all 30 arrive within milliseconds."""
+    released = asyncio.Event()
+
+    class HeldAuthenticator(BasicAuthenticator):
+        """Basic auth that answers only once ``released`` is set."""
+
+        async def authorize(self, write_key: str, region: Region) -> Authorization:
+            """Wait for the release, then Basic."""
+            await released.wait()
+            return await super().authorize(write_key, region)
+
+    limiter = PacedLimiter(20)
+    chain = build_segment_chain(dict.fromkeys(Region, collector.url), HeldAuthenticator(), 5.0, limiter)
+    granted: list[int] = []
+    chain.on_grant(lambda: granted.append(1))
+    await chain.start()
+    try:
+        attempts = [asyncio.ensure_future(chain.send(batch(f"wk-held-{n}"))) for n in range(30)]
+        while len(granted) < 30:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the last grant is late too
+        released.set()
+        outcomes = await asyncio.gather(*attempts)
+    finally:
+        await chain.stop()
+    assert all(isinstance(outcome, Delivered) for outcome in outcomes)
+    assert len(granted) == 30, "grant listeners hear one grant per attempt"
+    assert len(collector.store.requests) == 30
+    assert collector.store.max_requests_in_window(1.0) <= 20
