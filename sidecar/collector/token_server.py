@@ -90,6 +90,8 @@ class TokenServer:
         self.delay = 0.0
         """Seconds to wait before answering a token request (cut short by :meth:`release`)."""
         self.requests: list[TokenRequest] = []
+        self.arrived = 0
+        """Token requests received so far, answered or not (those :attr:`delay` holds included)."""
         self._clock = clock
         self._clients: dict[str, Client] = {}
         self._tokens: dict[str, _Token] = {}
@@ -155,6 +157,7 @@ class TokenServer:
     async def _token(self, request: web.Request) -> web.Response:
         form = {name: str(value) for name, value in (await request.post()).items()}
         record = TokenRequest(0, None, form, content_type=request.content_type)
+        self.arrived += 1
         try:
             if self.delay > 0 and not self._released.is_set():
                 with contextlib.suppress(TimeoutError):

@@ -60,7 +60,7 @@ class LimitedSender:
     """Takes one rate-limiter grant, then hands the attempt on; ``on_wait`` is told how long the grant took, and
     every grant listener that a grant was given (a scheduler that chooses batches as late as possible needs that)."""
 
-    __slots__ = ("_clock", "_limiter", "_next", "_on_wait", "grant_listeners", "late_grants_replaced")
+    __slots__ = ("_clock", "_limiter", "_next", "_on_wait", "grant_listeners")
 
     def __init__(
         self,
@@ -74,7 +74,6 @@ class LimitedSender:
         self._on_wait = on_wait
         self._clock = clock
         self.grant_listeners: list[Callable[[], None]] = []
-        self.late_grants_replaced = 0
 
     async def send(self, batch: Batch) -> Outcome:
         """Wait for a grant, then attempt."""
@@ -98,7 +97,6 @@ class LimitedSender:
         if granted is None or self._clock() - granted <= LATE_GRANT_SECONDS:
             return
         await self._limiter.acquire()
-        self.late_grants_replaced += 1
         _granted_at.set(self._clock())
 
 

@@ -286,7 +286,9 @@ async def test_a_token_server_answering_late_and_all_at_once_does_not_push_reque
     running = await sidecar_factory(**oauth_env(collectors, path, SIDECAR_MAX_REQUESTS_PER_SECOND="10"))
     for app in many:
         await running.stub.Track(track(app.write_key, 1), timeout=5)
-    await asyncio.sleep(25 / 9 + 0.6)  # paced at 9/s: every key's attempt holds a grant and waits for its token
+    async with asyncio.timeout(10):  # paced at 9/s: each key's attempt gets its grant, then asks for its token
+        while token_servers.us.arrived < len(many):
+            await asyncio.sleep(0.05)
     token_servers.us.release()
     flushed = await flush(running, timeout=20)
     assert flushed.delivered == 25
