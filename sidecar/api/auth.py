@@ -70,12 +70,10 @@ def _guarded(handler: grpc.RpcMethodHandler[Any, Any], open_to_loopback: bool, m
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, REFUSAL)
         return True  # pragma: no cover - abort raises
 
-    options = {
-        # A call that will be refused whatever it carries is not decoded: without the token, a 16 MiB request costs
-        # no parse. Health from loopback is served, so it is.
-        "request_deserializer": handler.request_deserializer if open_to_loopback else _unread,
-        "response_serializer": handler.response_serializer,
-    }
+    # A call that will be refused whatever it carries is not decoded: without the token, a 16 MiB request costs no
+    # parse. Health from loopback is served, so it is.
+    decode = handler.request_deserializer if open_to_loopback else _unread
+    options = {"request_deserializer": decode, "response_serializer": handler.response_serializer}
     if handler.unary_unary is not None:
         inner_uu = unary_behavior(handler)
 
@@ -83,7 +81,7 @@ def _guarded(handler: grpc.RpcMethodHandler[Any, Any], open_to_loopback: bool, m
             await refuse(context)
             return await inner_uu(request, context)
 
-        return with_unary_behavior(handler, unary_unary, request_deserializer=options["request_deserializer"])
+        return with_unary_behavior(handler, unary_unary, request_deserializer=decode)
     if handler.unary_stream is not None:
         inner_us = cast(Callable[..., Any], handler.unary_stream)
 

@@ -130,12 +130,19 @@ async def test_attempts_held_after_their_grants_take_fresh_ones_and_keep_the_pac
     limiter = PacedLimiter(20)
     chain = build_segment_chain(dict.fromkeys(Region, collector.url), HeldAuthenticator(), 5.0, limiter)
     granted: list[int] = []
-    chain.on_grant(lambda: granted.append(1))
+    all_granted = asyncio.Event()
+
+    def heard_grant() -> None:
+        granted.append(1)
+        if len(granted) == 30:
+            all_granted.set()
+
+    chain.on_grant(heard_grant)
     await chain.start()
     try:
         attempts = [asyncio.ensure_future(chain.send(batch(f"wk-held-{n}"))) for n in range(30)]
-        while len(granted) < 30:
-            await asyncio.sleep(0.05)
+        async with asyncio.timeout(10):
+            await all_granted.wait()
         await asyncio.sleep(0.2)  # the last grant is late too
         released.set()
         outcomes = await asyncio.gather(*attempts)
