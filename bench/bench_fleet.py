@@ -7,7 +7,7 @@ prints:
 
 * delivered events/s and HTTP requests/s of the whole fleet (first to last request at the collector);
 * the most requests the collector saw start in any sliding one-second window, beside the cap and the guaranteed
-  bound (:func:`sidecar.deliver.fleet.bound`);
+  bound (:func:`sidecar.send.fleet.bound`);
 * Redis round trips per HTTP request, counted by Redis itself (``INFO commandstats``: EVALSHA, SCRIPT LOAD, PING);
 * each sidecar's share of the requests.
 
@@ -34,7 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.collector.server import Collector
-from sidecar.deliver.fleet import bound
+from sidecar.send.fleet import bound
 
 
 def free_port() -> int:

@@ -70,7 +70,7 @@ def enriched_size() -> int:
 def ceiling(event_bytes: int, cap: float = 50.0) -> tuple[int, float]:
     """(events per full batch, events/s at ``cap`` full batches per second) for events of ``event_bytes``."""
     from sidecar.config import DEFAULT_BATCH_BYTES, SEGMENT_MAX_BATCH_EVENTS  # noqa: PLC0415
-    from sidecar.deliver.http import envelope_overhead  # noqa: PLC0415
+    from sidecar.send.http import envelope_overhead  # noqa: PLC0415
 
     per_batch = min(SEGMENT_MAX_BATCH_EVENTS, (DEFAULT_BATCH_BYTES - envelope_overhead(WRITE_KEY)) // (event_bytes + 1))
     return per_batch, per_batch * cap

@@ -51,7 +51,7 @@ from sidecar._proto import sidecar_pb2 as pb  # noqa: E402
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc  # noqa: E402
 from sidecar.collector import max_requests_in_window  # noqa: E402
 from sidecar.config import SEGMENT_MAX_BATCH_BYTES  # noqa: E402
-from sidecar.deliver.http import envelope_overhead  # noqa: E402
+from sidecar.send.http import envelope_overhead  # noqa: E402
 
 CALL_EVENTS = 1000
 IN_FLIGHT = 4

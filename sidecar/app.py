@@ -33,14 +33,9 @@ from sidecar.api.auth import TokenInterceptor
 from sidecar.api.limits import RequestLimits
 from sidecar.api.reflection import enable_reflection
 from sidecar.api.servicer import MAX_BATCH_BYTES, IntakeObserver, SidecarServicer
-from sidecar.batch.driver import DeliveryDriver, DeliveryObserver, DeliveryPolicy
 from sidecar.config import Settings
 from sidecar.debugger import Debugger
-from sidecar.deliver.auth import Authenticator, BasicAuthenticator
-from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.chain import SenderChain, build_segment_chain, build_sender_chain
-from sidecar.deliver.http import envelope_overhead
-from sidecar.deliver.ratelimit import PacedLimiter, RateLimiter
+from sidecar.delivery.driver import DeliveryDriver, DeliveryObserver, DeliveryPolicy
 from sidecar.enrich.enricher import Enricher
 from sidecar.errors import SidecarError
 from sidecar.forward.metrics import EdgeIntakeInterceptor, ForwardMetrics
@@ -48,6 +43,11 @@ from sidecar.forward.sender import ForwardingSender, NoLimit
 from sidecar.intake import Intake
 from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, stage_collectors
 from sidecar.model import Region
+from sidecar.send.auth import Authenticator, BasicAuthenticator
+from sidecar.send.backoff import Backoff
+from sidecar.send.chain import SenderChain, build_segment_chain, build_sender_chain
+from sidecar.send.http import envelope_overhead
+from sidecar.send.ratelimit import PacedLimiter, RateLimiter
 from sidecar.spool import MemoryStore, Spool, SqliteStore, Store
 from sidecar.tasks import cancel_and_wait
 from sidecar.validate.credentials import CredentialsRequired
@@ -79,7 +79,7 @@ def probe_writable(directory: Path) -> str | None:
 def build_limiter(settings: Settings) -> RateLimiter:
     """The fleet-wide Redis limiter when SIDECAR_REDIS_URL is set, else a local paced limiter."""
     if settings.redis_url:
-        from sidecar.deliver.fleet import RedisLimiter  # noqa: PLC0415 - only deployments with Redis load it
+        from sidecar.send.fleet import RedisLimiter  # noqa: PLC0415 - only deployments with Redis load it
 
         return RedisLimiter.from_settings(settings)
     return PacedLimiter(settings.max_requests_per_second)
@@ -88,7 +88,7 @@ def build_limiter(settings: Settings) -> RateLimiter:
 def build_authenticator(settings: Settings) -> Authenticator:
     """OAuth for the keys in SIDECAR_OAUTH_CREDENTIALS_FILE (Basic for the others), else Basic for every key."""
     if settings.oauth_credentials_file is not None or settings.oauth_required:
-        from sidecar.deliver.oauth import OAuthAuthenticator  # noqa: PLC0415 - only OAuth deployments load it
+        from sidecar.send.oauth import OAuthAuthenticator  # noqa: PLC0415 - only OAuth deployments load it
 
         return OAuthAuthenticator.from_settings(settings)
     return BasicAuthenticator()

@@ -3,14 +3,14 @@
 It runs the validators (the partner rules, the Spec check, and with ``SIDECAR_OAUTH_REQUIRED`` the credentials
 check), then the enricher; it appends accepted events to the spool and asks the delivery driver to flush. Keeping
 this here, outside ``api/``, is what lets the edge import nothing from ``validate/``'s neighbours: ``enrich/``,
-``spool/``, ``batch/`` or ``deliver/``.
+``spool/``, ``delivery/`` or ``send/``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sidecar.batch.driver import DeliveryDriver, FlushResult
+from sidecar.delivery.driver import DeliveryDriver, FlushResult
 from sidecar.enrich.enricher import Enricher
 from sidecar.model import Call, Event, Warning
 from sidecar.spool import Spool

@@ -1,8 +1,8 @@
 """The gRPC servicer: decode, hand to the one downstream, answer. A call returns OK only once its events are durable.
 
 The servicer knows one stage: :class:`~sidecar.api.downstream.Downstream` (validation, enrichment, the spool and
-delivery live behind it, wired in ``sidecar/app.py``); it imports nothing from ``enrich/``, ``spool/``, ``batch/`` or
-``deliver/`` (a test keeps it so).
+delivery live behind it, wired in ``sidecar/app.py``); it imports nothing from ``enrich/``, ``spool/``, ``delivery/`` or
+``send/`` (a test keeps it so).
 
 Errors become statuses in one place (:mod:`sidecar.api.status`); an unexpected exception is logged with its
 traceback and answered ``INTERNAL`` with a plain message, never a traceback.

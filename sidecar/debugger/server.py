@@ -28,11 +28,11 @@ import structlog
 from aiohttp import web
 
 from sidecar.api.status import code_of
-from sidecar.deliver.classify import Delivered, Outcome
 from sidecar.errors import SidecarError
 from sidecar.http_endpoint import HttpEndpoint, is_loopback
 from sidecar.http_guard import local_guard
 from sidecar.model import Batch, CallType, Event, SpooledEvent, Warning, write_key_hash
+from sidecar.send.classify import Delivered, Outcome
 from sidecar.validate.limits import MAX_STRING_CHARS
 
 log = structlog.get_logger("sidecar.debugger")

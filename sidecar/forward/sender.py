@@ -1,6 +1,6 @@
 """The forwarding sender: one batch -> one ``Batch`` call to the key's gateway -> an :data:`Outcome`.
 
-It has the shape of :class:`~sidecar.batch.driver.Sender` (``async send(batch) -> Outcome``, never raising for a
+It has the shape of :class:`~sidecar.delivery.driver.Sender` (``async send(batch) -> Outcome``, never raising for a
 network failure), so delivery's scheduler, retries and settling are the same in edge mode; only the terminal differs.
 An edge does not call Segment, so it paces nothing (:class:`NoLimit`) and needs no Redis: the gateways do both.
 
@@ -32,12 +32,12 @@ from google.rpc import error_details_pb2, status_pb2
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
-from sidecar.deliver.classify import MAX_SERVER_DELAY, Delivered, Outcome, PartlyRejected, Retry, Split
 from sidecar.forward.convert import UnforwardableEvent, to_batch_event
 from sidecar.forward.gateways import GatewayList
 from sidecar.forward.metrics import EDGE_METADATA, ForwardMetrics
 from sidecar.forward.routing import Router
 from sidecar.model import Batch, write_key_hash
+from sidecar.send.classify import MAX_SERVER_DELAY, Delivered, Outcome, PartlyRejected, Retry, Split
 
 log = structlog.get_logger("sidecar.forward")
 

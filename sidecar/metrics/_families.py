@@ -62,7 +62,6 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from sidecar.api.status import code_of
-from sidecar.deliver.classify import Delivered, Outcome, Retry, Unauthorized
 from sidecar.errors import SidecarError
 from sidecar.model import (
     Batch,
@@ -75,6 +74,7 @@ from sidecar.model import (
     Warning,
     write_key_hash,
 )
+from sidecar.send.classify import Delivered, Outcome, Retry, Unauthorized
 
 WRITE_KEY_SERIES = 20
 """Write keys that get their own series; the rest are summed in ``write_key_hash="other"``."""
@@ -177,7 +177,7 @@ class _TopKeys:
 
 class Metrics:
     """The sidecar's Prometheus metrics; an :class:`~sidecar.api.servicer.IntakeObserver` and a
-    :class:`~sidecar.batch.driver.DeliveryObserver`. See the module docstring for the families."""
+    :class:`~sidecar.delivery.driver.DeliveryObserver`. See the module docstring for the families."""
 
     def __init__(
         self,

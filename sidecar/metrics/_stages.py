@@ -15,7 +15,7 @@ metric                                             type     meaning
 =================================================  =======  ============================================================
 
 Each family appears only when its stage runs (an OAuth credentials file; ``SIDECAR_REDIS_URL``). The stages are read
-through the two Protocols below, so this module imports nothing from ``deliver/``.
+through the two Protocols below, so this module imports nothing from ``send/``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The ``SIDECAR_OAUTH_REQUIRED`` check as a validator: a key without OAuth credentials is refused at the edge.
 
 It is handed the authenticator's ``requires_credentials`` (a plain callable), so ``validate/`` imports nothing from
-``deliver/``; ``app.py`` adds it last, only when OAuth is required.
+``send/``; ``app.py`` adds it last, only when OAuth is required.
 """
 
 from __future__ import annotations

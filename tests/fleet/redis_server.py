@@ -1,6 +1,6 @@
 """A real ``redis-server`` for tests: a free loopback port, a temporary folder, nothing saved to disk.
 
-Used by the fleet suite's ``conftest.py`` and by ``tests/unit/deliver/test_fleet.py``. When the binary is missing the
+Used by the fleet suite's ``conftest.py`` and by ``tests/unit/send/test_fleet.py``. When the binary is missing the
 tests skip with the reason printed, unless ``TEST_REQUIRE_REDIS=1`` (CI sets it), which turns the skip into a
 failure so a broken CI image cannot silently skip the fleet tests.
 """

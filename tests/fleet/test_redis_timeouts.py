@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sidecar.collector.store import max_requests_in_window
-from sidecar.deliver._fleet_budget import CONTRACT_EXCESS
-from sidecar.deliver.fleet import RedisLimiter
-from sidecar.deliver.ratelimit import HEADROOM
+from sidecar.send._fleet_budget import CONTRACT_EXCESS
+from sidecar.send.fleet import RedisLimiter
+from sidecar.send.ratelimit import HEADROOM
 from tests.fleet.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow

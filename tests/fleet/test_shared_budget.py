@@ -12,8 +12,8 @@ import pytest
 
 from sidecar.collector.server import Collector
 from sidecar.collector.store import max_requests_in_window
-from sidecar.deliver.fleet import bound, default_key
-from sidecar.deliver.ratelimit import HEADROOM
+from sidecar.send.fleet import bound, default_key
+from sidecar.send.ratelimit import HEADROOM
 from tests.fleet.fleet import fleet, shares, started_between
 from tests.fleet.redis_server import RedisServer
 

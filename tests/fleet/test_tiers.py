@@ -22,7 +22,7 @@ import pytest
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.collector.server import Collector
-from sidecar.deliver.fleet import bound
+from sidecar.send.fleet import bound
 from tests.fleet.redis_server import RedisServer
 from tests.support.harness import TEST_ENV, SidecarProcess, free_port
 

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from sidecar.batch.driver import DeliveryDriver, DeliveryPolicy
 from sidecar.collector.server import Collector
-from sidecar.deliver.auth import BasicAuthenticator
-from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.chain import SenderChain, build_segment_chain
-from sidecar.deliver.classify import Outcome
-from sidecar.deliver.http import envelope_overhead
-from sidecar.deliver.ratelimit import PacedLimiter
+from sidecar.delivery.driver import DeliveryDriver, DeliveryPolicy
 from sidecar.model import Batch, Event, Region, ShardKey, SpooledEvent
+from sidecar.send.auth import BasicAuthenticator
+from sidecar.send.backoff import Backoff
+from sidecar.send.chain import SenderChain, build_segment_chain
+from sidecar.send.classify import Outcome
+from sidecar.send.http import envelope_overhead
+from sidecar.send.ratelimit import PacedLimiter
 from sidecar.spool import Spool, SqliteStore
 
 POLICY = DeliveryPolicy(

@@ -23,8 +23,8 @@ from structlog.testing import capture_logs
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.collector.token_server import TokenServer, oauth_collector
-from sidecar.deliver.oauth import OAuthAuthenticator
 from sidecar.model import Region, write_key_hash
+from sidecar.send.oauth import OAuthAuthenticator
 from tests.conftest import SidecarFactory, rpc_error
 from tests.support.harness import Collectors, SidecarUnderTest, free_port
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sidecar.debugger import Debugger
 from sidecar.debugger.server import RING_SIZE, SHOWN_NAME_CHARS
-from sidecar.deliver.classify import Delivered
 from sidecar.errors import InvalidEvent
 from sidecar.model import Batch, CallType, Event, Region, SpooledEvent, Warning, write_key_hash
+from sidecar.send.classify import Delivered
 
 KEY = "wk-debugger-secret"
 

@@ -12,7 +12,7 @@ PACKAGE = ROOT / "sidecar"
 MAX_LINES = 450
 """A module past this many lines usually holds two ideas (STYLE.md)."""
 
-FORBIDDEN_FROM_API = ("sidecar.batch", "sidecar.deliver", "sidecar.spool", "sidecar.enrich")
+FORBIDDEN_FROM_API = ("sidecar.delivery", "sidecar.send", "sidecar.spool", "sidecar.enrich")
 
 
 def modules() -> list[Path]:
@@ -43,7 +43,7 @@ def imported_by(source: str, package: str) -> set[str]:
 
 
 def test_the_grpc_edge_imports_no_later_stage() -> None:
-    """Nothing in sidecar/api/ imports batch/, deliver/, spool/ or enrich/: the edge has exactly one downstream."""
+    """Nothing in sidecar/api/ imports delivery/, send/, spool/ or enrich/: the edge has exactly one downstream."""
     offenders = [
         f"{path.relative_to(ROOT)} imports {name}"
         for path in sorted((PACKAGE / "api").rglob("*.py"))
@@ -55,8 +55,8 @@ def test_the_grpc_edge_imports_no_later_stage() -> None:
 
 def test_the_import_check_sees_a_forbidden_import() -> None:
     """The checker itself finds absolute and relative imports of a later stage (so the rule can fail)."""
-    names = imported_by("from sidecar.spool import Spool\nfrom ..deliver import http\nimport grpc\n", "sidecar.api")
-    assert "sidecar.spool" in names and "sidecar.deliver.http" in names
+    names = imported_by("from sidecar.spool import Spool\nfrom ..send import http\nimport grpc\n", "sidecar.api")
+    assert "sidecar.spool" in names and "sidecar.send.http" in names
 
 
 def test_no_module_is_over_450_lines() -> None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.deliver.classify import Delivered, Permanent, Retry, Split, Unauthorized
 from sidecar.errors import CapacityExhausted, InvalidEvent
 from sidecar.metrics import MAX_TRACKED_KEYS, Metrics, dead_letter_code, is_loopback
 from sidecar.model import Batch, CallType, Event, Region, SpooledEvent, write_key_hash
+from sidecar.send.classify import Delivered, Permanent, Retry, Split, Unauthorized
 
 
 @dataclass

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.deliver.classify import Delivered, PartlyRejected, Retry
 from sidecar.enrich.enricher import Enricher
 from sidecar.forward.metrics import ForwardMetrics
 from sidecar.forward.sender import ForwardingSender
 from sidecar.model import Batch, Event, Region
+from sidecar.send.classify import Delivered, PartlyRejected, Retry
 from tests.support.harness import Collectors, SidecarUnderTest, free_port, start_sidecar
 from tests.unit.forward.test_convert import enrich
 

@@ -24,18 +24,18 @@ happens after a grant (the request's trip to the server). :func:`tolerance` neve
 bound pass ``floor(1.2 * cap)``. Assumed: Redis's clock does not step by more than a few milliseconds while slots are
 outstanding (a backward step of more than :data:`CLOCK_STEP_RESET` restarts the schedule), and the sender starts the
 request as soon as :meth:`RedisLimiter.acquire` returns (within ``LATE_GRANT_SECONDS``: the sender chain replaces
-a grant it holds longer, see :mod:`sidecar.deliver.chain`).
+a grant it holds longer, see :mod:`sidecar.send.chain`).
 
 Connecting (TCP, TLS, AUTH, loading the script) happens in the background from :meth:`RedisLimiter.start`, bounded
 by ``connect_timeout``. When Redis is unreachable, failing or slow (every later call is bounded by ``timeout``), the
-limiter switches to a local :class:`~sidecar.deliver.ratelimit.PacedLimiter` of ``cap / fleet_size``, logs
+limiter switches to a local :class:`~sidecar.send.ratelimit.PacedLimiter` of ``cap / fleet_size``, logs
 ``ratelimit_fallback`` once per outage (with the URL's credentials redacted), and probes Redis in the background every
 ``probe_interval``. When Redis answers again it is on *probation* for ``probation`` seconds: it takes Redis slots but
 no faster than its fallback rate, which gives every other sidecar time to notice Redis is back before any of them
 takes the whole budget. ``fallback_seconds`` counts the time spent in fallback, for the metrics.
 
-The script and the slot arithmetic are in :mod:`sidecar.deliver._fleet_budget`; the Redis client, the default key and
-the redacted URL in :mod:`sidecar.deliver._fleet_redis` (their public names are re-exported here).
+The script and the slot arithmetic are in :mod:`sidecar.send._fleet_budget`; the Redis client, the default key and
+the redacted URL in :mod:`sidecar.send._fleet_redis` (their public names are re-exported here).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Final
 import redis.asyncio as redis
 import structlog
 
-from sidecar.deliver._fleet_budget import (
+from sidecar.send._fleet_budget import (
     CLOCK_DRIFT,
     CLOCK_STEP_RESET,
     CONTRACT_EXCESS,
@@ -65,8 +65,8 @@ from sidecar.deliver._fleet_budget import (
     bound,
     tolerance,
 )
-from sidecar.deliver._fleet_redis import DEFAULT_KEY_PREFIX, client, default_key, redact_url
-from sidecar.deliver.ratelimit import HEADROOM, PacedLimiter
+from sidecar.send._fleet_redis import DEFAULT_KEY_PREFIX, client, default_key, redact_url
+from sidecar.send.ratelimit import HEADROOM, PacedLimiter
 from sidecar.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class _Mode(enum.Enum):
 
 
 class RedisLimiter:
-    """The fleet-wide :class:`~sidecar.deliver.ratelimit.RateLimiter`: slots from Redis, a local pace without it.
+    """The fleet-wide :class:`~sidecar.send.ratelimit.RateLimiter`: slots from Redis, a local pace without it.
 
     ``requests_per_second`` is the cap of the *whole fleet*; ``fleet_size`` sidecars share it and, when Redis is
     unreachable, each paces at ``requests_per_second / fleet_size``. ``url`` may be ``redis://`` or ``rediss://`` and

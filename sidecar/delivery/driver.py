@@ -1,7 +1,7 @@
 """The thin async shell around the scheduler core: spool notifications in, requests out, outcomes settled.
 
-The policy lives in pure code: :mod:`sidecar.batch.scheduler` says which key sends next and when,
-:func:`sidecar.batch.decide.decide` says what an outcome means. This shell only does the I/O, under a
+The policy lives in pure code: :mod:`sidecar.delivery.scheduler` says which key sends next and when,
+:func:`sidecar.delivery.decide.decide` says what an outcome means. This shell only does the I/O, under a
 :class:`~sidecar.tasks.Supervisor`:
 
 * the spool's backlog notifications (``Spool.subscribe``) update the scheduler synchronously;
@@ -17,7 +17,7 @@ Flush waits until every event accepted before it (seq <= ``last_seq`` at the cal
 of parked keys, which it reports.
 
 What the shell is given and gives (the spool, pacing, observers, its policy, a flush's result) is in
-:mod:`sidecar.batch.interfaces`; what it logs about each settled batch, in :mod:`sidecar.batch.decision_log`.
+:mod:`sidecar.delivery.interfaces`; what it logs about each settled batch, in :mod:`sidecar.delivery.decision_log`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from contextvars import ContextVar
 
 import structlog
 
-from sidecar.batch.decide import (
+from sidecar.delivery.decide import (
     DeadLetter,
     Decision,
     DecisionRules,
@@ -39,13 +39,13 @@ from sidecar.batch.decide import (
     RemoveExcept,
     decide,
 )
-from sidecar.batch.decision_log import log_decision
-from sidecar.batch.interfaces import DeliveryObserver, DeliveryPolicy, DeliverySpool, FlushResult, Paced
-from sidecar.batch.scheduler import BacklogView, Scheduler, SchedulerPolicy, Take, TakeKind
-from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.chain import Sender
-from sidecar.deliver.classify import Outcome
+from sidecar.delivery.decision_log import log_decision
+from sidecar.delivery.interfaces import DeliveryObserver, DeliveryPolicy, DeliverySpool, FlushResult, Paced
+from sidecar.delivery.scheduler import BacklogView, Scheduler, SchedulerPolicy, Take, TakeKind
 from sidecar.model import Batch, DeadLetterReason, ShardKey, SpooledEvent, write_key_hash
+from sidecar.send.backoff import Backoff
+from sidecar.send.chain import Sender
+from sidecar.send.classify import Outcome
 from sidecar.tasks import Supervisor
 
 __all__ = ["DeliveryDriver", "DeliveryObserver", "DeliveryPolicy", "DeliverySpool", "FlushResult", "Paced"]

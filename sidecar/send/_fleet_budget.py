@@ -1,7 +1,7 @@
 """The fleet's schedule in Redis and its arithmetic: the Lua script, reservations, clock offsets, held slots.
 
 Pure parts (:func:`tolerance`, :func:`bound`, :class:`Reservation`, :class:`ClockOffset`, :class:`SlotBook`) are
-tested without Redis; :class:`FleetBudget` is the only I/O. :mod:`sidecar.deliver.fleet` builds the limiter on top and
+tested without Redis; :class:`FleetBudget` is the only I/O. :mod:`sidecar.send.fleet` builds the limiter on top and
 explains the bound.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Final, cast
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError, RedisError
 
-from sidecar.deliver.ratelimit import HEADROOM
+from sidecar.send.ratelimit import HEADROOM
 
 CONTRACT_EXCESS: Final = 0.2
 """The fleet may exceed the cap by at most this fraction of it in any one-second window."""
@@ -67,7 +67,7 @@ return {string.format('%.0f', now), string.format('%.0f', tat)}
 
 
 def tolerance(requests_per_second: float, headroom: float = HEADROOM, preferred: float = DEFAULT_TOLERANCE) -> float:
-    """``D`` of :mod:`sidecar.deliver.fleet`: how late after its slot a request may start, clock uncertainty included.
+    """``D`` of :mod:`sidecar.send.fleet`: how late after its slot a request may start, clock uncertainty included.
 
     ``preferred``, unless the contract's bound needs less: at most the largest ``D`` with
     ``(1 + D) * headroom * cap <= floor((1 + CONTRACT_EXCESS) * cap)``, which for a whole-number cap is at least

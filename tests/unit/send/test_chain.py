@@ -7,11 +7,11 @@ import asyncio
 from aiohttp import web
 
 from sidecar.collector.server import Collector
-from sidecar.deliver.auth import Authorization, BasicAuthenticator
-from sidecar.deliver.chain import build_segment_chain, build_sender_chain
-from sidecar.deliver.classify import Delivered, Outcome, Retry
-from sidecar.deliver.ratelimit import PacedLimiter
 from sidecar.model import Batch, Region, SpooledEvent
+from sidecar.send.auth import Authorization, BasicAuthenticator
+from sidecar.send.chain import build_segment_chain, build_sender_chain
+from sidecar.send.classify import Delivered, Outcome, Retry
+from sidecar.send.ratelimit import PacedLimiter
 
 
 class CountingLimiter(PacedLimiter):

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import structlog
 
-from sidecar.batch.decide import Decision, ParkUntil, Remove, RetryAt, SplitBatch
-from sidecar.batch.interfaces import DeliveryPolicy
-from sidecar.deliver.classify import Outcome
+from sidecar.delivery.decide import Decision, ParkUntil, Remove, RetryAt, SplitBatch
+from sidecar.delivery.interfaces import DeliveryPolicy
 from sidecar.model import Batch, write_key_hash
+from sidecar.send.classify import Outcome
 
 log = structlog.get_logger("sidecar.delivery")
 

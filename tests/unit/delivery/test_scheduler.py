@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.batch.decide import DeadLetter, ParkUntil, Remove, RetryAt, SplitBatch
-from sidecar.batch.scheduler import Scheduler, SchedulerPolicy, Take, TakeKind, fit
+from sidecar.delivery.decide import DeadLetter, ParkUntil, Remove, RetryAt, SplitBatch
+from sidecar.delivery.scheduler import Scheduler, SchedulerPolicy, Take, TakeKind, fit
 from sidecar.model import Batch, DeadLetterReason, Region, ShardKey, SpooledEvent
 
 OVERHEAD = 100

@@ -14,8 +14,8 @@ import redis.asyncio as redis
 from structlog.testing import capture_logs
 
 from sidecar.config import load
-from sidecar.deliver._fleet_budget import SlotBook
-from sidecar.deliver.fleet import (
+from sidecar.send._fleet_budget import SlotBook
+from sidecar.send.fleet import (
     DEFAULT_KEY_PREFIX,
     ClockOffset,
     FleetBudget,
@@ -26,7 +26,7 @@ from sidecar.deliver.fleet import (
     redact_url,
     tolerance,
 )
-from sidecar.deliver.ratelimit import HEADROOM
+from sidecar.send.ratelimit import HEADROOM
 from tests.fleet.redis_server import RedisServer, free_port, running_redis
 
 PATIENT = 1.0

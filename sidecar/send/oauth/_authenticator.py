@@ -1,6 +1,6 @@
 """The authenticator: Bearer tokens per (write key, region), single-flight fetches, renewal, reloads of the file.
 
-See :mod:`sidecar.deliver.oauth` for the life of a token.
+See :mod:`sidecar.send.oauth` for the life of a token.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ import aiohttp
 import structlog
 
 from sidecar.config import Settings
-from sidecar.deliver.auth import Authorization, BasicAuthenticator
-from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.classify import Retry, Unauthorized, classify_error
-from sidecar.deliver.http import USER_AGENT, AuthorizationFailed
-from sidecar.deliver.oauth._credentials import OAuthCredentials, file_signature, load_credentials
-from sidecar.deliver.oauth._tokens import (
+from sidecar.errors import ConfigError
+from sidecar.model import Region, write_key_hash
+from sidecar.send.auth import Authorization, BasicAuthenticator
+from sidecar.send.backoff import Backoff
+from sidecar.send.classify import Retry, Unauthorized, classify_error
+from sidecar.send.http import USER_AGENT, AuthorizationFailed
+from sidecar.send.oauth._credentials import OAuthCredentials, file_signature, load_credentials
+from sidecar.send.oauth._tokens import (
     TokenGrant,
     classify_token_response,
     refresh_margin,
     sign_assertion,
     token_form,
 )
-from sidecar.errors import ConfigError
-from sidecar.model import Region, write_key_hash
 from sidecar.tasks import cancel_and_wait
 
 log = structlog.get_logger("sidecar.oauth")

@@ -21,7 +21,7 @@ The life of a token, per (write key, region):
 * it is reused until ``expires_in`` minus min(60 s, 20 %), then renewed in the background while still valid;
 * a 401 from the Tracking API invalidates it (:meth:`OAuthAuthenticator.rejected`) and the batch is retried once;
 * a token server that fails (5xx, 408, 429, network) makes ``authorize`` raise a retryable
-  :class:`~sidecar.deliver.http.AuthorizationFailed` for that key alone, with backoff between token requests; one
+  :class:`~sidecar.send.http.AuthorizationFailed` for that key alone, with backoff between token requests; one
   that refuses the credentials (any other status: a revoked app) raises an ``Unauthorized`` one, which parks the key.
 
 Each token request signs a fresh RS256 assertion: header ``kid``; claims ``iss`` = ``sub`` = client id, ``aud`` = the
@@ -34,15 +34,15 @@ token server's answer, pure) and :mod:`._authenticator` (the I/O: fetches, renew
 
 from __future__ import annotations
 
-from sidecar.deliver.oauth._authenticator import RELOAD_INTERVAL, OAuthAuthenticator
-from sidecar.deliver.oauth._credentials import (
+from sidecar.send.oauth._authenticator import RELOAD_INTERVAL, OAuthAuthenticator
+from sidecar.send.oauth._credentials import (
     FILE_VARIABLE,
     MIN_RSA_BITS,
     OAuthCredentials,
     load_credentials,
     parse_credentials,
 )
-from sidecar.deliver.oauth._tokens import (
+from sidecar.send.oauth._tokens import (
     ASSERTION_LIFETIME,
     ASSERTION_TYPE,
     GRANT_TYPE,

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.classify import (
+from sidecar.send.backoff import Backoff
+from sidecar.send.classify import (
     MAX_SERVER_DELAY,
     Delivered,
     Permanent,

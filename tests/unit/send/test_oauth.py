@@ -20,11 +20,13 @@ from structlog.testing import capture_logs
 from sidecar.collector.server import Collector
 from sidecar.collector.token_server import TokenServer, oauth_collector
 from sidecar.config import load
-from sidecar.deliver.auth import Authorization
-from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.classify import Retry, Unauthorized
-from sidecar.deliver.http import AuthorizationFailed
-from sidecar.deliver.oauth import (
+from sidecar.errors import ConfigError
+from sidecar.model import Region, write_key_hash
+from sidecar.send.auth import Authorization
+from sidecar.send.backoff import Backoff
+from sidecar.send.classify import Retry, Unauthorized
+from sidecar.send.http import AuthorizationFailed
+from sidecar.send.oauth import (
     ASSERTION_LIFETIME,
     OAuthAuthenticator,
     OAuthCredentials,
@@ -36,8 +38,6 @@ from sidecar.deliver.oauth import (
     sign_assertion,
     token_form,
 )
-from sidecar.errors import ConfigError
-from sidecar.model import Region, write_key_hash
 
 KEY_A = "wk-oauth-a"
 KEY_B = "wk-oauth-b"

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sidecar.batch.decide import DeadLetter, Decision, ParkUntil, Remove, RemoveExcept, RetryAt, SplitBatch
-from sidecar.batch.fit import fit
+from sidecar.delivery.decide import DeadLetter, Decision, ParkUntil, Remove, RemoveExcept, RetryAt, SplitBatch
+from sidecar.delivery.fit import fit
 from sidecar.model import Batch, DeadLetterReason, ShardKey, SpooledEvent
 
 

@@ -1,7 +1,7 @@
 """How a batch request authenticates: Basic auth with the write key, or (per key, optional) an OAuth Bearer token.
 
 The deliverer asks an :class:`Authenticator` for the credentials of each attempt. Basic is the default for every
-key; the OAuth authenticator (``sidecar.deliver.oauth``) wraps it and takes over the keys it has credentials for.
+key; the OAuth authenticator (``sidecar.send.oauth``) wraps it and takes over the keys it has credentials for.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import jwt
 import orjson
 
-from sidecar.deliver.classify import Retry, Unauthorized, server_delay
-from sidecar.deliver.oauth._credentials import OAuthCredentials
+from sidecar.send.classify import Retry, Unauthorized, server_delay
+from sidecar.send.oauth._credentials import OAuthCredentials
 
 SCOPE = "tracking_api:write"
 GRANT_TYPE = "client_credentials"

@@ -1,4 +1,4 @@
-"""What the delivery shell (:mod:`sidecar.batch.driver`) needs and gives: the spool, pacing and observers it is
+"""What the delivery shell (:mod:`sidecar.delivery.driver`) needs and gives: the spool, pacing and observers it is
 given, the policy it follows (from Settings), and what a flush reports."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sidecar.batch.scheduler import BacklogView
-from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.classify import Outcome
+from sidecar.delivery.scheduler import BacklogView
 from sidecar.model import Batch, ShardKey, SpooledEvent
+from sidecar.send.backoff import Backoff
+from sidecar.send.classify import Outcome
 
 
 class DeliverySpool(Protocol):
@@ -44,7 +44,7 @@ class DeliverySpool(Protocol):
 
 
 class Paced(Protocol):
-    """A sender chain with a rate limiter in front (:class:`~sidecar.deliver.chain.SenderChain`)."""
+    """A sender chain with a rate limiter in front (:class:`~sidecar.send.chain.SenderChain`)."""
 
     @property
     def paced(self) -> bool:

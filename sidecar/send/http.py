@@ -4,7 +4,7 @@ The body is assembled from the events' stored JSON bytes: nothing is decoded or 
 travels in the Authorization header (Basic), or, for OAuth keys, in the body beside a Bearer token; never in a URL.
 The per-attempt timeout is innermost, so it bounds exactly one attempt. Redirects are not followed: a 3xx is a failed
 attempt (following one would bypass the rate limiter and could resend the body, an OAuth key's ``writeKey`` included,
-to another origin). The rate limiter is not here: :func:`sidecar.deliver.chain.build_sender_chain` puts it in front.
+to another origin). The rate limiter is not here: :func:`sidecar.send.chain.build_sender_chain` puts it in front.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import aiohttp
 import orjson
 
 from sidecar import __version__
-from sidecar.deliver.auth import Authenticator
-from sidecar.deliver.classify import Outcome, Retry, Unauthorized, classify, classify_error
 from sidecar.enrich.enricher import IsoClock
 from sidecar.model import Batch, Region
+from sidecar.send.auth import Authenticator
+from sidecar.send.classify import Outcome, Retry, Unauthorized, classify, classify_error
 
 USER_AGENT = f"segment-sidecar/{__version__}"
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.classify import Delivered, Outcome, PartlyRejected, Permanent, Retry, Split, Unauthorized
 from sidecar.model import Batch, DeadLetterReason
+from sidecar.send.backoff import Backoff
+from sidecar.send.classify import Delivered, Outcome, PartlyRejected, Permanent, Retry, Split, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 Each link does one thing and holds the next. :class:`LimitedSender` takes exactly one limiter grant per attempt
 (retries are attempts too, scheduled like any batch), then hands the batch to the terminal sender:
-:class:`~sidecar.deliver.http.HttpSender` (authorise, POST without following redirects, classify) for Segment, or any
+:class:`~sidecar.send.http.HttpSender` (authorise, POST without following redirects, classify) for Segment, or any
 other terminal with the same contract (``async send(batch) -> Outcome``, never raising for transport failures), such
 as a forwarding sender that needs no limiter (``limiter=None``).
 
@@ -22,11 +22,11 @@ from typing import Protocol
 
 import aiohttp
 
-from sidecar.deliver.auth import Authenticator
-from sidecar.deliver.classify import Outcome
-from sidecar.deliver.http import HttpSender
-from sidecar.deliver.ratelimit import RateLimiter
 from sidecar.model import Batch, Region
+from sidecar.send.auth import Authenticator
+from sidecar.send.classify import Outcome
+from sidecar.send.http import HttpSender
+from sidecar.send.ratelimit import RateLimiter
 
 LATE_GRANT_SECONDS = 0.1
 """How long after its grant an attempt may still start its request; the fleet limiter's lateness allowance too."""

@@ -7,7 +7,7 @@ import random
 import pytest
 from structlog.testing import capture_logs
 
-from sidecar.batch.decide import (
+from sidecar.delivery.decide import (
     DeadLetter,
     Decision,
     DecisionRules,
@@ -18,11 +18,11 @@ from sidecar.batch.decide import (
     SplitBatch,
     decide,
 )
-from sidecar.batch.decision_log import log_decision
-from sidecar.batch.interfaces import DeliveryPolicy
-from sidecar.deliver.backoff import Backoff
-from sidecar.deliver.classify import Delivered, Outcome, PartlyRejected, Permanent, Retry, Split, Unauthorized
+from sidecar.delivery.decision_log import log_decision
+from sidecar.delivery.interfaces import DeliveryPolicy
 from sidecar.model import Batch, DeadLetterReason, Region, SpooledEvent
+from sidecar.send.backoff import Backoff
+from sidecar.send.classify import Delivered, Outcome, PartlyRejected, Permanent, Retry, Split, Unauthorized
 
 RULES = DecisionRules(Backoff(base=1.0, cap=8.0), parked_retry_interval=300.0)
 NOW = 1_000.0

@@ -7,7 +7,7 @@ import itertools
 import time
 
 from sidecar.collector.store import max_requests_in_window
-from sidecar.deliver.ratelimit import PacedLimiter
+from sidecar.send.ratelimit import PacedLimiter
 
 
 async def test_starts_empty_and_paces_every_grant() -> None:
