@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from sidecar.validate.text import INVISIBLE_OUTSIDE_CF
+
 # Look-alike letters and the Latin letter each reads as, position by position. Written as escapes, since the
 # letters themselves are exactly what a reader cannot tell apart (Cyrillic, Greek, Armenian, then Latin letters
 # outside ASCII such as the dotless i and small capitals).
@@ -42,9 +44,7 @@ _SPELLED_OUT = {"\u00df": "ss", "\u00e6": "ae", "\u00c6": "AE"}
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
 """Combining marks and format (invisible) characters."""
 
-_IGNORABLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0\u2800")
-"""Default-ignorable or blank code points outside category Cf (combining grapheme joiner, Hangul fillers, Khmer
-inherent vowels, Braille blank): they render as nothing or as a space inside a word."""
+_IGNORABLE = INVISIBLE_OUTSIDE_CF
 
 _TABLE = str.maketrans({**dict(zip(_LOOK_ALIKES, _READ_AS, strict=True)), **_SPELLED_OUT})
 
