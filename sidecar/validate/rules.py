@@ -26,12 +26,20 @@ _REQUIRED: dict[CallType, tuple[tuple[str, str, str], ...]] = {
 }
 
 
-# The ids that name a record in the customer's database, as (Segment JSON field, proto field).
-_IDS = (("userId", "user_id"), ("anonymousId", "anonymous_id"), ("groupId", "group_id"), ("previousId", "previous_id"))
+# The ids that name a record in the customer's database, and the track event's name, as (Segment JSON field, proto
+# field): none of them means anything blank, or with a control character in it.
+_IDS = (
+    ("userId", "user_id"),
+    ("anonymousId", "anonymous_id"),
+    ("groupId", "group_id"),
+    ("previousId", "previous_id"),
+    ("event", "event"),
+)
 
 
 def _id_problem(proto_name: str, value: str) -> FieldViolation | None:
-    """A violation for an id that is blank once trimmed or holds a control character; the value is not echoed."""
+    """A violation for an id or name that is blank once trimmed or holds a control character (named by code point:
+    the value itself may not print)."""
     if blank(value):
         shown = ", ".join(describe(ch) for ch in dict.fromkeys(value))
         return FieldViolation(

@@ -45,10 +45,10 @@ def test_a_user_id_with_a_control_character_is_refused(user_id: str, shown: str)
 
 @pytest.mark.parametrize(
     ("field", "proto"),
-    [("anonymousId", "anonymous_id"), ("groupId", "group_id"), ("previousId", "previous_id")],
+    [("anonymousId", "anonymous_id"), ("groupId", "group_id"), ("previousId", "previous_id"), ("event", "event")],
 )
 def test_the_other_ids_get_the_same_rule(field: str, proto: str) -> None:
-    """anonymous, group and previous ids are ids too: blank or control characters are refused on their field."""
+    """anonymous, group and previous ids and the event name: blank or control characters are refused on their field."""
     assert proto in refused(call(**{field: " \u200b"}))
     assert proto in refused(call(**{field: "x\r"}))
 
