@@ -102,7 +102,7 @@ def check_duplicate_keys(field: str, raw: bytes, parsed: Any) -> FieldViolation 
     """A violation on ``<field>.<path>`` when the JSON text ``raw`` (which parsed to ``parsed``) repeats a key.
 
     For every intake that parses JSON text: the gRPC ``*_json`` fields (``properties_json.revenue``) and an HTTP body
-    (``batch[3].properties.revenue``).
+    (``field=""`` names ``batch[3].properties.revenue``).
     """
     if not has_duplicate_keys(raw, parsed):
         return None
@@ -111,7 +111,7 @@ def check_duplicate_keys(field: str, raw: bytes, parsed: Any) -> FieldViolation 
         return FieldViolation(field, "repeats a key in one of its objects; send each key once per object")
     path, key = found
     return FieldViolation(
-        f"{field}.{path}" if not path.startswith("[") else f"{field}{path}",
+        f"{field}{path}" if not field or path.startswith("[") else f"{field}.{path}",
         f'repeats the key "{key}" in one object; send each key once: parsers disagree on which value counts, '
         "so the sidecar cannot check what Segment would read",
     )

@@ -73,11 +73,16 @@ def test_objects_without_a_repeat_pass(raw: bytes) -> None:
 
 
 def test_a_list_at_the_top_is_checked_too() -> None:
-    """An HTTP body parsed as a list is checked like an object, with an index in the path."""
+    """A list at the top is checked like an object, with an index in the path; an empty field name gives the bare
+    path, as an HTTP body's refusal wants it."""
     raw = b'[{"a":1},{"b":1,"b":2}]'
     violation = check_duplicate_keys("batch", raw, orjson.loads(raw))
     assert violation is not None
     assert violation.field == "batch[1].b"
+    body = b'{"batch":[{"properties":{"revenue":"ten","revenue":10}}]}'
+    whole = check_duplicate_keys("", body, orjson.loads(body))
+    assert whole is not None
+    assert whole.field == "batch[0].properties.revenue"
 
 
 _keys = st.sampled_from(["a", "b", "k:1", "url", "\u00e9", "c"])
