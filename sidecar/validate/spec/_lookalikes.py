@@ -36,8 +36,13 @@ _LOOK_ALIKES = (
     "\u039f\u03a1\u03a4\u03a5\u03a7\u03f9\u037f\u0585\u057d\u0570\u0578\u0581\u0566\u0555"
     "\u054d\u0131\u0237\u0251\u0269\u028f\u1d0f\u1d04\u1d20\u1d21\u1d22\u00f8\u00d8\u0111"
     "\u0110\u0142\u0141"
+    # Latin small capitals
+    "\u1d00\u0299\u1d05\u1d07\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d\u0274\u1d18\u0280\ua731\u1d1b\u1d1c"
 )
-_READ_AS = "abeehiijkmhopctyxsdqwylgABEEHIIJKMHOPCTYXSDQWYIabyeikvoptuxcjABEZHIKMNOPTYXCJouhngqOUijaiyocvwzoOdDlL"
+_READ_AS = (
+    "abeehiijkmhopctyxsdqwylgABEEHIIJKMHOPCTYXSDQWYIabyeikvoptuxcjABEZHIKMNOPTYXCJouhngqOUijaiyocvwzoOdDlL"
+    "abdefghijklmnprstu"
+)
 _SPELLED_OUT = {"\u00df": "ss", "\u00e6": "ae", "\u00c6": "AE"}
 """Letters read as two (sharp s, ae); NFKD already covers full-width, mathematical and circled forms."""
 

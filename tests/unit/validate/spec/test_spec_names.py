@@ -177,6 +177,10 @@ def test_packaged_catalog_matches_the_shared_catalog() -> None:
         ("Order Com\u200bpleted", "Order Completed", "U+200B ZERO WIDTH SPACE"),
         ("Order Completed\u2060", "Order Completed", "U+2060 WORD JOINER"),
         ("Em\u0430il Opened", "Email Opened", "U+0430 CYRILLIC SMALL LETTER A"),
+        ("O\u0280der Completed", "Order Completed", "U+0280 LATIN LETTER SMALL CAPITAL R"),
+        ("\U0001d40erder Completed", "Order Completed", "U+1D40E MATHEMATICAL BOLD CAPITAL O"),
+        ("Order\u00a0Completed", "Order Completed", "U+00A0 NO-BREAK SPACE"),
+        ("Order Comp\u202eleted", "Order Completed", "U+202E RIGHT-TO-LEFT OVERRIDE"),
     ],
 )
 def test_unicode_look_alikes_are_near_misses_naming_the_character(
