@@ -28,13 +28,15 @@ _REQUIRED: dict[CallType, tuple[tuple[str, str, str], ...]] = {
 
 # The ids that name a record in the customer's database, and the track event's name, as (Segment JSON field, proto
 # field): none of them means anything blank, or with a control character in it.
-_IDS = (
-    ("userId", "user_id"),
-    ("anonymousId", "anonymous_id"),
-    ("groupId", "group_id"),
-    ("previousId", "previous_id"),
-    ("event", "event"),
-)
+_COMMON_IDS = (("userId", "user_id"), ("anonymousId", "anonymous_id"))
+_IDS: dict[CallType, tuple[tuple[str, str], ...]] = {
+    CallType.TRACK: (*_COMMON_IDS, ("event", "event")),
+    CallType.IDENTIFY: _COMMON_IDS,
+    CallType.PAGE: _COMMON_IDS,
+    CallType.SCREEN: _COMMON_IDS,
+    CallType.GROUP: (*_COMMON_IDS, ("groupId", "group_id")),
+    CallType.ALIAS: (*_COMMON_IDS, ("previousId", "previous_id")),
+}
 
 
 def _id_problem(proto_name: str, value: str) -> FieldViolation | None:
@@ -85,7 +87,7 @@ class RequiredFields:
                 )
             )
         fields = call.fields
-        for json_name, proto_name in _IDS:
+        for json_name, proto_name in _IDS[call.type]:
             value = fields.get(json_name)
             # Printable ASCII that is not all spaces is nearly every real id: three C calls per id present. Anything
             # else (a Hangul filler is a printable letter that shows as nothing) takes the careful path.

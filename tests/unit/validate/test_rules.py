@@ -49,8 +49,9 @@ def test_a_user_id_with_a_control_character_is_refused(user_id: str, shown: str)
 )
 def test_the_other_ids_get_the_same_rule(field: str, proto: str) -> None:
     """anonymous, group and previous ids and the event name: blank or control characters are refused on their field."""
-    assert proto in refused(call(**{field: " \u200b"}))
-    assert proto in refused(call(**{field: "x\r"}))
+    call_type = {"groupId": CallType.GROUP, "previousId": CallType.ALIAS}.get(field, CallType.TRACK)
+    assert proto in refused(call(call_type=call_type, **{field: " \u200b"}))
+    assert proto in refused(call(call_type=call_type, **{field: "x\r"}))
 
 
 @pytest.mark.parametrize("key", ["wk\n", "\x00wk", "w\x1bk", "wk\x85"])
