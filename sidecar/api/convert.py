@@ -2,8 +2,12 @@
 
 JSON objects arrive either as ``google.protobuf.Struct`` or as the raw bytes of a JSON object (``*_json``). Raw bytes
 are parsed once (orjson) to check them and to feed the Spec checker, and are then embedded in the outgoing event as an
-``orjson.Fragment``, so the caller's JSON is never re-encoded. A Struct holds every number as a double; whole numbers
-are turned back into integers here, since Segment (and its destinations) must see ``3``, not ``3.0``.
+``orjson.Fragment``, so the caller's JSON is never re-encoded. That is sound because the bytes hold exactly the object
+that was checked: orjson refuses invalid UTF-8, lone surrogates, NaN and numbers beyond a double (and reads an integer
+beyond 64 bits as a double, as Segment's JavaScript does), and a key repeated in any object is refused
+(:mod:`sidecar.validate.json_keys`), so no parser can read other values from them. A Struct holds every number as a
+double; whole numbers are turned back into integers here, since Segment (and its destinations) must see ``3``,
+not ``3.0``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sidecar._proto import sidecar_pb2 as pb
 from sidecar.config import SEGMENT_MAX_MESSAGE_ID_CHARS
 from sidecar.errors import FieldViolation, InvalidEvent
 from sidecar.model import Call, CallType, Region
+from sidecar.validate.json_keys import check_duplicate_keys
 from sidecar.validate.limits import (
     MAX_JSON_DEPTH,
     MAX_STRING_CHARS,
@@ -132,11 +137,26 @@ def _object(request: ProtoRequest, name: str, json_name: str) -> tuple[Any, dict
             ) from None
         if not isinstance(parsed, dict):
             raise InvalidEvent.single(json_name, f"must be a JSON object, not {type(parsed).__name__}")
+        duplicate = check_duplicate_keys(json_name, raw, parsed)
+        if duplicate is not None:
+            raise InvalidEvent(f"{duplicate.field}: {duplicate.description}", (duplicate,))
         return orjson.Fragment(raw), parsed
     if has_struct:
         parsed = struct_to_dict(getattr(request, name), name)
         return parsed, parsed
     return None
+
+
+def _json_object(raw: bytes, json_name: str) -> dict[str, Any] | FieldViolation | None:
+    """``raw`` parsed when it is a JSON object; a violation when it repeats a key (the bytes are sent as they came, so
+    they must mean one object only); None when it is anything else, for :func:`_object` to word."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is not dict:
+        return None
+    return check_duplicate_keys(json_name, raw, value) or value
 
 
 def _timestamp(stamp: timestamp_pb2.Timestamp) -> tuple[int, int]:
@@ -210,13 +230,13 @@ def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, 
         raw = getattr(request, json_name)
         has_struct = request.HasField(name)
         if raw and not has_struct:
-            # The fast path, inline: a JSON object sent as bytes, parsed once, embedded as-is. Anything else
-            # (unparsable, not an object) falls through to _object, which words the violation.
-            try:
-                value = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                value = None
-            if type(value) is dict:
+            # The fast path: a JSON object sent as bytes, parsed once, embedded as-is. Anything else (unparsable,
+            # not an object) falls through to _object, which words the violation.
+            value = _json_object(raw, json_name)
+            if isinstance(value, FieldViolation):
+                violations.append(value)
+                continue
+            if value is not None:
                 fields[name] = orjson.Fragment(raw)
                 parsed[name] = value
                 continue

@@ -128,10 +128,33 @@ class Enricher:
         # read-ahead and its shard for a while, so keep an exact-size copy: 10x less memory per queued event.
         payload = memoryview(orjson.dumps(event)).tobytes()
         if len(payload) > SEGMENT_MAX_EVENT_BYTES:
-            largest = max(("properties", "traits", "context"), key=lambda key: len(orjson.dumps(event.get(key))))
-            raise InvalidEvent.single(
-                largest,
-                f"the event is {len(payload)} bytes once enriched; Segment accepts at most {SEGMENT_MAX_EVENT_BYTES} "
-                f"bytes per event: send less in {largest}",
-            )
+            raise _too_big(event, fields, len(payload))
         return Event(call.write_key, call.region, message_id, payload, call.received_at)
+
+
+_PROTO_NAMES = {"userId": "user_id", "anonymousId": "anonymous_id", "groupId": "group_id", "previousId": "previous_id"}
+"""Segment JSON names whose proto field is spelled otherwise; objects are handled by :func:`_caller_field`."""
+
+
+def _caller_field(key: str, fields: dict[str, Any]) -> str:
+    """The field the caller set for the event's ``key``: ``integrations_json`` for JSON bytes, ``integrations`` for a
+    Struct (or for an intake that hands over parsed JSON), ``user_id`` for ``userId``."""
+    if type(fields.get(key)) is orjson.Fragment:
+        return f"{key}_json"
+    return _PROTO_NAMES.get(key, key)
+
+
+def _too_big(event: dict[str, Any], fields: dict[str, Any], size: int) -> InvalidEvent:
+    """The refusal of an event over Segment's limit, on the field that holds most of it, with the largest parts.
+
+    Every top-level value is measured (only on this path, so its cost does not matter): the culprit may be any object
+    the caller sent, or the context the sidecar completed.
+    """
+    sizes = sorted(((len(orjson.dumps(value)), key) for key, value in event.items()), reverse=True)
+    parts = ", ".join(f"{_caller_field(key, fields)} {part:,} bytes" for part, key in sizes[:3])
+    culprit = _caller_field(sizes[0][1], fields)
+    return InvalidEvent.single(
+        culprit,
+        f"the event is {size:,} bytes once enriched; Segment accepts at most {SEGMENT_MAX_EVENT_BYTES:,} bytes per "
+        f"event: send less in {culprit} (largest parts: {parts})",
+    )

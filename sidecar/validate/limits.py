@@ -47,9 +47,9 @@ MIN_TIMESTAMP_SECONDS = 0
 MAX_TIMESTAMP_SECONDS = 253_402_300_799
 """9999-12-31T23:59:59Z: the latest ``timestamp`` ISO-8601's four-digit year can write."""
 
-# A JSON string (with its escapes) as one token, so that brackets inside strings are not counted. Written as the
-# "unrolled loop" (no alternation per character), which the regex engine runs without backtracking.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+JSON_STRING_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+"""A JSON string (with its escapes) as one token, so that brackets or colons inside strings are not counted. Written
+as the "unrolled loop" (no alternation per character), which the regex engine runs without backtracking."""
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _OPENERS = frozenset(b"[{")
 
@@ -70,7 +70,7 @@ def json_depth_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     if raw.count(b"{") + raw.count(b"[") <= limit:
         return False  # the common case: too few brackets to nest that deep
     depth = 0
-    for byte in _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+    for byte in JSON_STRING_TOKEN.sub(b"", raw).translate(None, _NOT_BRACKETS):
         if byte in _OPENERS:
             depth += 1
             if depth > limit:

@@ -13,6 +13,7 @@ from typing import Any
 from sidecar.config import SEGMENT_MAX_MESSAGE_ID_CHARS
 from sidecar.errors import FieldViolation, InvalidEvent
 from sidecar.model import Call, CallType, Warning
+from sidecar.validate.text import blank, describe, first_control
 
 Validator = Callable[[Call, list[Warning]], None]
 """Checks one call: raises InvalidEvent to refuse it, appends warnings to keep it with a remark."""
@@ -25,16 +26,58 @@ _REQUIRED: dict[CallType, tuple[tuple[str, str, str], ...]] = {
 }
 
 
+# The ids that name a record in the customer's database, and the track event's name, as (Segment JSON field, proto
+# field): none of them means anything blank, or with a control character in it.
+_COMMON_IDS = (("userId", "user_id"), ("anonymousId", "anonymous_id"))
+_IDS: dict[CallType, tuple[tuple[str, str], ...]] = {
+    CallType.TRACK: (*_COMMON_IDS, ("event", "event")),
+    CallType.IDENTIFY: _COMMON_IDS,
+    CallType.PAGE: _COMMON_IDS,
+    CallType.SCREEN: _COMMON_IDS,
+    CallType.GROUP: (*_COMMON_IDS, ("groupId", "group_id")),
+    CallType.ALIAS: (*_COMMON_IDS, ("previousId", "previous_id")),
+}
+
+
+def _id_problem(proto_name: str, value: str) -> FieldViolation | None:
+    """A violation for an id or name that is blank once trimmed or holds a control character (named by code point:
+    the value itself may not print)."""
+    if blank(value):
+        shown = ", ".join(describe(ch) for ch in dict.fromkeys(value))
+        return FieldViolation(
+            proto_name, f"is blank once spaces and invisible characters are trimmed (it holds only {shown})"
+        )
+    control = first_control(value)
+    if control is not None:
+        position, ch = control
+        return FieldViolation(proto_name, f"holds the control character {describe(ch)} at position {position}")
+    return None
+
+
 class RequiredFields:
-    """write_key and user_id on every call (partner streams must identify users), plus each call's own fields."""
+    """write_key and user_id on every call (partner streams must identify users), plus each call's own fields.
+
+    An id that is blank once spaces and invisible characters are trimmed counts as missing, and an id or write key
+    holding a control character (a newline read from a file, a NUL) is refused: neither names anything real.
+    """
 
     __slots__ = ()
 
     def __call__(self, call: Call, warnings: list[Warning]) -> None:
-        """Collect every missing field, then refuse the call once, naming them all."""
+        """Collect every missing or unusable field, then refuse the call once, naming them all."""
         missing: list[FieldViolation] = []
-        if not call.write_key:
+        write_key = call.write_key
+        if not write_key:
             missing.append(FieldViolation("write_key", "is required: the customer's Segment source write key"))
+        elif (control := first_control(write_key)) is not None:
+            position, ch = control
+            missing.append(
+                FieldViolation(
+                    "write_key",
+                    f"holds the control character {describe(ch)} at position {position}: a write key has none "
+                    "(check for a newline left by the file or variable it was read from)",
+                )
+            )
         if "userId" not in call.fields:
             missing.append(
                 FieldViolation(
@@ -43,6 +86,15 @@ class RequiredFields:
                     "(an anonymous_id alone is not enough)",
                 )
             )
+        fields = call.fields
+        for json_name, proto_name in _IDS[call.type]:
+            value = fields.get(json_name)
+            # Printable ASCII that is not all spaces is nearly every real id: three C calls per id present. Anything
+            # else (a Hangul filler is a printable letter that shows as nothing) takes the careful path.
+            if type(value) is str and (not value.isascii() or not value.isprintable() or value.isspace()):
+                problem = _id_problem(proto_name, value)
+                if problem is not None:
+                    missing.append(problem)
         for json_name, proto_name, why in _REQUIRED.get(call.type, ()):
             if json_name not in call.fields:
                 missing.append(FieldViolation(proto_name, f"is required: {why}"))

@@ -63,6 +63,8 @@ REWRITES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("check", "out"): ("checkout",),
     ("opt", "out"): ("optout",),
     ("opted", "out"): ("optout",),
+    ("spamreport",): ("spam", "report"),
+    ("spamreported",): ("spam", "reported"),
 }
 """Token sequences (lower case, as split from the name) replaced before stemming; the longest match wins."""
 
@@ -160,9 +162,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "Video Quality Updated": ("Video Quality Changed",),
     # Mobile
     "Application Installed": ("Install", "Installed", "First Open", "Application First Open", "First Application Open"),
-    "Application Uninstalled": ("Uninstall", "Uninstalled"),
+    "Application Uninstalled": ("Uninstall", "Uninstalled", "Device Uninstall", "Device Uninstalled"),
     "Application Updated": ("Application Upgraded", "Application Version Changed", "Application Version Updated"),
-    "Application Backgrounded": ("Application Closed",),
+    "Application Backgrounded": ("Application Closed", "Application Exit", "Application Exited"),
     "Push Notification Received": ("Push Delivered", "Push Impression"),
     "Push Notification Tapped": ("Push Opened",),
     # Email
@@ -175,6 +177,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
         "Spam Report",
         "Spam Reported",
         "Spam Complaint",
+        "Complained",
+        "Complaint",
+        "Complaint Received",
     ),
     "Unsubscribed": ("Email Opted Out", "Email Optout"),
     # Live Chat
@@ -210,3 +215,8 @@ DROPPABLE_WORDS: dict[str, tuple[str, ...]] = {
     "Video": ("playback",),
 }
 """Words of a category's event names that partners often leave out (``Video Paused`` for ``Video Playback Paused``)."""
+
+PLATFORM_WORDS: frozenset[str] = frozenset(["ios", "android"])
+"""Platforms a name may carry at either end (``Notification Clicked iOS``); dropped before matching. Only the mobile
+platforms: ``Web`` or ``Windows`` after ``Notification Clicked`` is a web or desktop notification, which the Spec's
+mobile events do not cover."""

@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from sidecar.model import CallType
+from sidecar.validate.spec._lookalikes import disguises
 from sidecar.validate.spec.catalog import Catalog, SpecEvent, load_catalog
 from sidecar.validate.spec.findings import Code, Finding, Severity
 from sidecar.validate.spec.names import NameIndex, Verdict
@@ -172,10 +173,13 @@ class SpecChecker:
         if match.verdict is not Verdict.NEAR_MISS:
             return None, schema
         spec_name, category = match.event.name, match.event.category
+        hidden = disguises(name)
+        # A look-alike is shown by its code points: on a screen it reads exactly like the Spec name.
+        why = f" but holds look-alike or invisible characters ({', '.join(hidden)})" if hidden else ""
         finding = Finding(
             code=Code.EVENT_NAME,
             field="event",
-            message=f'"{name}" looks like the Spec event "{spec_name}" ({category}); send "{spec_name}" instead '
+            message=f'"{name}" looks like the Spec event "{spec_name}" ({category}){why}; send "{spec_name}" instead '
             f'so destinations recognise it, or add "{name}" to SIDECAR_SPEC_ALLOW to keep it as a custom event',
             severity=Severity.ERROR if self._mode == "strict" else Severity.WARNING,
             suggestion=spec_name,

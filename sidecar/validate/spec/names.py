@@ -1,9 +1,13 @@
 """Event-name matching: is a name a Spec event, a near-miss of one, or a custom event?
 
-A name is reduced to a *key*: its words split at spaces, punctuation and camelCase, lower-cased, multi-word concepts
+A name is first folded to the letters a person reads (:mod:`._lookalikes`: full-width forms, combining marks,
+invisible characters and Cyrillic or Greek look-alikes undone). It is then reduced to a *key*: its words split at
+spaces, punctuation and camelCase, lower-cased, multi-word concepts
 joined (``log in`` -> ``signin``), stop words dropped, each word stemmed (``opened``, ``opens`` -> ``open``) and
 mapped through a few synonyms (``item`` -> ``product``), then sorted. Sorting makes word order irrelevant (``Completed
-Order`` and ``Order Completed`` share a key).
+Order`` and ``Order Completed`` share a key). A platform named at either end (``Notification Clicked iOS``, ``Android
+Push Opened``) is dropped: the platform belongs in ``context``, and an event name that carries it still means the
+Spec event; a bare ``Notification`` beside a mobile platform is a push notification.
 
 The index maps keys to Spec events. It is built once from every Spec name, the catalog's legacy aliases and the
 hand-written variants of :mod:`._aliases`, each expanded with the optional words of its event. A name whose key is in
@@ -23,6 +27,7 @@ import re
 from dataclasses import dataclass
 
 from sidecar.validate.spec import _aliases
+from sidecar.validate.spec._lookalikes import fold
 from sidecar.validate.spec.catalog import Catalog, SpecEvent
 
 Key = tuple[str, ...]
@@ -31,6 +36,7 @@ _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+")
 _CAMEL_SPLIT = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _MAX_REWRITE = max(len(phrase) for phrase in _aliases.REWRITES)
 _TYPO_MIN_LENGTH = 5
+_IOS = re.compile(r"iOS")
 
 
 class Verdict(enum.Enum):
@@ -57,12 +63,29 @@ CUSTOM = NameMatch(Verdict.CUSTOM)
 
 
 def split_words(name: str) -> list[str]:
-    """The lower-cased words of a name, split at non-alphanumerics and camelCase boundaries."""
+    """The lower-cased words of a name, split at non-alphanumerics and camelCase boundaries (``iOS`` kept whole)."""
+    if "OS" in name:
+        name = _IOS.sub(" ios ", name)
     words: list[str] = []
     for part in _WORD_SPLIT.split(name):
         if part:
             words.extend(piece.lower() for piece in _CAMEL_SPLIT.split(part) if piece)
     return words
+
+
+def _drop_platform(words: list[str]) -> list[str]:
+    """``words`` without the platform names at either end; a bare ``notification`` beside one becomes ``push``."""
+    start, end = 0, len(words)
+    while start < end and words[start] in _aliases.PLATFORM_WORDS:
+        start += 1
+    while end > start and words[end - 1] in _aliases.PLATFORM_WORDS:
+        end -= 1
+    if start == 0 and end == len(words):
+        return words
+    kept = words[start:end]
+    if "push" not in kept:
+        kept = ["push" if word in ("notification", "notifications") else word for word in kept]
+    return kept
 
 
 def stem(word: str) -> str:
@@ -105,7 +128,7 @@ def _rewrite(words: list[str]) -> list[str]:
 def name_key(name: str) -> Key:
     """The order-free key of a name (see the module docstring)."""
     stems = []
-    for word in _rewrite(split_words(name)):
+    for word in _rewrite(_drop_platform(split_words(fold(name)))):
         if word in _aliases.STOP_WORDS:
             continue
         stemmed = stem(word)
@@ -185,7 +208,13 @@ class NameIndex:
         event = self._exact.get(name) or self._accepted.get(name)
         if event is not None:
             return NameMatch(Verdict.EXACT, event)
-        key = name_key(name)
+        folded = fold(name)
+        if folded != name:
+            # Reads as a Spec name but is not one on the wire: a near-miss, never exact.
+            event = self._exact.get(folded) or self._accepted.get(folded)
+            if event is not None:
+                return NameMatch(Verdict.NEAR_MISS, event)
+        key = name_key(folded)
         if not key:
             return CUSTOM
         event = self._index.get(key) or self._correct_typo(key)

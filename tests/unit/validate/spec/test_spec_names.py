@@ -10,6 +10,7 @@ import pytest
 
 from sidecar.model import CallType
 from sidecar.validate.spec import Code, Severity, SpecChecker, Verdict, load_catalog
+from sidecar.validate.spec._lookalikes import fold
 from sidecar.validate.spec.names import name_key, split_words, stem
 
 
@@ -162,3 +163,90 @@ def test_packaged_catalog_matches_the_shared_catalog() -> None:
         pytest.skip("catalog drift check runs in CI only (needs the team's shared/ folder beside the checkout)")
     packaged = resources.files("sidecar.validate.spec").joinpath("semantic_events.json").read_bytes()
     assert packaged == shared.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "shown"),
+    [
+        ("Order C\u043empleted", "Order Completed", "U+043E CYRILLIC SMALL LETTER O"),
+        ("Purch\u0430se", "Order Completed", "U+0430 CYRILLIC SMALL LETTER A"),
+        ("\u039frder Completed", "Order Completed", "U+039F GREEK CAPITAL LETTER OMICRON"),
+        ("\uff2frder \uff23ompleted", "Order Completed", "U+FF2F FULLWIDTH LATIN CAPITAL LETTER O"),
+        ("Order Complete\u0301d", "Order Completed", "U+0301 COMBINING ACUTE ACCENT"),
+        ("Order Com\u00adpleted", "Order Completed", "U+00AD SOFT HYPHEN"),
+        ("Order Com\u200bpleted", "Order Completed", "U+200B ZERO WIDTH SPACE"),
+        ("Order Completed\u2060", "Order Completed", "U+2060 WORD JOINER"),
+        ("Em\u0430il Opened", "Email Opened", "U+0430 CYRILLIC SMALL LETTER A"),
+        ("O\u0280der Completed", "Order Completed", "U+0280 LATIN LETTER SMALL CAPITAL R"),
+        ("\U0001d40erder Completed", "Order Completed", "U+1D40E MATHEMATICAL BOLD CAPITAL O"),
+        ("Order\u00a0Completed", "Order Completed", "U+00A0 NO-BREAK SPACE"),
+        ("Order Comp\u202eleted", "Order Completed", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+    ],
+)
+def test_unicode_look_alikes_are_near_misses_naming_the_character(
+    checker: SpecChecker, name: str, expected: str, shown: str
+) -> None:
+    """A name that only reads like a Spec name (look-alike letters, full-width forms, combining marks, invisible
+    characters) is a strict-mode ERROR suggesting the exact Spec name and naming the character to look for."""
+    (finding,) = checker.check(CallType.TRACK, name, None)
+    assert finding.severity is Severity.ERROR
+    assert finding.suggestion == expected
+    assert shown in finding.message
+    assert checker.classify(name)[0] is Verdict.NEAR_MISS
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Notification Clicked iOS", "Push Notification Tapped"),
+        ("Notification Clicked Android", "Push Notification Tapped"),
+        ("Notification Received iOS", "Push Notification Received"),
+        ("Android Push Notification Received", "Push Notification Received"),
+        ("notification_clicked_ios", "Push Notification Tapped"),
+        ("Application Opened iOS", "Application Opened"),
+        ("Order Completed (Android)", "Order Completed"),
+        ("Complained", "Email Marked as Spam"),
+        ("Email Complained", "Email Marked as Spam"),
+        ("Device Uninstall", "Application Uninstalled"),
+        ("Uninstall", "Application Uninstalled"),
+        ("App Exit", "Application Backgrounded"),
+        ("order_completed", "Order Completed"),
+        ("application_uninstalled", "Application Uninstalled"),
+        ("email_link_clicked", "Email Link Clicked"),
+    ],
+)
+def test_platforms_synonyms_and_snake_case_are_near_misses(checker: SpecChecker, name: str, expected: str) -> None:
+    """A mobile platform at either end, the synonyms real partner catalogues use (``Complained``, ``Device
+    Uninstall``) and snake_case past tenses all point at the Spec event."""
+    (finding,) = checker.check(CallType.TRACK, name, None)
+    assert finding.severity is Severity.ERROR
+    assert finding.suggestion == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Email Sent",
+        "SMS Delivered",
+        "Notification Clicked",
+        "Notification Clicked Web",
+        "Notification Dismissed iOS",
+        "In-App Shown iOS",
+        "Complaint Filed",
+        "SMS Complained",
+        "Caf\u00e9 Visited",
+        "\u0417\u0430\u043a\u0430\u0437 \u043e\u0444\u043e\u0440\u043c\u043b\u0435\u043d",
+        "\u6ce8\u6587\u5b8c\u4e86",
+    ],
+)
+def test_custom_names_stay_custom_after_folding(checker: SpecChecker, name: str) -> None:
+    """Folding and platform words raise no new false alarm: other channels, web notifications, complaint tickets
+    and names in other scripts stay custom."""
+    assert checker.check(CallType.TRACK, name, None) == []
+
+
+def test_fold_leaves_ascii_alone_and_undoes_each_disguise() -> None:
+    """ASCII names come back as the same object; each disguise folds to the plain letters."""
+    plain = "Order Completed"
+    assert fold(plain) is plain
+    assert fold("\uff2frder C\u043emple\u00adte\u0301d\u200b") == "Order Completed"
