@@ -95,13 +95,15 @@ class HttpIntake:
         self._max = max_in_progress
         self._token = token.encode() if token is not None and not loopback else None
         self._loopback = loopback
-        self._body_seconds = body_seconds
+        self.body_seconds = body_seconds
         self._recent = RecentIds(time.monotonic)
         self._in_progress = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self.accepting = False
-        app = web.Application(handler_args={"max_field_size": 8190})
+        # Inflating is ours (parse.inflate, bounded): aiohttp's own would inflate a gzip bomb before we see it. No
+        # lingering: the rest of a body refused early is not read (the connection closes instead).
+        app = web.Application(handler_args={"auto_decompress": False, "lingering_time": 0})
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._endpoint = HttpEndpoint(app, listen, "SIDECAR_HTTP_LISTEN")
 
@@ -131,6 +133,11 @@ class HttpIntake:
         """The bound TCP port (0 before start)."""
         return self._endpoint.port
 
+    @property
+    def in_progress(self) -> int:
+        """Requests being read or handled now."""
+        return self._in_progress
+
     async def start(self) -> None:
         """Bind and serve; ConfigError naming SIDECAR_HTTP_LISTEN when the address is unusable."""
         await self._endpoint.start()
@@ -153,9 +160,14 @@ class HttpIntake:
                 self._counter.call_unreported(name, answer.body["code"], events)
             if answer.status >= 429:
                 log.warning("http_request_refused", status=answer.status, code=answer.body["code"])
-        return web.Response(
+        response = web.Response(
             status=answer.status, body=answer.encoded(), content_type="application/json", headers=answer.headers
         )
+        if not request.content.at_eof():
+            # Answered before the body ended (too large, too slow, refused up front): close rather than read the
+            # rest of a body we refused to keep the connection.
+            response.force_close()
+        return response
 
     async def _answer(self, request: web.Request) -> tuple[Answer, int, str]:
         """The answer, the events the request carried (0 before they are read) and the endpoint's name."""
@@ -204,7 +216,7 @@ class HttpIntake:
         chunks: list[bytes] = []
         size = 0
         try:
-            async with asyncio.timeout(self._body_seconds):
+            async with asyncio.timeout(self.body_seconds):
                 while True:
                     chunk = await request.content.readany()
                     if not chunk:
@@ -215,7 +227,7 @@ class HttpIntake:
                     chunks.append(chunk)
         except TimeoutError:
             raise RequestProblem(
-                408, "request_timeout", f"the body did not arrive within {self._body_seconds:g} s"
+                408, "request_timeout", f"the body did not arrive within {self.body_seconds:g} s"
             ) from None
         return b"".join(chunks)
 
