@@ -51,6 +51,8 @@ from sidecar.model import CallType, Event, Region, Warning
 log = structlog.get_logger("sidecar.http_intake")
 
 _TYPES: dict[Any, CallType] = {kind.value: kind for kind in CallType}
+_GRPC_CODE_NAMES = {429: "resource_exhausted", 503: "unavailable"}
+"""The metrics' ``reason`` label names gRPC codes: the whole-request refusals that carry counted events."""
 
 BODY_SECONDS = 10.0
 """Time a request's body may take to arrive, from its headers; a slower one is answered 408 (libraries retry it)."""
@@ -157,7 +159,8 @@ class HttpIntake:
         answer, events, name = await self._answer(request)
         if answer.status != 200 and answer.body.get("code") != "events_refused":
             if self._counter is not None and events:
-                self._counter.call_unreported(name, answer.body["code"], events)
+                kind = "unknown" if name == "batch" else name  # a batch mixes types, as the gRPC Batch counts it
+                self._counter.call_unreported(kind, _GRPC_CODE_NAMES.get(answer.status, "internal"), events)
             if answer.status >= 429:
                 log.warning("http_request_refused", status=answer.status, code=answer.body["code"])
         response = web.Response(
@@ -239,15 +242,21 @@ class HttpIntake:
         parsed = parse_body(body)
         shared = envelope(body, parsed, header_key, found.region or self._default_region)
         items = batch_items(parsed) if found.call_type is None else [parsed]
-        if self._counter is not None:
-            self._counter.call_received(found.name, len(items), intake="http")
         try:
-            answer = await self._events(items, found.call_type, shared.write_key, shared)
+            answer, recognised = await self._events(items, found.call_type, shared.write_key, shared)
         except SidecarError as error:
+            if self._counter is not None:
+                self._counter.call_received(found.name, len(items), intake="http")
             return for_error(error), len(items), found.name
+        if self._counter is not None:
+            # Events recognised as accepted moments ago were counted when they first arrived.
+            self._counter.call_received(found.name, len(items) - recognised, intake="http")
         return answer, len(items), found.name
 
-    async def _events(self, items: list[Any], call_type: CallType | None, write_key: str, shared: Any) -> Answer:
+    async def _events(
+        self, items: list[Any], call_type: CallType | None, write_key: str, shared: Any
+    ) -> tuple[Answer, int]:
+        """The answer, once the accepted events are spooled, and how many events were recognised as spooled."""
         prepare = self._downstream.prepare
         recent = self._recent
         region = shared.region
@@ -258,6 +267,7 @@ class HttpIntake:
         refusals: list[Refusal] = []
         sent_ids: list[str] = []
         in_request: set[str] = set()
+        recognised = 0
         clock = time.perf_counter
         slice_ends = clock() + SLICE_SECONDS
         for index, item in enumerate(items):
@@ -267,7 +277,8 @@ class HttpIntake:
             message_id = item.get("messageId") if isinstance(item, dict) else None
             message_id = message_id if isinstance(message_id, str) else None
             if message_id is not None and (message_id in in_request or recent.seen(write_key, region, message_id)):
-                continue  # accepted moments ago (a library's retry) or twice in one request: durable already
+                recognised += 1  # accepted moments ago (a library's retry) or twice in one request: durable already
+                continue
             try:
                 call = to_call(item, call_type, shared, now)
                 event, warnings = prepare(call)
@@ -287,7 +298,7 @@ class HttpIntake:
         for observer in observers:
             for event, kind, warnings in accepted:
                 observer.accepted(event, kind, warnings)
-        return refused(refusals, len(items)) if refusals else SUCCESS
+        return (refused(refusals, len(items)) if refusals else SUCCESS), recognised
 
     def _tell_rejected(self, call_type: CallType | None, item: Any, write_key: str, error: SidecarError) -> None:
         kind = call_type or (_TYPES.get(item.get("type")) if isinstance(item, dict) else None)
