@@ -7,6 +7,8 @@ Each cell sends the same "Email Opened" track event (bench/common.py) N times fr
   ``SIDECAR_HTTP_LISTEN`` (its defaults: 100 events per upload, one consumer thread; the queue raised to hold every
   event so that nothing is dropped);
 * ``HTTP, analytics-python, 1000/upload``: the same with ``upload_size=1000``;
+* ``HTTP, plain client, 100 / 1000 per request``: ``http.client`` posting ``/v1/batch`` bodies built with orjson, one
+  in flight on one keep-alive connection: the intake's own cost, without the library's;
 * ``gRPC Batch, 100 / 1000 per call``: one caller sending Batch calls one after the other (one in flight, as the
   library's one consumer thread has), events as ``properties_json``/``context_json``.
 
@@ -59,6 +61,40 @@ def _library(url: str, events: int, upload_size: int, out: Any) -> None:
     seconds = time.monotonic() - started
     client.shutdown()
     out.put((seconds, dropped + len(errors)))
+
+
+def _raw_http(port: int, events: int, size: int, out: Any) -> None:
+    """POST /v1/batch bodies of ``size`` events (built with orjson), one in flight on one keep-alive connection:
+    the intake's own cost, without the library's; reports (seconds, refused)."""
+    import base64  # noqa: PLC0415
+    import http.client  # noqa: PLC0415
+
+    import orjson  # noqa: PLC0415
+
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
+    }
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    refused = 0
+    started = time.monotonic()
+    for first in range(0, events, size):
+        batch = [
+            {
+                "type": "track",
+                "userId": f"user-{index % 100_000:06d}",
+                "event": "Email Opened",
+                "properties": PROPERTIES,
+                "context": CONTEXT,
+            }
+            for index in range(first, min(events, first + size))
+        ]
+        connection.request("POST", "/v1/batch", orjson.dumps({"batch": batch}), headers)
+        reply = connection.getresponse()
+        body = reply.read()
+        if reply.status != 200:
+            refused += len(batch) if reply.status != 400 else len(orjson.loads(body)["refused"])
+    out.put((time.monotonic() - started, refused))
 
 
 def _grpc(address: str, events: int, size: int, out: Any) -> None:
@@ -118,6 +154,8 @@ def main() -> None:
         cells: list[tuple[str, Any, tuple[Any, ...]]] = [
             ("HTTP, analytics-python, 100/upload", _library, (url, events, 100)),
             ("HTTP, analytics-python, 1000/upload", _library, (url, events, 1000)),
+            ("HTTP, plain client, 100 per request", _raw_http, (http_port, events, 100)),
+            ("HTTP, plain client, 1000 per request", _raw_http, (http_port, events, 1000)),
             ("gRPC Batch, 100 per call", _grpc, (server.address, events, 100)),
             ("gRPC Batch, 1000 per call", _grpc, (server.address, events, 1000)),
         ]

@@ -43,6 +43,9 @@ async def test_sigkill_after_flush_loses_nothing(tmp_path: Path, collector: Coll
     try:
         first.start()
         await first.wait_ready()
+        # The HTTP intake starts before gRPC, so a SERVING sidecar already accepts connections on it.
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", http_port), 5)
+        writer.close()
         errors: list[Any] = []
         ids = await asyncio.to_thread(send, f"http://127.0.0.1:{http_port}", "wk-durable", 2000, errors)
         assert not errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,13 @@ import orjson
 import pytest
 
 from sidecar._proto import sidecar_pb2 as pb
+from sidecar.app import Sidecar
 from sidecar.config import load
 from sidecar.errors import ConfigError
 from sidecar.http_intake import TOKEN_HEADER, HttpIntake
 from sidecar.intake import Intake
 from tests.conftest import SidecarFactory
-from tests.support.harness import Collectors, SidecarUnderTest
+from tests.support.harness import TEST_ENV, Collectors, SidecarUnderTest
 
 HTTP = {"SIDECAR_HTTP_LISTEN": "127.0.0.1:0"}
 
@@ -264,3 +266,27 @@ async def test_lifecycle_stop_is_safe_unstarted_and_twice(sidecar: SidecarUnderT
     await intake.stop()
     await intake.stop()
     assert not intake.accepting
+
+
+async def test_a_busy_http_port_is_a_start_up_error_naming_the_variable(collectors: Collectors, tmp_path: Path) -> None:
+    """SIDECAR_HTTP_LISTEN on a port already taken fails start with a ConfigError naming it (exit status 2)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings, _ = load(
+            {
+                **TEST_ENV,
+                **collectors.env(),
+                "SIDECAR_LISTEN": "127.0.0.1:0",
+                "SIDECAR_SPOOL_DIR": str(tmp_path / "spool"),
+                "SIDECAR_HTTP_LISTEN": f"127.0.0.1:{port}",
+            }
+        )
+        app = Sidecar(settings)
+        try:
+            with pytest.raises(ConfigError) as caught:
+                await app.start()
+        finally:
+            await app.stop(grace=0)
+    assert caught.value.problems[0].startswith(f"SIDECAR_HTTP_LISTEN: cannot listen on 127.0.0.1:{port}")
