@@ -32,9 +32,11 @@ from tests.dropin.support import (
 from tests.support.harness import Collectors
 
 
-def send_with_python(host: str, write_key: str, count: int, errors: list[tuple[Exception, list[Any]]]) -> set[str]:
+def send_with_python(
+    host: str, write_key: str, count: int, errors: list[tuple[Exception, list[Any]]], gzip: bool = False
+) -> set[str]:
     """Send ``count`` events (track, identify, group in turn) with one Client; flush; return their message ids."""
-    client = Client(write_key, host=host, on_error=lambda error, batch: errors.append((error, batch)))
+    client = Client(write_key, host=host, gzip=gzip, on_error=lambda error, batch: errors.append((error, batch)))
     sent = set()
     for i in range(count):
         message_id = f"py-{write_key}-{i}"
@@ -52,7 +54,8 @@ def send_with_python(host: str, write_key: str, count: int, errors: list[tuple[E
 
 
 async def test_python_library(sidecar_factory: SidecarFactory, collectors: Collectors) -> None:
-    """5,000 events over three US keys and one EU key arrive once each; the userId-less event reaches on_error."""
+    """5,000 events over three US keys (one gzipped) and one EU key arrive once each; the userId-less event reaches
+    on_error."""
     running = await sidecar_factory(**DROPIN_ENV)
     host = http_origin(running)
     errors: list[tuple[Exception, list[Any]]] = []
@@ -61,7 +64,10 @@ async def test_python_library(sidecar_factory: SidecarFactory, collectors: Colle
         zip(
             plan,
             await asyncio.gather(
-                *(asyncio.to_thread(send_with_python, h, key, n, errors) for key, (h, n) in plan.items())
+                *(
+                    asyncio.to_thread(send_with_python, h, key, n, errors, key == "py-us-3")
+                    for key, (h, n) in plan.items()
+                )
             ),
             strict=True,
         )
