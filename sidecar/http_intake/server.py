@@ -34,6 +34,7 @@ from sidecar.http_guard import host_allowed, origin_allowed
 from sidecar.http_intake.answers import SUCCESS, Answer, Refusal, for_error, problem, refused
 from sidecar.http_intake.parse import (
     GZIP_SLACK_BYTES,
+    Envelope,
     RequestProblem,
     Route,
     batch_items,
@@ -193,6 +194,11 @@ class HttpIntake:
             return await self._request(request, found)
         except RequestProblem as exc:
             return problem(exc.status, exc.code, str(exc)), 0, found.name
+        except Exception:
+            # A bug, not the caller's input: a plain 500 (the traceback goes to the log only). Ids already spooled
+            # are remembered before anything that could raise here, so the library's retry is not spooled twice.
+            log.exception("http_internal_error")
+            return problem(500, "internal", "internal error in the sidecar; see its log"), 0, found.name
         finally:
             self._in_progress -= 1
             if not self._in_progress:
@@ -243,7 +249,7 @@ class HttpIntake:
         shared = envelope(body, parsed, header_key, found.region or self._default_region)
         items = batch_items(parsed) if found.call_type is None else [parsed]
         try:
-            answer, recognised = await self._events(items, found.call_type, shared.write_key, shared)
+            answer, recognised = await self._events(items, found.call_type, shared)
         except SidecarError as error:
             if self._counter is not None:
                 self._counter.call_received(found.name, len(items), intake="http")
@@ -253,13 +259,11 @@ class HttpIntake:
             self._counter.call_received(found.name, len(items) - recognised, intake="http")
         return answer, len(items), found.name
 
-    async def _events(
-        self, items: list[Any], call_type: CallType | None, write_key: str, shared: Any
-    ) -> tuple[Answer, int]:
+    async def _events(self, items: list[Any], call_type: CallType | None, shared: Envelope) -> tuple[Answer, int]:
         """The answer, once the accepted events are spooled, and how many events were recognised as spooled."""
         prepare = self._downstream.prepare
         recent = self._recent
-        region = shared.region
+        write_key, region = shared.write_key, shared.region
         observers = self._observers
         now = time.time()
         events: list[Event] = []

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import gzip
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.app import Sidecar
@@ -19,6 +20,7 @@ from sidecar.config import load
 from sidecar.errors import ConfigError
 from sidecar.http_intake import TOKEN_HEADER, HttpIntake
 from sidecar.intake import Intake
+from sidecar.model import Call, Event, Region, Warning
 from tests.conftest import SidecarFactory
 from tests.support.harness import TEST_ENV, Collectors, SidecarUnderTest
 
@@ -290,3 +292,35 @@ async def test_a_busy_http_port_is_a_start_up_error_naming_the_variable(collecto
         finally:
             await app.stop(grace=0)
     assert caught.value.problems[0].startswith(f"SIDECAR_HTTP_LISTEN: cannot listen on 127.0.0.1:{port}")
+
+
+class BrokenDownstream:
+    """A downstream whose checks fail with a bug (not a SidecarError), to see what the caller gets."""
+
+    pending_events = 0
+
+    def prepare(self, call: Call) -> tuple[Event, list[Warning]]:
+        """Fail as a bug would."""
+        raise RuntimeError("secret-detail-in-a-bug")
+
+    async def accept(self, events: Sequence[Event]) -> None:
+        """Never reached."""
+
+    async def flush(self) -> Any:
+        """Never reached."""
+
+
+async def test_a_bug_is_a_plain_500_without_a_traceback(session: aiohttp.ClientSession) -> None:
+    """An unexpected exception answers 500 {code: internal} naming no detail; the traceback goes to the log."""
+    intake = HttpIntake(BrokenDownstream(), "127.0.0.1:0", Region.US)
+    await intake.start()
+    try:
+        with capture_logs() as logs:
+            status, answer, _ = await post(
+                session, f"http://127.0.0.1:{intake.port}/v1/identify", {"userId": "u"}, auth("wk")
+            )
+    finally:
+        await intake.stop()
+    assert (status, answer["code"]) == (500, "internal")
+    assert "secret-detail" not in answer["message"] and "Traceback" not in answer["message"]
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == ["http_internal_error"]
