@@ -6,7 +6,7 @@ BUF := tools/node_modules/.bin/buf
 
 .PHONY: setup demo test lint protos-check pytest clients-test bench-smoke grpcurl clean
 
-setup: .venv/.synced tools/node_modules/.installed tests/browser/node_modules/.installed
+setup: .venv/.synced tools/node_modules/.installed tests/browser/node_modules/.installed tests/dropin/node_modules/.installed
 
 $(UV):
 	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
@@ -21,6 +21,11 @@ tools/node_modules/.installed: tools/package.json tools/package-lock.json
 
 tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
 	cd tests/browser && npm ci --no-audit --no-fund --silent
+	touch $@
+
+# Segment's own Node library, unmodified, for the drop-in tests of the HTTP intake (tests/dropin).
+tests/dropin/node_modules/.installed: tests/dropin/package.json tests/dropin/package-lock.json
+	cd tests/dropin && npm ci --no-audit --no-fund --silent
 	touch $@
 
 ## Run the demo: a local collector, a sidecar, and an email tool's QA flow (`make demo ARGS=--keep-running` keeps
@@ -60,4 +65,4 @@ tools/go-bin/grpcurl:
 	GOBIN=$(CURDIR)/tools/go-bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 clean:
-	rm -rf .venv tools/node_modules tests/browser/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv tools/node_modules tests/browser/node_modules tests/dropin/node_modules .mypy_cache .ruff_cache .pytest_cache

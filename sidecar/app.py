@@ -40,6 +40,7 @@ from sidecar.enrich.enricher import Enricher
 from sidecar.errors import SidecarError
 from sidecar.forward.metrics import EdgeIntakeInterceptor, ForwardMetrics
 from sidecar.forward.sender import ForwardingSender, NoLimit
+from sidecar.http_intake import HttpIntake
 from sidecar.intake import Intake
 from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, stage_collectors
 from sidecar.model import Region
@@ -216,6 +217,10 @@ class Sidecar:
             validators, Enricher(settings.integration_name, settings.integration_version), self.spool, self.driver
         )
         self.servicer = SidecarServicer(intake, settings.default_region, intake_observers)
+        # Segment's HTTP Tracking API (SIDECAR_HTTP_LISTEN): a second edge in front of the same intake.
+        self.http_intake: HttpIntake | None = None
+        if settings.http_listen is not None:
+            self.http_intake = HttpIntake.from_settings(settings, intake, intake_observers, self.metrics)
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.port = 0
@@ -287,6 +292,8 @@ class Sidecar:
         for endpoint in (self.metrics_server, self.debugger):
             if endpoint is not None:
                 await endpoint.start()
+        if self.http_intake is not None:
+            await self.http_intake.start()  # after the spool and delivery: it spools what it acknowledges
         # The first interceptor is the outermost: the event counter sees every call, also those the others refuse
         # (unauthenticated, too many in progress, undecodable), so received = accepted + rejected holds.
         interceptors: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]  # generic only in grpc-stubs
@@ -343,6 +350,8 @@ class Sidecar:
         grace = self.settings.shutdown_grace if grace is None else grace
         started = time.monotonic()
         self.servicer.accepting = False
+        if self.http_intake is not None:
+            await self.http_intake.stop()  # before the drain: what it accepted is in the spool when delivery drains
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         probe, self._probe_task = self._probe_task, None
         await cancel_and_wait([probe])

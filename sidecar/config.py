@@ -87,6 +87,11 @@ class Settings(BaseSettings):
 
     # --- the gRPC API
     listen: str = Field("127.0.0.1:50051", description="gRPC listen address: `host:port`, or `unix:/path/to.sock`.")
+    http_listen: str | None = Field(
+        None,
+        description="`host:port` of Segment's HTTP Tracking API served locally (`/v1/batch`...), for Segment's own "
+        "libraries; off when unset.",
+    )
     integration_name: str = Field(
         "segment-sidecar",
         description="Your tool's slug as Segment knows it; sent as `context.integration.name` on every event.",
@@ -225,7 +230,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a slug: lower-case letters, digits and single hyphens, such as `my-email-tool`")
         return value
 
-    @field_validator("metrics_listen", "debugger_listen", mode="before")
+    @field_validator("http_listen", "metrics_listen", "debugger_listen", mode="before")
     @classmethod
     def _off(cls, value: Any) -> Any:
         """``off`` (or an empty value) turns an operations endpoint off."""
@@ -233,7 +238,7 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("listen", "metrics_listen", "debugger_listen")
+    @field_validator("listen", "http_listen", "metrics_listen", "debugger_listen")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
         if value is None or value.startswith("unix:"):
@@ -312,6 +317,19 @@ def load(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
                 f"SIDECAR_LISTEN: {settings.listen} is reachable beyond this machine, and SIDECAR_AUTH_TOKEN is unset: "
                 "set SIDECAR_AUTH_TOKEN (callers send it as `authorization: Bearer <token>`), listen on loopback, "
                 "or set SIDECAR_ALLOW_UNAUTHENTICATED=true"
+            ]
+        )
+    if (
+        settings.http_listen is not None
+        and not listens_on_loopback(settings.http_listen)
+        and settings.auth_token is None
+        and not settings.allow_unauthenticated
+    ):
+        raise ConfigError(
+            [
+                f"SIDECAR_HTTP_LISTEN: {settings.http_listen} is reachable beyond this machine, and SIDECAR_AUTH_TOKEN "
+                "is unset: set SIDECAR_AUTH_TOKEN (callers send it in the X-Sidecar-Token header), listen on "
+                "loopback, or set SIDECAR_ALLOW_UNAUTHENTICATED=true"
             ]
         )
     return settings, warnings

@@ -25,7 +25,7 @@ events twice (docs/operations.md says so).
 =====================================================  ==================  ========================================
 metric                                                 labels              meaning
 =====================================================  ==================  ========================================
-``sidecar_events_received_total``                      ``rpc``             events that arrived in calls
+``sidecar_events_received_total``                      ``intake, rpc``     events that arrived in calls
 ``sidecar_events_accepted_total``                      ``type``            events spooled (acknowledged)
 ``sidecar_events_rejected_total``                      ``type, reason``    events refused; reason is the gRPC code
 ``sidecar_events_delivered_total``                     ``region``          events Segment answered 2xx for
@@ -194,7 +194,7 @@ class Metrics:
         self._serving = serving
         self._clock = clock
         self._oldest_age: float = 0.0
-        self._received: dict[str, int] = {}
+        self._received: dict[tuple[str, str], int] = {}
         self._accepted: dict[CallType, int] = dict.fromkeys(CallType, 0)
         self._rejected: dict[tuple[str, str], int] = {}
         self._delivered: dict[Region, int] = dict.fromkeys(Region, 0)
@@ -230,9 +230,10 @@ class Metrics:
 
     # --- the gRPC edge (called by IntakeInterceptor)
 
-    def call_received(self, rpc: str, events: int) -> None:
-        """A call carrying ``events`` events arrived."""
-        self._received[rpc] = self._received.get(rpc, 0) + events
+    def call_received(self, rpc: str, events: int, intake: str = "grpc") -> None:
+        """A call carrying ``events`` events arrived at an intake (``grpc``; ``http``, Segment's API)."""
+        key = (intake, rpc)
+        self._received[key] = self._received.get(key, 0) + events
 
     def call_unreported(self, call_type: str, code: str, events: int) -> None:
         """Events of a call that the servicer neither accepted nor rejected (refused whole: spool full, draining)."""
@@ -309,10 +310,10 @@ class Metrics:
     def collect(self) -> Iterator[Metric]:
         """Build the counter and gauge families from the plain counts (called by the registry at scrape time)."""
         received = CounterMetricFamily(
-            "sidecar_events_received", "Events that arrived in calls, before any check.", labels=["rpc"]
+            "sidecar_events_received", "Events that arrived in calls, before any check.", labels=["intake", "rpc"]
         )
-        for rpc, count in sorted(self._received.items()):
-            received.add_metric([rpc], count)
+        for (intake, rpc), count in sorted(self._received.items()):
+            received.add_metric([intake, rpc], count)
         yield received
         accepted = CounterMetricFamily(
             "sidecar_events_accepted", "Events spooled and acknowledged, by call type.", labels=["type"]
