@@ -37,6 +37,7 @@ import orjson
 from sidecar.config import SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_EVENT_BYTES, SEGMENT_MAX_MESSAGE_ID_CHARS
 from sidecar.errors import FieldViolation, InvalidEvent
 from sidecar.model import Call, CallType, Region
+from sidecar.validate.json_keys import duplicate_violation, first_duplicate, has_duplicate_keys, recorded
 from sidecar.validate.limits import MAX_JSON_DEPTH, MAX_STRING_CHARS, check_string, check_timestamp, json_depth_exceeds
 
 MAX_BATCH_BODY_BYTES = SEGMENT_MAX_BATCH_BYTES
@@ -196,6 +197,27 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return parsed
 
 
+def repeated_keys(body: bytes, parsed: dict[str, Any], *, batch: bool) -> dict[int, FieldViolation]:
+    """Per event index, the key its JSON repeats (orjson kept only the last value, so the checks saw one meaning).
+
+    A repeat in an event refuses that event alone; one in the request's own fields (``writeKey``, the batch's
+    ``context``) refuses the request, since every event shares them.
+    """
+    if not has_duplicate_keys(body, parsed):
+        return {}
+    whole = recorded(body)
+    items = whole.get("batch") if batch else [whole]
+    found: dict[int, FieldViolation] = {}
+    for index, item in enumerate(items if isinstance(items, list) else ()):
+        repeat = first_duplicate(item)
+        if repeat is not None:
+            found[index] = duplicate_violation("", repeat)
+    if not found:
+        where = duplicate_violation("", first_duplicate(whole))
+        raise RequestProblem(400, "duplicate_key", f"{where.field or 'the body'}: {where.description}")
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """What every event of one request shares: its write key, region and the batch's defaults."""
@@ -287,10 +309,13 @@ def _merged(default: dict[str, Any] | None, own: Any, name: str, violations: lis
     return default if own is None else {**default, **own}
 
 
-def to_call(item: Any, call_type: CallType | None, shared: Envelope, received_at: float) -> Call:
+def to_call(
+    item: Any, call_type: CallType | None, shared: Envelope, received_at: float, repeat: FieldViolation | None = None
+) -> Call:
     """One event as a Call (fields in Segment's order); InvalidEvent names every problem in JSON names.
 
-    ``call_type`` is the endpoint's; None (a batch) reads the event's own ``type``.
+    ``call_type`` is the endpoint's; None (a batch) reads the event's own ``type``. ``repeat`` is a key the event's
+    JSON text repeats (:func:`repeated_keys`), refused with the event's other problems.
     """
     if not isinstance(item, dict):
         raise InvalidEvent.single("event", f"must be a JSON object, not {type(item).__name__}")
@@ -304,6 +329,8 @@ def to_call(item: Any, call_type: CallType | None, shared: Envelope, received_at
         assert call_type is not None
     if shared.too_deep and json_depth_exceeds(orjson.dumps(item), MAX_JSON_DEPTH):
         raise InvalidEvent.single("event", f"nests objects and arrays deeper than {MAX_JSON_DEPTH} levels")
+    if repeat is not None:
+        violations.append(repeat)
     fields: dict[str, Any] = {}
     parsed: dict[str, dict[str, Any]] = {}
     for name in (*_LEADING.get(call_type, ()), "userId", "anonymousId", *_TRAILING.get(call_type, ())):

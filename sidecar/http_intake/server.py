@@ -41,6 +41,7 @@ from sidecar.http_intake.parse import (
     envelope,
     inflate,
     parse_body,
+    repeated_keys,
     route,
     to_call,
     too_large,
@@ -248,8 +249,9 @@ class HttpIntake:
         parsed = parse_body(body)
         shared = envelope(body, parsed, header_key, found.region or self._default_region)
         items = batch_items(parsed) if found.call_type is None else [parsed]
+        repeats = repeated_keys(body, parsed, batch=found.call_type is None)
         try:
-            answer, recognised = await self._events(items, found.call_type, shared)
+            answer, recognised = await self._events(items, found.call_type, shared, repeats)
         except SidecarError as error:
             if self._counter is not None:
                 self._counter.call_received(found.name, len(items), intake="http")
@@ -259,8 +261,13 @@ class HttpIntake:
             self._counter.call_received(found.name, len(items) - recognised, intake="http")
         return answer, len(items), found.name
 
-    async def _events(self, items: list[Any], call_type: CallType | None, shared: Envelope) -> tuple[Answer, int]:
-        """The answer, once the accepted events are spooled, and how many events were recognised as spooled."""
+    async def _events(
+        self, items: list[Any], call_type: CallType | None, shared: Envelope, repeats: dict[int, FieldViolation]
+    ) -> tuple[Answer, int]:
+        """The answer, once the accepted events are spooled, and how many events were recognised as spooled.
+
+        ``repeats`` names the events whose JSON repeats a key: they are refused like any other invalid event.
+        """
         prepare = self._downstream.prepare
         recent = self._recent
         write_key, region = shared.write_key, shared.region
@@ -284,7 +291,7 @@ class HttpIntake:
                 recognised += 1  # accepted moments ago (a library's retry) or twice in one request: durable already
                 continue
             try:
-                call = to_call(item, call_type, shared, now)
+                call = to_call(item, call_type, shared, now, repeats.get(index))
                 event, warnings = prepare(call)
             except (InvalidEvent, CredentialsMissing) as error:
                 violations = getattr(error, "violations", ()) or (FieldViolation("write_key", str(error)),)

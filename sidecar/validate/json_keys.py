@@ -78,14 +78,20 @@ class _Recorded(dict[str, Any]):
             self[key] = value
 
 
-def duplicate_key_path(raw: bytes) -> tuple[str, str] | None:
-    """The path of the first repeated key in ``raw`` (``revenue``, ``products[1].sku``) and the key, or None.
+def recorded(raw: bytes) -> Any:
+    """``raw`` parsed again with Python's ``json``, each object remembering the first key its text repeated.
 
-    Parses ``raw`` again with Python's ``json``; call it only once :func:`has_duplicate_keys` said yes. Objects are
-    searched from the outside in, in the text's order.
+    Call it only once :func:`has_duplicate_keys` said yes: it costs several times an orjson parse.
     """
-    parsed = json.loads(raw, object_pairs_hook=_Recorded)
-    pending: list[tuple[Any, str]] = [(parsed, "")]
+    return json.loads(raw, object_pairs_hook=_Recorded)
+
+
+def first_duplicate(value: Any) -> tuple[str, str] | None:
+    """The path of the first repeated key in a value from :func:`recorded` (``products[1].sku``) and the key.
+
+    Objects are searched from the outside in, in the text's order.
+    """
+    pending: list[tuple[Any, str]] = [(value, "")]
     while pending:
         value, path = pending.pop()
         if isinstance(value, _Recorded) and value.duplicate is not None:
@@ -98,15 +104,13 @@ def duplicate_key_path(raw: bytes) -> tuple[str, str] | None:
     return None
 
 
-def check_duplicate_keys(field: str, raw: bytes, parsed: Any) -> FieldViolation | None:
-    """A violation on ``<field>.<path>`` when the JSON text ``raw`` (which parsed to ``parsed``) repeats a key.
+def duplicate_key_path(raw: bytes) -> tuple[str, str] | None:
+    """The path of the first repeated key in ``raw`` (``revenue``, ``products[1].sku``) and the key, or None."""
+    return first_duplicate(recorded(raw))
 
-    For every intake that parses JSON text: the gRPC ``*_json`` fields (``properties_json.revenue``) and an HTTP body
-    (``field=""`` names ``batch[3].properties.revenue``).
-    """
-    if not has_duplicate_keys(raw, parsed):
-        return None
-    found = duplicate_key_path(raw)
+
+def duplicate_violation(field: str, found: tuple[str, str] | None) -> FieldViolation:
+    """The violation for a repeated key ``found`` (path, key) inside ``field`` (``""`` for a whole body)."""
     if found is None:  # counts disagree but no repeat found: name the field rather than guess
         return FieldViolation(field, "repeats a key in one of its objects; send each key once per object")
     path, key = found
@@ -115,3 +119,14 @@ def check_duplicate_keys(field: str, raw: bytes, parsed: Any) -> FieldViolation 
         f'repeats the key "{key}" in one object; send each key once: parsers disagree on which value counts, '
         "so the sidecar cannot check what Segment would read",
     )
+
+
+def check_duplicate_keys(field: str, raw: bytes, parsed: Any) -> FieldViolation | None:
+    """A violation on ``<field>.<path>`` when the JSON text ``raw`` (which parsed to ``parsed``) repeats a key.
+
+    For every intake that parses JSON text: the gRPC ``*_json`` fields (``properties_json.revenue``) and an HTTP body
+    (``field=""`` names ``batch[3].properties.revenue``).
+    """
+    if not has_duplicate_keys(raw, parsed):
+        return None
+    return duplicate_violation(field, duplicate_key_path(raw))

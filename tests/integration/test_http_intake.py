@@ -128,9 +128,33 @@ async def test_refused_events_are_named_and_the_others_accepted(
     assert set(refused) == {"no-user", "near-miss", "big"}
     assert refused["no-user"]["index"] == 1 and refused["no-user"]["field"] == "userId"
     assert refused["near-miss"]["field"] == "event" and "Unsubscribed" in refused["near-miss"]["reason"]
-    assert refused["big"]["index"] == 3 and "32768" in refused["big"]["reason"]
+    assert refused["big"]["index"] == 3 and "32,768" in refused["big"]["reason"]
+    assert refused["big"]["field"] == "properties"
     await flush(running)
     assert sorted(collectors.us.store.message_ids("wk-p")) == ["ok-1", "ok-2"]
+
+
+async def test_a_repeated_key_refuses_its_event_alone_and_one_in_the_envelope_the_request(
+    sidecar_factory: SidecarFactory, collectors: Collectors, session: aiohttp.ClientSession
+) -> None:
+    """JSON that repeats a key reads differently to different parsers: that event is refused naming the key's path,
+    the others are spooled; a repeat in the batch's shared context refuses the whole request."""
+    running = await sidecar_factory(**HTTP)
+    body = (
+        b'{"batch": ['
+        b'{"type": "track", "userId": "u", "event": "Order Completed", "messageId": "twice",'
+        b' "properties": {"revenue": "ten", "revenue": 10}},'
+        b'{"type": "track", "userId": "u", "event": "Email Opened", "messageId": "once"}]}'
+    )
+    status, answer, _ = await post(session, f"{base(running)}/v1/batch", body, auth("wk-dup"))
+    assert status == 400 and answer["accepted"] == 1
+    (refused,) = answer["refused"]
+    assert refused["index"] == 0 and refused["field"] == "properties.revenue" and "repeats" in refused["reason"]
+    shared = b'{"context": {"integration": {"name": "other"}, "integration": {"name": "x"}}, "batch": []}'
+    status, answer, _ = await post(session, f"{base(running)}/v1/batch", shared, auth("wk-dup"))
+    assert status == 400 and answer["code"] == "duplicate_key" and "context.integration" in answer["message"]
+    await flush(running)
+    assert collectors.us.store.message_ids("wk-dup") == ["once"]
 
 
 async def test_a_resent_request_spools_its_accepted_events_once(
