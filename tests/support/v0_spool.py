@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,20 +37,25 @@ class V0Spool:
 
 def payload(seq: int, size: int) -> bytes:
     """A JSON event of about ``size`` bytes that names its seq, so a test can tell every row apart."""
-    head = b'{"type":"track","event":"Report Generated","messageId":"v0-%08d","properties":{"pad":"' % seq
+    head = (
+        b'{"type":"track","event":"Report Generated","userId":"user-%d","messageId":"v0-%08d",'
+        b'"timestamp":"2026-01-01T00:00:00.000Z","properties":{"pad":"' % (seq % 97, seq)
+    )
     return head + b"p" * max(0, size - len(head) - 3) + b'"}}'
 
 
 def build(directory: Path, megabytes: float, row_bytes: int = 600, dead_every: int = 50) -> V0Spool:
     """Write a version-0 ``spool.db`` of about ``megabytes`` MiB of payload into ``directory``: seqs 1, 2, ... with
     every ``dead_every``-th row a dead letter (one in three of those marked for replay), write keys in rotation (one
-    of them in the EU region). The WAL is checkpointed and truncated, as a cleanly stopped sidecar leaves it."""
+    of them in the EU region), accepted in the last minutes (so none is too old to deliver). The WAL is checkpointed
+    and truncated, as a cleanly stopped sidecar leaves it."""
     directory.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(directory / "spool.db", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=OFF")
     db.executescript(V0_SCHEMA)
     rows = int(megabytes * 2**20 / row_bytes)
+    accepted = time.time() - 600
     events: dict[int, str] = {}
     dead: dict[int, str] = {}
     db.execute("BEGIN")
@@ -61,12 +67,24 @@ def build(directory: Path, megabytes: float, row_bytes: int = 600, dead_every: i
         if seq % dead_every == 0:
             db.execute(
                 "INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, key, region, message_id, body, 1000.0 + seq, 2000.0 + seq, "refused", "HTTP 400", seq % 3 == 0),
+                (
+                    seq,
+                    key,
+                    region,
+                    message_id,
+                    body,
+                    accepted + seq / rows,
+                    accepted + 300,
+                    "refused",
+                    "HTTP 400",
+                    seq % 3 == 0,
+                ),
             )
             dead[seq] = message_id
         else:
             db.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", (seq, key, region, message_id, body, 1000.0 + seq)
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                (seq, key, region, message_id, body, accepted + seq / rows),
             )
             events[seq] = message_id
         if seq % 20_000 == 0:
