@@ -194,10 +194,11 @@ def _move(db: sqlite3.Connection, table: str) -> tuple[int, int]:
         cursor.close()
     if last is None:
         return 0, 0
+    # DISTINCT before the hash: one call of the Python function per key, not per row.
     db.execute(
-        "INSERT INTO keys (hash, write_key, region) SELECT DISTINCT key_hash(o.write_key, o.region), o.write_key,"  # noqa: S608
-        f" o.region FROM {table}_v0 o WHERE o.seq <= ? AND NOT EXISTS (SELECT 1 FROM keys k WHERE"
-        " k.hash = key_hash(o.write_key, o.region) AND k.write_key = o.write_key AND k.region = o.region)",
+        "INSERT INTO keys (hash, write_key, region) SELECT key_hash(o.write_key, o.region), o.write_key, o.region"  # noqa: S608
+        f" FROM (SELECT DISTINCT write_key, region FROM {table}_v0 WHERE seq <= ?) o WHERE NOT EXISTS (SELECT 1 FROM"
+        " keys k WHERE k.hash = key_hash(o.write_key, o.region) AND k.write_key = o.write_key AND k.region = o.region)",
         (last,),
     )
     db.execute(_MOVES[table], (last,))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from sidecar.deadletters import main as dead_letters_main
 from sidecar.errors import ConfigError
 from sidecar.model import Region
 from sidecar.spool import migrate
@@ -182,3 +183,17 @@ def test_a_new_spool_and_a_current_one_open_without_a_migration(tmp_path: Path) 
     db = sqlite3.connect(tmp_path / "spool.db")
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
+
+
+def test_the_dead_letters_command_refuses_a_spool_of_a_newer_schema_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``segment-sidecar dead-letters list`` and ``replay`` on a spool of a newer schema exit 2 with one message
+    naming both versions, and touch nothing."""
+    db = sqlite3.connect(tmp_path / "spool.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    for action in ("list", "replay"):
+        assert dead_letters_main([action, "--spool-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert f"version {SCHEMA_VERSION + 1}" in err and f"version {SCHEMA_VERSION}," in err
