@@ -14,18 +14,18 @@ crash at any point::
 A row is in exactly one of the two tables at every commit, so a crash loses nothing and duplicates nothing; the next
 open resumes with the rows still in the ``_v0`` tables (user_version stays 0 until ``finish``, and the ``events_v0``
 table marks a migration under way). The pages each move frees are reused by the next, and the WAL is emptied after
-each, so the files grow by about two chunks at most (:data:`HEADROOM_BYTES`), instead of three times the spool that a
-single transaction needed (the copy, its WAL, and the old rows until the end).
+each, so the files grow by about three chunks at most (measured: 9-12 MiB with 4 MiB chunks, whatever the spool's
+size; :data:`HEADROOM_BYTES` asks for four), where a single transaction needed three times the spool more (the copy,
+its WAL, and the old rows until the end) and left the WAL at twice the spool.
 
-Delivery starts when the migration ends: the gRPC port is bound after the spool opens. It moves about
-:data:`SECONDS_PER_GIB` seconds per GiB of version-0 spool on the CI machine, logging ``spool_migration_progress``
-every few seconds; a start-up probe that restarts the container first loses only the step under way.
+Delivery starts when the migration ends: the gRPC port is bound after the spool opens. A GiB takes about 35 s on a
+quiet 2-core machine (90 s under heavy load), logged as ``spool_migration_progress`` every few seconds; a start-up
+probe that restarts the container loses only the step under way, and each start goes on where the last one stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import sqlite3
 import time
@@ -44,10 +44,9 @@ CHUNK_BYTES = 4 * 2**20
 CHUNK_ROWS = 20_000
 """Rows one step moves at most, however small they are."""
 HEADROOM_BYTES = 4 * CHUNK_BYTES
-"""Free disk the migration needs beside the spool's files: one chunk in the database before the pages it frees can be
-reused, one in the WAL until the checkpoint, and the ``keys`` rows and index pages around them."""
-SECONDS_PER_GIB = 40
-"""About how long a GiB of version-0 spool takes to migrate on the CI machine (2 shared cores, SSD)."""
+"""Free disk the migration needs beside the spool's files: a chunk's new rows in the database before the pages it
+frees are reused by the next, the new rows and the freed pages in the WAL until the checkpoint, and a margin for
+``keys``, the index and SQLite's shared-memory file."""
 PROGRESS_INTERVAL = 5.0
 """Seconds between two ``spool_migration_progress`` log lines."""
 
@@ -86,7 +85,7 @@ def upgrade(db: sqlite3.Connection, path: Path) -> None:
         return
     tables = _tables(db)
     if "events_v0" not in tables and "write_key" not in _columns(db, "events"):
-        with _step(db, path):
+        with _step(db):
             if _user_version(db) < SCHEMA_VERSION and "events_v0" not in _tables(db):  # another opener may be first
                 for statement in SCHEMA:
                     db.execute(statement)
@@ -97,18 +96,22 @@ def upgrade(db: sqlite3.Connection, path: Path) -> None:
 
 def _migrate_from_v0(db: sqlite3.Connection, path: Path) -> None:
     db.create_function("key_hash", 2, key_hash, deterministic=True)
-    _checkpoint(db)  # a WAL left by an earlier, failed attempt gives its room back first
-    _check_room(db, path)
-    # Where SQLite zeroes freed pages (Debian's build does), each move would write its freed pages to the WAL a second
-    # time, and dropping version 0's index would write all of it in one step. FAST zeroes only what costs no extra
-    # I/O: the rows left behind in free pages are the same events, now in ``events``, and the moves reuse them.
     secure_delete = int(db.execute("PRAGMA secure_delete").fetchone()[0])
-    db.execute("PRAGMA secure_delete = FAST")
-    # Each step is atomic whatever the setting: a step that a power loss takes back is moved again at the next open.
-    # The checkpoint after each step syncs what the commits did not.
-    db.execute("PRAGMA synchronous = NORMAL")
     try:
+        _checkpoint(db)  # a WAL left by an earlier, failed attempt gives its room back first
+        _check_room(db, path)
+        # Where SQLite zeroes freed pages (Debian's build does), dropping version 0's index would write zeros over all
+        # of it in one step, a WAL as large as the index. FAST zeroes only what costs no extra I/O; the pages left
+        # unzeroed are reused by the moves that follow.
+        db.execute("PRAGMA secure_delete = FAST")
+        # Each step is atomic whatever the setting: a step that a power loss takes back is moved again at the next
+        # open. The checkpoint after each step syncs what its commit did not.
+        db.execute("PRAGMA synchronous = NORMAL")
         _move_all(db, path)
+    except sqlite3.Error as exc:
+        if _disk_full(exc, path):
+            raise _no_room(path, HEADROOM_BYTES) from exc
+        raise
     finally:
         db.execute(f"PRAGMA secure_delete = {secure_delete}")
         db.execute("PRAGMA synchronous = FULL")
@@ -117,7 +120,7 @@ def _migrate_from_v0(db: sqlite3.Connection, path: Path) -> None:
 def _move_all(db: sqlite3.Connection, path: Path) -> None:
     started = time.monotonic()
     log.info("spool_migration_started", path=str(path), from_version=0, to_version=SCHEMA_VERSION, bytes=_size(path))
-    with _step(db, path):
+    with _step(db):
         if _user_version(db) == 0 and "events_v0" not in _tables(db):
             _begin(db)
     _checkpoint(db)
@@ -126,7 +129,7 @@ def _move_all(db: sqlite3.Connection, path: Path) -> None:
     last_report = started
     for table in moved:
         while True:
-            with _step(db, path):
+            with _step(db):
                 rows, size = _move(db, table)
             if not rows:
                 break
@@ -142,8 +145,15 @@ def _move_all(db: sqlite3.Connection, path: Path) -> None:
                     payload_bytes=moved_bytes,
                     seconds=round(last_report - started, 1),
                 )
-    with _step(db, path):
-        if "events_v0" in _tables(db):
+    with _step(db):
+        # Every row has moved (they are never added to, so empty stays empty); checked all the same, as a drop of a
+        # table with rows in it would lose them.
+        tables = _tables(db)
+        if "events_v0" in tables and not any(
+            db.execute(f"SELECT 1 FROM {name} LIMIT 1").fetchone()  # noqa: S608 - our names
+            for name in ("events_v0", "dead_letters_v0")
+            if name in tables
+        ):
             db.execute("DROP TABLE events_v0")
             db.execute("DROP TABLE IF EXISTS dead_letters_v0")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -207,19 +217,17 @@ def _move(db: sqlite3.Connection, table: str) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _step(db: sqlite3.Connection, path: Path) -> Iterator[None]:
-    """One transaction of the migration: committed whole or not at all; a full disk is named as such."""
+def _step(db: sqlite3.Connection) -> Iterator[None]:
+    """One transaction of the migration: committed whole or not at all."""
     try:
         db.execute("BEGIN IMMEDIATE")
         yield
         db.execute("COMMIT")
-    except BaseException as exc:
+    except BaseException:
         # SQLite may have rolled back already (a full disk, say): a second ROLLBACK would hide the real error.
         if db.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error) and _disk_full(exc):
-            raise _no_room(path, HEADROOM_BYTES) from exc
         raise
 
 
@@ -250,9 +258,11 @@ def _no_room(path: Path, needed: int) -> ConfigError:
     )
 
 
-def _disk_full(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code == sqlite3.SQLITE_FULL or getattr(exc, "errno", None) == errno.ENOSPC
+def _disk_full(exc: sqlite3.Error, path: Path) -> bool:
+    """SQLITE_FULL; or an I/O error (SQLite reports a failed write to its shared-memory index so) with less free than
+    a step needs."""
+    code = int(getattr(exc, "sqlite_errorcode", 0)) & 0xFF
+    return code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _free(path) < CHUNK_BYTES)
 
 
 def _free(path: Path) -> int:
