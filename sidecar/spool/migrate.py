@@ -18,8 +18,8 @@ each, so the files grow by about three chunks at most (measured: 9-12 MiB with 4
 size; :data:`HEADROOM_BYTES` asks for four), where a single transaction needed three times the spool more (the copy,
 its WAL, and the old rows until the end) and left the WAL at twice the spool.
 
-Delivery starts when the migration ends: the gRPC port is bound after the spool opens. A GiB takes about 35 s on a
-quiet 2-core machine (90 s under heavy load), logged as ``spool_migration_progress`` every few seconds; a start-up
+Delivery starts when the migration ends: the gRPC port is bound after the spool opens. A GiB takes 30-40 s on a
+2-core machine (90 s with its cores saturated), logged as ``spool_migration_progress`` every few seconds; a start-up
 probe that restarts the container loses only the step under way, and each start goes on where the last one stopped.
 """
 
