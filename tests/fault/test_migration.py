@@ -49,14 +49,16 @@ def tmpfs(tmp_path: Path) -> Iterator[Mount]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def process_on(spool_dir: Path, collector: Collector, log_path: Path) -> SidecarProcess:
-    """A sidecar process whose spool is ``spool_dir``."""
+def process_on(spool_dir: Path, collector: Collector, log_path: Path, volume_mib: int) -> SidecarProcess:
+    """A sidecar process whose spool is ``spool_dir``, on a volume of ``volume_mib`` MiB: its bound leaves the
+    headroom the README asks for (the bound sizes the WAL, which would otherwise outgrow so small a volume)."""
     return SidecarProcess(
         env={
             **TEST_ENV,
             "SIDECAR_ENDPOINT_US": collector.url,
             "SIDECAR_ENDPOINT_EU": collector.url,
             "SIDECAR_SPOOL_DIR": str(spool_dir),
+            "SIDECAR_SPOOL_MAX_BYTES": f"{volume_mib * 3 // 4}MiB",
             "SIDECAR_LOG_LEVEL": "info",
         },
         port=free_port(),
@@ -144,7 +146,7 @@ async def test_a_version_0_spool_migrates_on_a_volume_too_small_for_a_single_tra
     volume = tmpfs(40)
     built = build(volume / "spool", 16)
     before = sum(f.stat().st_size for f in (volume / "spool").iterdir())
-    process = process_on(volume / "spool", collector, tmp_path / "sidecar.log")
+    process = process_on(volume / "spool", collector, tmp_path / "sidecar.log", 40)
     process.start()
     try:
         peak = 0
@@ -189,7 +191,7 @@ async def test_a_volume_without_room_for_a_step_exits_2_naming_the_folder_and_th
     volume = tmpfs(32)
     built = build(volume / "spool", 4)
     filler = fill_until_free(volume, 4 * 2**20)
-    process = process_on(volume / "spool", collector, tmp_path / "sidecar.log")
+    process = process_on(volume / "spool", collector, tmp_path / "sidecar.log", 32)
     process.start()
     try:
         assert await process.wait_exit(timeout=30) == 2
@@ -201,7 +203,7 @@ async def test_a_volume_without_room_for_a_step_exits_2_naming_the_folder_and_th
         assert "rollback" not in log
         assert "Traceback" not in log
         filler.unlink()
-        again = process_on(volume / "spool", collector, tmp_path / "sidecar-again.log")
+        again = process_on(volume / "spool", collector, tmp_path / "sidecar-again.log", 32)
         again.start()
         try:
             await again.wait_ready(timeout=60)
