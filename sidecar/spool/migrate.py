@@ -101,8 +101,9 @@ def _migrate_from_v0(db: sqlite3.Connection, path: Path) -> None:
         _checkpoint(db)  # a WAL left by an earlier, failed attempt gives its room back first
         _check_room(db, path)
         # Where SQLite zeroes freed pages (Debian's build does), dropping version 0's index would write zeros over all
-        # of it in one step, a WAL as large as the index. FAST zeroes only what costs no extra I/O; the pages left
-        # unzeroed are reused by the moves that follow.
+        # of it in one step, a WAL as large as the index. FAST zeroes only what costs no extra I/O: the index's pages
+        # (write keys and seqs, no payloads) may stay on the free list unzeroed until reused, as on a build that
+        # never zeroes.
         db.execute("PRAGMA secure_delete = FAST")
         # Each step is atomic whatever the setting: a step that a power loss takes back is moved again at the next
         # open. The checkpoint after each step syncs what its commit did not.
