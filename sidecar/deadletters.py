@@ -14,11 +14,21 @@ from pathlib import Path
 
 import orjson
 
+from sidecar.errors import ConfigError
 from sidecar.model import write_key_hash
 from sidecar.spool.dead_letters import list_dead_letters, mark_for_replay
 
 
 def main(argv: list[str]) -> int:
+    """List or replay dead letters; exit 2 for a spool this build cannot open (a newer schema, no room to migrate)."""
+    try:
+        return _list_or_replay(argv)
+    except ConfigError as error:
+        print(f"segment-sidecar dead-letters: {error}", file=sys.stderr)
+        return 2
+
+
+def _list_or_replay(argv: list[str]) -> int:
     """List or replay dead letters."""
     parser = argparse.ArgumentParser(prog="segment-sidecar dead-letters", description=__doc__)
     parser.add_argument("action", choices=["list", "replay"])

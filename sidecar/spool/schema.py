@@ -1,5 +1,6 @@
-"""The SQLite spool's files and schema: the private folder and files, connections, the schema and its migration
-from version 0, and the pieces every user of the database shares (key hashes, key lookup, transactions).
+"""The SQLite spool's files and schema: the private folder and files, connections, the schema (brought up to date
+by :mod:`sidecar.spool.migrate` when a connection opens), and the pieces every user of the database shares (key
+hashes, key lookup, transactions).
 
 The layout itself is drawn in :mod:`sidecar.spool.store`'s docstring.
 """
@@ -68,15 +69,18 @@ def connect_reader(path: Path) -> sqlite3.Connection:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection in WAL mode with fsync'd commits and the current schema (migrated if older); used by the spool
-    and by the dead-letters command. The database and its WAL are created 0600."""
+    """A connection in WAL mode with fsync'd commits and the current schema (migrated if older, refused if newer:
+    see :func:`sidecar.spool.migrate.upgrade`); used by the spool and by the dead-letters command. The database and
+    its WAL are created 0600."""
     private_file(path)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=5000")
-        _migrate(db)
+        from sidecar.spool.migrate import upgrade  # noqa: PLC0415 - migrate builds on this module's schema
+
+        upgrade(db, path)
     except BaseException:
         db.close()
         raise
@@ -84,61 +88,6 @@ def connect(path: Path) -> sqlite3.Connection:
         with contextlib.suppress(FileNotFoundError):
             os.chmod(f"{path}{suffix}", FILE_MODE)
     return db
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring the schema to :data:`SCHEMA_VERSION` in one transaction (a new database, or version 0)."""
-    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-            if "write_key" in columns:
-                _migrate_from_v0(db)
-            else:
-                for statement in SCHEMA:
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-
-
-def _migrate_from_v0(db: sqlite3.Connection) -> None:
-    """Version 0 kept the write key and region in every row: move them to ``keys`` and keep every seq."""
-    db.create_function("key_hash", 2, key_hash, deterministic=True)
-    db.execute("ALTER TABLE events RENAME TO events_v0")
-    db.execute("ALTER TABLE dead_letters RENAME TO dead_letters_v0")
-    db.execute("DROP INDEX IF EXISTS events_by_key")
-    for statement in SCHEMA:
-        db.execute(statement)
-    db.execute(
-        "INSERT INTO keys (hash, write_key, region) SELECT key_hash(write_key, region), write_key, region"
-        " FROM (SELECT write_key, region FROM events_v0 UNION SELECT write_key, region FROM dead_letters_v0)"
-    )
-    join = (
-        "JOIN keys k ON k.hash = key_hash(o.write_key, o.region) AND k.write_key = o.write_key AND k.region = o.region"
-    )
-    db.execute(
-        f"INSERT INTO events ({COLUMNS}) SELECT o.seq, k.id, o.message_id, o.payload, o.accepted_at"
-        f" FROM events_v0 o {join} ORDER BY o.seq"
-    )
-    db.execute(
-        "INSERT INTO dead_letters (seq, key_id, message_id, payload, accepted_at, dead_at, reason, response, size,"
-        " replay) SELECT o.seq, k.id, o.message_id, o.payload, o.accepted_at, o.dead_at, o.reason, o.response,"
-        " length(o.payload) + length(CAST(o.message_id AS BLOB)) + length(CAST(o.reason AS BLOB))"
-        f" + length(CAST(o.response AS BLOB)), o.replay FROM dead_letters_v0 o {join}"
-    )
-    # The highest seq either table held stays used: the events table's sequence starts above it.
-    db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
-    db.execute(
-        "INSERT INTO sqlite_sequence (name, seq) SELECT 'events', max("
-        "coalesce((SELECT max(seq) FROM events_v0), 0), coalesce((SELECT max(seq) FROM dead_letters_v0), 0))"
-    )
-    db.execute("DROP TABLE events_v0")
-    db.execute("DROP TABLE dead_letters_v0")
 
 
 def lookup_key(db: sqlite3.Connection, key: ShardKey) -> int | None:
