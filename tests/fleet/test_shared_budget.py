@@ -12,7 +12,7 @@ import pytest
 
 from sidecar.collector.server import Collector
 from sidecar.collector.store import max_requests_in_window
-from sidecar.send.fleet import bound, default_key, local_rate
+from sidecar.send.fleet import LEAD, bound, default_key, local_rate
 from sidecar.send.ratelimit import HEADROOM
 from tests.fleet.fleet import fleet, shares, started_between
 from tests.fleet.redis_server import RedisServer
@@ -99,8 +99,9 @@ async def test_redis_outage_falls_back_and_recovers(
     outage = started_between(requests, killed_at + 1.0, restarted_at)
     outage_rate = len(outage) / (restarted_at - killed_at - 1.0)
     assert 0.6 * fallback_total <= outage_rate <= 1.25 * fallback_total, outage_rate
-    # Back on the shared budget once the last sidecar has rejoined.
-    back = max(logged_at(log, "ratelimit_recovered") for log in logs)
+    # Back on the shared budget once the last sidecar has rejoined and the slots handed out at the pace of fewer
+    # members (at most the lead ahead) have passed.
+    back = max(logged_at(log, "ratelimit_recovered") for log in logs) + LEAD
     after = started_between(requests, back + 0.2, back + 1.2)
     assert len(after) >= 0.75 * shared_total, (len(after), outage_rate)
     assert key_back.startswith(b":1")

@@ -117,6 +117,27 @@ def test_bound_figures_quoted_in_the_docs() -> None:
     assert tolerance(10, preferred=1.0) == pytest.approx(12 / 9 - 1, abs=1e-5)
 
 
+def test_members_on_their_own_shares_never_pass_the_cap_however_their_paces_line_up() -> None:
+    """Paced at ``local_rate``, a member starts at most ``ceil(rate)`` requests in a one-second window; the fleet's
+    members together stay within the cap for caps of 10 and more and fleets of 1 to 10 (9/7 a second each, at a cap
+    of 10 and 7 members, would allow 14)."""
+    for cap in range(10, 201):
+        for size in range(1, 11):
+            rate = local_rate(cap, size)
+            assert rate <= HEADROOM * cap / size + 1e-9
+            assert size * math.ceil(rate - 1e-9) <= cap, (cap, size, rate)
+    assert 7 * math.ceil(HEADROOM * 10 / 7) == 14  # the unrounded share would not hold
+
+
+def test_local_pace_figures_quoted_in_the_docs() -> None:
+    """docs/fleet.md's worked example: 15 and 4 a second at a cap of 50 (3 and 10 members), 3 and 0.9 at a cap of 10;
+    the wait before a member paces alone, with a precise clock, is T + L + A + D + one local interval."""
+    assert [local_rate(50, 3), local_rate(50, 10), local_rate(10, 3)] == [15, 4, 3]
+    assert local_rate(10, 10) == pytest.approx(0.9)
+    waits = [0.2 + LEASE + LEAD + tolerance(cap) + 1 / local_rate(cap, size) for cap, size in ((50, 3), (50, 10))]
+    assert [round(wait, 2) for wait in waits] == [1.47, 1.65]
+
+
 def test_reservation_slots_and_offset_bounds() -> None:
     """A reply bounds Redis's clock minus ours by the round trip: TIME was read between sending and receiving."""
     reservation = Reservation(now=5_000_000, first=5_100_000, count=3, interval=50_000, sent=10.0, received=10.004)
