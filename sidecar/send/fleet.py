@@ -435,7 +435,8 @@ class RedisLimiter:
         await self._connected.wait()
         while True:
             if self._mode is _Mode.REDIS:
-                await sleep_until(self._last_call + HEARTBEAT, self._clock)
+                # After rejoining, the call that counts it in again waits one local interval (_not_before).
+                await sleep_until(max(self._last_call + HEARTBEAT, self._not_before), self._clock)
                 if self._mode is _Mode.REDIS and self._clock() - self._last_call >= HEARTBEAT:
                     await self._call(0)
                 continue
