@@ -211,7 +211,7 @@ def test_from_settings_derives_key_and_fallback_rate() -> None:
 
 async def test_slots_are_spaced_one_interval_apart_on_redis_clock(client: redis.Redis) -> None:
     """Consecutive reservations continue the schedule exactly one interval after the previous slot."""
-    budget = FleetBudget(client, "k", interval=0.1)
+    budget = FleetBudget(client, "k", interval=0.1, timeout=PATIENT)
     first = await budget.reserve(4)
     second = await budget.reserve(2)
     slots = first.slots + second.slots
@@ -221,7 +221,7 @@ async def test_slots_are_spaced_one_interval_apart_on_redis_clock(client: redis.
 
 async def test_no_burst_after_idle(client: redis.Redis) -> None:
     """After an idle spell the schedule restarts at Redis's now: no slots in the past are handed out."""
-    budget = FleetBudget(client, "k", interval=0.01)
+    budget = FleetBudget(client, "k", interval=0.01, timeout=PATIENT)
     await budget.reserve(3)
     await asyncio.sleep(0.1)  # the idle spell itself is what is being tested
     after = await budget.reserve(5)
@@ -233,7 +233,7 @@ async def test_two_budgets_on_one_key_get_disjoint_spaced_slots(redis_server: Re
     """Two clients sharing a key never receive the same slot, and all slots together stay one interval apart."""
     one, two = redis.from_url(redis_server.url), redis.from_url(redis_server.url)
     try:
-        budgets = [FleetBudget(one, "shared", 0.02), FleetBudget(two, "shared", 0.02)]
+        budgets = [FleetBudget(one, "shared", 0.02, timeout=PATIENT), FleetBudget(two, "shared", 0.02, timeout=PATIENT)]
         results = await asyncio.gather(*(budgets[i % 2].reserve(1 + i % 3) for i in range(20)))
     finally:
         await one.aclose()
@@ -245,16 +245,43 @@ async def test_two_budgets_on_one_key_get_disjoint_spaced_slots(redis_server: Re
 
 async def test_keys_are_isolated(client: redis.Redis) -> None:
     """Two integration names on one Redis keep two schedules: one partner's load does not delay the other."""
-    busy = FleetBudget(client, default_key("tool-a"), interval=0.5)
-    quiet = FleetBudget(client, default_key("tool-b"), interval=0.5)
-    await busy.reserve(10)  # five seconds of tool-a's schedule
+    busy = FleetBudget(client, default_key("tool-a"), interval=0.5, timeout=PATIENT)
+    quiet = FleetBudget(client, default_key("tool-b"), interval=0.5, timeout=PATIENT)
+    await busy.reserve(10)  # tool-a's schedule now reaches the lead ahead
     reservation = await quiet.reserve(1)
     assert reservation.first == reservation.now
 
 
+async def test_no_slot_is_handed_out_more_than_the_lead_ahead(client: redis.Redis) -> None:
+    """The schedule never reaches further than LEAD past Redis's now: a member that went silent counts in the pace
+    of slots at most that far ahead. A call that finds it full gets no slots and learns when there will be room."""
+    budget = FleetBudget(client, "k", interval=0.1, timeout=PATIENT)
+    first = await budget.reserve(16)
+    assert first.count == round(LEAD / 0.1) + 1
+    assert max(first.slots) - first.now <= LEAD * 1_000_000
+    full = await budget.reserve(4)
+    assert (full.count, full.slots) == (0, ())
+    assert full.first - full.now > LEAD * 1_000_000 - 100_000
+
+
+async def test_live_members_share_the_rate_and_a_lost_lease_is_reported(client: redis.Redis) -> None:
+    """With a fleet of 4, one live member's slots are spaced for one share (4 intervals), two live members' for two;
+    a member whose running lease is missing (the schedule was lost) is told so, and nothing is reserved."""
+    one = FleetBudget(client, "k", 0.01, member="one", fleet_size=4, timeout=PATIENT)
+    two = FleetBudget(client, "k", 0.01, member="two", fleet_size=4, timeout=PATIENT)
+    alone = await one.reserve(1)
+    assert alone.interval == 40_000
+    await two.reserve(0)  # a heartbeat: the lease alone
+    paired = await one.reserve(1)
+    assert paired.interval == 20_000
+    await client.delete("k:members")
+    lost = await one.reserve(1, lease_end=paired.now + round(LEASE * 1_000_000))
+    assert (lost.lost, lost.count) == (True, 0)
+
+
 async def test_script_is_reloaded_after_script_flush(client: redis.Redis) -> None:
     """NOSCRIPT (a restart or SCRIPT FLUSH) costs one reload and the reservation still succeeds."""
-    budget = FleetBudget(client, "k", interval=0.01)
+    budget = FleetBudget(client, "k", interval=0.01, timeout=PATIENT)
     await budget.reserve(1)
     await budget.reserve(1)
     assert budget.round_trips == 3  # load + evalsha, then evalsha alone
@@ -266,7 +293,7 @@ async def test_script_is_reloaded_after_script_flush(client: redis.Redis) -> Non
 
 async def test_schedule_expires_when_idle_and_survives_a_backward_clock_step(client: redis.Redis) -> None:
     """The key carries a TTL, and a schedule absurdly far ahead (Redis's clock stepped back) restarts at now."""
-    budget = FleetBudget(client, "k", interval=0.01)
+    budget = FleetBudget(client, "k", interval=0.01, timeout=PATIENT)
     reservation = await budget.reserve(1)
     assert 0 < await client.pttl("k") <= 1100
     await client.set("k", str(reservation.now + 3_600_000_000))
