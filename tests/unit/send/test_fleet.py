@@ -316,6 +316,22 @@ async def test_lifecycle_stop_without_start_and_twice() -> None:
     assert limiter.round_trips == 0
 
 
+async def test_an_idle_member_keeps_its_lease_and_stop_ends_its_supervised_work(redis_server: RedisServer) -> None:
+    """Started and never asked for a grant, a member holds its lease by heartbeats (its share stays in the
+    schedule); its connect, lease and reservation work runs under its supervisor, and stop() ends all of it."""
+    limiter = RedisLimiter(redis_server.url, "k", 10, fleet_size=3, timeout=PATIENT)
+    await limiter.start()
+    try:
+        await wait_for(lambda: redis_server.command("ZCARD", "k:members").startswith(b":1"), 3, "the lease")
+        trips = limiter.round_trips
+        await wait_for(lambda: limiter.round_trips >= trips + 2, 3, "two heartbeats")
+        work = [task for task in asyncio.all_tasks() if task.get_name().startswith("fleet-")]
+        assert work
+    finally:
+        await limiter.stop()
+    assert all(task.done() for task in work)
+
+
 async def test_acquire_before_start_starts(redis_server: RedisServer) -> None:
     """A limiter used before start() starts itself rather than failing a delivery."""
     limiter = RedisLimiter(redis_server.url, "k", 10, timeout=PATIENT)
