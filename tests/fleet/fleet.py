@@ -40,9 +40,10 @@ class FleetMember:
 
 
 @contextlib.asynccontextmanager
-async def fleet(size: int, collector: Collector, redis_url: str, folder: Path,
-                env: dict[str, str]) -> AsyncIterator[list[FleetMember]]:  # fmt: skip
-    """``size`` sidecar processes pointed at ``collector`` and sharing ``redis_url``; killed on exit."""
+async def fleet(size: int, collector: Collector, redis_url: str, folder: Path, env: dict[str, str],
+                urls: list[str] | None = None) -> AsyncIterator[list[FleetMember]]:  # fmt: skip
+    """``size`` sidecar processes pointed at ``collector`` and sharing ``redis_url`` (member ``i`` reaches it at
+    ``urls[i]`` when given: a proxy that a test can cut); killed on exit."""
     members: list[FleetMember] = []
     try:
         for index in range(size):
@@ -50,7 +51,7 @@ async def fleet(size: int, collector: Collector, redis_url: str, folder: Path,
                 env={
                     **TEST_ENV,
                     "SIDECAR_ENDPOINT_US": collector.url,
-                    "SIDECAR_REDIS_URL": redis_url,
+                    "SIDECAR_REDIS_URL": urls[index] if urls else redis_url,
                     "SIDECAR_SPOOL_DIR": str(folder / f"spool{index}"),
                     **env,
                 },

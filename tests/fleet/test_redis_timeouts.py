@@ -1,6 +1,5 @@
-"""Issue 13.11: sidecars whose Redis calls time out, against a real Redis, measured as grant times (a sender starts
-its request as soon as the limiter grants it). The fleet must stay within cap + the documented lease bound (20% of the
-cap), or docs/fleet.md must say exactly how much more and why."""
+"""Sidecars whose Redis calls time out, against a real Redis, measured as grant times (a sender starts its request as
+soon as the limiter grants it): the fleet stays within cap + 20% in any one-second window (docs/fleet.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ import pytest
 from sidecar.collector.store import max_requests_in_window
 from sidecar.send._fleet_budget import CONTRACT_EXCESS
 from sidecar.send.fleet import RedisLimiter
-from sidecar.send.ratelimit import HEADROOM
 from tests.fleet.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -138,11 +136,10 @@ async def test_a_paused_redis_keeps_the_fleet_within_the_lease_bound(redis_serve
     assert worst <= ALLOWED, f"{worst} starts in one second (allowed {ALLOWED})"
 
 
-async def test_one_sidecar_cut_off_from_redis_adds_at_most_its_fallback_share(redis_server: RedisServer) -> None:
+async def test_one_sidecar_cut_off_from_redis_keeps_only_its_share(redis_server: RedisServer) -> None:
     """One sidecar's Redis calls time out (its path to Redis stalls for 3 s) while the other two reach Redis: the two
-    keep the shared schedule (at most ``bound(cap)`` = 10 a second) and the cut-off one paces at cap / 3 on top, so a
-    window holds at most 10 + ceil(cap / 3 * headroom) = 13: the documented excess (docs/fleet.md), which a sidecar
-    that cannot see the schedule cannot avoid while the fallback must keep delivering at cap / fleet size."""
+    stop counting its share once its lease could have ended, and it paces on that share only after the same point,
+    so no one-second window holds more than cap + 20% (12 at a cap of 10)."""
     proxy = StallingProxy(redis_server.port)
     await proxy.start()
     grants: list[tuple[float, int]] = []
@@ -161,6 +158,5 @@ async def test_one_sidecar_cut_off_from_redis_adds_at_most_its_fallback_share(re
     finally:
         await proxy.stop()
     worst = max_requests_in_window([at for at, _ in grants])
-    fallback_share = -(-CAP * HEADROOM // FLEET)  # ceil(cap / fleet size * headroom)
-    print(f"worst window: {worst} starts; contract {ALLOWED}; documented bound {CAP + int(fallback_share)}")
-    assert worst <= CAP + fallback_share, f"{worst} starts in one second"
+    print(f"worst window: {worst} starts; contract {ALLOWED}")
+    assert worst <= ALLOWED, f"{worst} starts in one second (allowed {ALLOWED})"

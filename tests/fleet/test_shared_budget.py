@@ -12,7 +12,7 @@ import pytest
 
 from sidecar.collector.server import Collector
 from sidecar.collector.store import max_requests_in_window
-from sidecar.send.fleet import bound, default_key
+from sidecar.send.fleet import LEAD, bound, default_key, local_rate
 from sidecar.send.ratelimit import HEADROOM
 from tests.fleet.fleet import fleet, shares, started_between
 from tests.fleet.redis_server import RedisServer
@@ -70,11 +70,12 @@ async def test_three_sidecars_share_the_cap_fairly(
 async def test_redis_outage_falls_back_and_recovers(
     redis_server: RedisServer, collector: Collector, tmp_path: Path
 ) -> None:
-    """Redis killed mid-run: every call still succeeds, delivery goes on at cap / fleet size per sidecar, and the
-    fleet returns to the shared budget once Redis is back (empty)."""
-    fleet_size = 6  # three running, six declared: the fallback (9 requests/s in all) is clearly below the shared 18/s
-    fallback_total = 3 * HEADROOM * CAP / fleet_size
-    shared_total = HEADROOM * CAP
+    """Redis killed mid-run: every call still succeeds, delivery goes on at each member's share, and the fleet
+    returns to the shared budget once Redis is back (empty). Three of six declared members run: on Redis as without
+    it, the three get three shares of six (the other three could be pacing on their own)."""
+    fleet_size = 6
+    fallback_total = 3 * local_rate(CAP, fleet_size)
+    shared_total = HEADROOM * CAP * 3 / fleet_size
     per_sidecar = 45 * EVENTS_PER_REQUEST
     async with fleet(3, collector, redis_server.url, tmp_path, fleet_env(fleet_size)) as members:
         sent = await asyncio.gather(*(member.send(per_sidecar, "before") for member in members))
@@ -98,8 +99,9 @@ async def test_redis_outage_falls_back_and_recovers(
     outage = started_between(requests, killed_at + 1.0, restarted_at)
     outage_rate = len(outage) / (restarted_at - killed_at - 1.0)
     assert 0.6 * fallback_total <= outage_rate <= 1.25 * fallback_total, outage_rate
-    # Back on the shared budget: once the last sidecar's probation (1.5 s) is over, the rate is the fleet's again.
-    back = max(logged_at(log, "ratelimit_recovered") for log in logs) + 1.5
+    # Back on the shared budget once the last sidecar has rejoined and the slots handed out at the pace of fewer
+    # members (at most the lead ahead) have passed.
+    back = max(logged_at(log, "ratelimit_recovered") for log in logs) + LEAD
     after = started_between(requests, back + 0.2, back + 1.2)
     assert len(after) >= 0.75 * shared_total, (len(after), outage_rate)
     assert key_back.startswith(b":1")

@@ -22,6 +22,7 @@ import pytest
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.collector.server import Collector
+from sidecar.collector.store import max_requests_in_window
 from sidecar.send.fleet import bound
 from tests.fleet.redis_server import RedisServer
 from tests.support.harness import TEST_ENV, SidecarProcess, free_port
@@ -195,7 +196,9 @@ async def test_a_gateway_killed_mid_burst_loses_nothing(
     redis_server: RedisServer, collector: Collector, tmp_path: Path
 ) -> None:
     """One gateway SIGKILLed mid-burst and restarted on its spool: every event an edge acknowledged arrives, and any
-    duplicate carries the same message id (its keys fail over to the other gateway meanwhile, then come back)."""
+    duplicate carries the same message id (its keys fail over to the other gateway meanwhile, then come back). The
+    gateways' requests stay within the cap + 20% in any one-second window around the kill and the restart, and within
+    the cap before and after (docs/fleet.md, "The bound under faults")."""
     async with tiers(collector, redis_server, tmp_path) as run:
         sent = await asyncio.gather(*(burst(run.edge_stub(i), i) for i in range(EDGES)))
         expected = set().union(*sent)
@@ -209,6 +212,7 @@ async def test_a_gateway_killed_mid_burst_loses_nothing(
         await collector.store.wait_until(lambda store: store.requests[-1].started_at > killed_at + 1.5, timeout=30)
         victim.start()
         await victim.wait_ready(timeout=45)
+        restarted_at = time.monotonic()
         await collector.store.wait_until(lambda store: set(store.message_ids()) >= expected, timeout=45)
         edge_logs = [edge.read_log() for edge in run.edges]
         victim_log = victim.read_log()
@@ -220,6 +224,13 @@ async def test_a_gateway_killed_mid_burst_loses_nothing(
         by_id.setdefault(event["messageId"], set()).add(orjson.dumps({**event, "sentAt": None}))
     assert all(len(bodies) == 1 for bodies in by_id.values()), "two different events share a message id"
     assert any("batch_retry" in log for log in edge_logs), "no edge noticed the dead gateway"
+    starts = [request.started_at for request in collector.store.requests]
+    before = max_requests_in_window(at for at in starts if at < killed_at)
+    during = max_requests_in_window(at for at in starts if killed_at - 1 <= at < restarted_at + 3)
+    after = max_requests_in_window(at for at in starts if at >= restarted_at + 3)
+    print(f"gateway killed: busiest window {before} before, {during} around the kill and restart, {after} after")
+    assert during <= int(1.2 * CAP), f"{during} requests in one second around the kill (allowed {int(1.2 * CAP)})"
+    assert max(before, after) <= CAP, f"{max(before, after)} requests in one second in steady state (cap {CAP})"
 
 
 async def test_an_edge_hands_its_backlog_to_the_gateways_on_sigterm(
