@@ -10,8 +10,8 @@ metric                                             type     meaning
 ``sidecar_fleet_fallback_seconds_total``           counter  seconds spent pacing locally because Redis was unreachable
 ``sidecar_fleet_outages_total``                    counter  switches to the local fallback
 ``sidecar_fleet_wasted_slots_total``               counter  reserved fleet slots never used
-``sidecar_fleet_mode``                             gauge    1 for the limiter's mode (``redis``, ``probation``,
-                                                            ``fallback``), 0 for the others
+``sidecar_fleet_mode``                             gauge    1 for the limiter's mode (``redis`` or ``fallback``),
+                                                            0 for the other
 =================================================  =======  ============================================================
 
 Each family appears only when its stage runs (an OAuth credentials file; ``SIDECAR_REDIS_URL``). The stages are read
@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-_FLEET_MODES = ("redis", "probation", "fallback")
+_FLEET_MODES = ("redis", "fallback")
 
 
 @runtime_checkable
@@ -55,7 +55,7 @@ class FleetCounters(Protocol):
 
     @property
     def mode(self) -> str:
-        """``redis``, ``probation`` or ``fallback``."""
+        """``redis`` or ``fallback``."""
 
 
 class OAuthCollector:

@@ -211,7 +211,7 @@ class Fleet:
     outages: int = 2
     fallback_seconds: float = 12.5
     wasted_slots: int = 4
-    mode: str = "probation"
+    mode: str = "fallback"
 
 
 async def test_stage_counters_are_rendered_for_the_stages_that_keep_them() -> None:
@@ -232,6 +232,6 @@ async def test_stage_counters_are_rendered_for_the_stages_that_keep_them() -> No
     assert found[("sidecar_fleet_outages_total", ())] == 2
     assert found[("sidecar_fleet_wasted_slots_total", ())] == 4
     modes = {dict(labels)["mode"]: v for (name, labels), v in found.items() if name == "sidecar_fleet_mode"}
-    assert modes == {"redis": 0, "probation": 1, "fallback": 0}
+    assert modes == {"redis": 0, "fallback": 1}
     bare = await samples(make_metrics())
     assert not [name for name, _ in bare if name.startswith(("sidecar_oauth", "sidecar_fleet"))]
