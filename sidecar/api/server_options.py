@@ -15,8 +15,11 @@ Option                                 Why
                                        only once its whole request arrived, so this bounds what the server buffers for
                                        calls it has not admitted. It is the call limit plus :data:`PROBE_HEADROOM`,
                                        so health checks still answer while the service is at its limit.
-``grpc.max_metadata_size``             Request headers above it are refused ``RESOURCE_EXHAUSTED`` by gRPC before any
-                                       handler runs; see :data:`MAX_METADATA_BYTES`.
+``grpc.max_metadata_size`` and         Request headers above :data:`MAX_METADATA_BYTES` are refused
+``grpc.absolute_max_metadata_size``    ``RESOURCE_EXHAUSTED`` ("received metadata size exceeds ... limit") by gRPC
+                                       before any handler runs. Both are set: between a lower "soft" and the "hard"
+                                       limit gRPC refuses at random (3 of 10 calls at 17 KiB), which no caller can
+                                       plan for.
 ``grpc.max_receive_message_length``    A Batch of 16 MiB plus room for its framing (:data:`MAX_MESSAGE_BYTES`).
 ``grpc.so_reuseport`` = 0              A second sidecar on the same port fails to start instead of sharing it.
 =====================================  ===============================================================================
@@ -34,10 +37,12 @@ from typing import Any
 from sidecar.api.limits import MAX_MESSAGE_BYTES
 
 MAX_METADATA_BYTES = 16 * 2**10
-"""Request headers (metadata) a call may carry, in bytes, as HTTP/2 counts them (name + value + 32 per entry).
+"""Request headers (metadata) a call may carry, in bytes, as HTTP/2 counts them (name + value + 32 per entry,
+``:path`` and ``:authority`` included).
 
-gRPC's default is 8 KiB. The sidecar reads only ``authorization``; the rest is whatever a caller's proxies and
-tracing add, so the bound is raised to 16 KiB on purpose and documented, rather than left to surprise."""
+gRPC's default is a soft 8 KiB (refused at random above it) and a hard 16 KiB. The sidecar reads only
+``authorization``; the rest is whatever a caller's proxies and tracing add, so one deterministic bound of 16 KiB is
+set on purpose and documented, rather than left to surprise."""
 
 PROBE_HEADROOM = 16
 """Calls gRPC admits beyond ``SIDECAR_MAX_CONCURRENT_CALLS``: room for health checks and reflection, which the call
@@ -65,6 +70,7 @@ def server_arguments(max_concurrent_calls: int) -> ServerArguments:
         options=(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
             ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
             ("grpc.so_reuseport", 0),
