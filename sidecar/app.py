@@ -32,7 +32,8 @@ from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.api.auth import TokenInterceptor
 from sidecar.api.limits import RequestLimits
 from sidecar.api.reflection import enable_reflection
-from sidecar.api.servicer import MAX_BATCH_BYTES, IntakeObserver, SidecarServicer
+from sidecar.api.server_options import server_arguments
+from sidecar.api.servicer import IntakeObserver, SidecarServicer
 from sidecar.config import Settings
 from sidecar.debugger import Debugger
 from sidecar.delivery.driver import DeliveryDriver, DeliveryObserver, DeliveryPolicy
@@ -304,11 +305,7 @@ class Sidecar:
         interceptors.append(RequestLimits(self.settings.max_concurrent_calls))
         interceptors.append(EdgeIntakeInterceptor(self.forward_metrics))
         server = grpc.aio.server(
-            interceptors=interceptors,
-            options=[
-                ("grpc.max_receive_message_length", MAX_BATCH_BYTES + 2**20),
-                ("grpc.so_reuseport", 0),
-            ],
+            interceptors=interceptors, **server_arguments(self.settings.max_concurrent_calls).as_kwargs()
         )
         pb_grpc.add_SidecarServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

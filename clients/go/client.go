@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -28,6 +29,8 @@ const (
 // Client sends Segment Spec calls to a segment-sidecar. It is safe for concurrent use; make one per process and
 // Close it at exit.
 type Client struct {
+	address      string
+	closed       atomic.Bool
 	conn         *grpc.ClientConn
 	stub         sidecarv1.SidecarServiceClient
 	timeout      time.Duration
@@ -85,6 +88,7 @@ func New(opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("sidecar: address %q: %w", cfg.address, err)
 	}
 	return &Client{
+		address:      cfg.address,
 		conn:         conn,
 		stub:         sidecarv1.NewSidecarServiceClient(conn),
 		timeout:      cfg.timeout,
@@ -102,8 +106,11 @@ func target(address string) string {
 	return "passthrough:///" + address
 }
 
-// Close releases the connection. Calls in flight fail with codes.Canceled.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close releases the connection. Calls in flight fail with codes.Canceled, and are not retried.
+func (c *Client) Close() error {
+	c.closed.Store(true)
+	return c.conn.Close()
+}
 
 // Result is the sidecar's acknowledgement of an event: it is durably spooled and will be delivered at least once.
 type Result struct {
@@ -127,9 +134,9 @@ func unary[Req any, Resp interface{ GetWarnings() []*sidecarv1.Warning }](
 	ctx, cancel := withDefaultDeadline(ctx, c.timeout)
 	defer cancel()
 	var resp Resp
-	err := withRetry(ctx, c.retry, func(ctx context.Context) error {
+	err := c.withRetry(ctx, func(ctx context.Context, opts ...grpc.CallOption) error {
 		var err error
-		resp, err = call(ctx, req)
+		resp, err = call(ctx, req, opts...)
 		return err
 	})
 	if err != nil {
@@ -274,9 +281,9 @@ func (c *Client) sendBatch(ctx context.Context, req *sidecarv1.BatchRequest, ids
 	ctx, cancel := withDefaultDeadline(ctx, c.timeout)
 	defer cancel()
 	var resp *sidecarv1.BatchResponse
-	err := withRetry(ctx, c.retry, func(ctx context.Context) error {
+	err := c.withRetry(ctx, func(ctx context.Context, opts ...grpc.CallOption) error {
 		var err error
-		resp, err = c.stub.Batch(ctx, req)
+		resp, err = c.stub.Batch(ctx, req, opts...)
 		return err
 	})
 	if err != nil {
@@ -313,9 +320,9 @@ func (c *Client) Flush(ctx context.Context) (FlushResult, error) {
 	ctx, cancel := withDefaultDeadline(ctx, c.flushTimeout)
 	defer cancel()
 	var resp *sidecarv1.FlushResponse
-	err := withRetry(ctx, c.retry, func(ctx context.Context) error {
+	err := c.withRetry(ctx, func(ctx context.Context, opts ...grpc.CallOption) error {
 		var err error
-		resp, err = c.stub.Flush(ctx, &sidecarv1.FlushRequest{})
+		resp, err = c.stub.Flush(ctx, &sidecarv1.FlushRequest{}, opts...)
 		return err
 	})
 	if err != nil {

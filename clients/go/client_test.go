@@ -304,7 +304,7 @@ func TestPartialRetryPolicyTakesDefaults(t *testing.T) {
 		t.Fatalf("policy = %+v", p)
 	}
 	for n := 1; n < 10; n++ {
-		if d := p.backoff(n); d < p.InitialBackoff/2 || d > p.MaxBackoff {
+		if d := p.backoff(n); d < 0 || d > p.MaxBackoff {
 			t.Fatalf("backoff(%d) = %v", n, d)
 		}
 	}

@@ -5,8 +5,9 @@
 //   - take properties and traits as map[string]any or any json.Marshal-able struct (sent as JSON bytes, integers
 //     kept exact), or as a *structpb.Struct;
 //   - give every event a UUIDv4 message id on the client unless it has one, so a retried call is de-duplicated;
-//   - retry UNAVAILABLE and RESOURCE_EXHAUSTED with the same message ids, waiting at least what the sidecar's
-//     google.rpc.RetryInfo asks, never past the call's deadline (DefaultTimeout when the context has none);
+//   - retry UNAVAILABLE, RESOURCE_EXHAUSTED and a CANCELLED they did not cause with the same message ids, at most
+//     5 attempts with full jitter, waiting at least what the sidecar's google.rpc.RetryInfo asks, never past the
+//     call's deadline (DefaultTimeout when the context has none): see RetryPolicy;
 //   - never retry INVALID_ARGUMENT, which they return as an *InvalidEventError with its field violations.
 //
 // The client connects to SIDECAR_ADDRESS, else 127.0.0.1:50051; "unix:/path/to/socket" addresses work too.

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -23,10 +24,12 @@ type scriptedServer struct {
 
 	mu          sync.Mutex
 	trackScript []error
-	batchScript []error
-	tracks      []*sidecarv1.TrackRequest
-	trackTimes  []time.Time
-	batches     []*sidecarv1.BatchRequest
+	// trackTrailer is sent with every scripted Track failure (a grpc-retry-pushback-ms, say).
+	trackTrailer metadata.MD
+	batchScript  []error
+	tracks       []*sidecarv1.TrackRequest
+	trackTimes   []time.Time
+	batches      []*sidecarv1.BatchRequest
 	// blockTrack makes Track wait for its context to end (to test default deadlines).
 	blockTrack bool
 }
@@ -54,6 +57,9 @@ func (s *scriptedServer) Track(ctx context.Context, r *sidecarv1.TrackRequest) (
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	if err != nil {
+		if s.trackTrailer != nil {
+			_ = grpc.SetTrailer(ctx, s.trackTrailer)
+		}
 		return nil, err
 	}
 	return &sidecarv1.TrackResponse{MessageId: r.GetMessageId(),

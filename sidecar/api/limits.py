@@ -9,7 +9,9 @@ Request                                     Answer
 over :data:`MAX_MESSAGE_BYTES`              ``RESOURCE_EXHAUSTED`` from gRPC itself, before anything is read into
                                             memory (split the Batch; retrying it unchanged fails again)
 ``SIDECAR_MAX_CONCURRENT_CALLS`` at once    ``RESOURCE_EXHAUSTED`` with ``RetryInfo`` (:data:`BUSY_RETRY_AFTER`) and a
-                                            ``QuotaFailure`` on ``concurrent_calls``; the request is not decoded
+                                            ``QuotaFailure`` on ``concurrent_calls``, and the same delay as gRPC's
+                                            ``grpc-retry-pushback-ms`` trailer, which a generic client's service
+                                            config ``retryPolicy`` honours; the request is not decoded
 bytes that do not decode (invalid UTF-8 in  ``INVALID_ARGUMENT`` with a ``BadRequest`` on ``request``, instead of the
 a string field, nesting past protobuf's     ``UNKNOWN`` grpc answers when its deserializer raises
 limit, truncated fields)
@@ -21,6 +23,7 @@ Health and reflection are not counted against the call limit, so probes still an
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import grpc
@@ -40,6 +43,22 @@ BUSY_RETRY_AFTER = 0.1
 """The retry delay (seconds) sent with a refusal for too many calls in progress."""
 
 _SERVICE_PREFIX = "/segment.sidecar.v1.SidecarService/"
+
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
+"""gRPC's own trailer for a server's retry delay, in milliseconds (gRFC A6)."""
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def with_pushback(status: grpc.Status, delay: float) -> grpc.Status:
+    """``status`` with a ``grpc-retry-pushback-ms`` trailer asking for ``delay`` seconds."""
+    trailers = (*status.trailing_metadata, (PUSHBACK_KEY, str(round(delay * 1000))))
+    return _Status(status.code, status.details, trailers)
 
 
 class _Undecodable:
@@ -90,7 +109,7 @@ class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # ge
             f"the sidecar has {self._max} calls in progress, its limit; retry after {BUSY_RETRY_AFTER} s",
             retry_after=BUSY_RETRY_AFTER,
         )
-        await cast(Any, context).abort_with_status(to_status(error))
+        await cast(Any, context).abort_with_status(with_pushback(to_status(error), BUSY_RETRY_AFTER))
 
     def _guarded(self, behavior: UnaryBehavior, *, counted: bool) -> UnaryBehavior:
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

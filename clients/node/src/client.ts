@@ -37,7 +37,7 @@ export interface SidecarClientOptions {
   timeoutMs?: number;
   /** Milliseconds a flush may take (default 60,000). */
   flushTimeoutMs?: number;
-  /** How UNAVAILABLE and RESOURCE_EXHAUSTED are retried. */
+  /** How UNAVAILABLE, RESOURCE_EXHAUSTED and CANCELLED are retried (default DEFAULT_RETRY). */
   retry?: Partial<RetryPolicy>;
   /** Channel credentials (default insecure: the sidecar is local). */
   credentials?: ChannelCredentials;
@@ -67,8 +67,9 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 /**
  * A client of the sidecar. Share one per process: it holds one gRPC channel. Call `close()` when done.
  *
- * Each event gets a UUID message id before the first attempt; UNAVAILABLE and RESOURCE_EXHAUSTED are retried with
- * it, waiting at least the server's RetryInfo, until the call's deadline; INVALID_ARGUMENT is thrown at once as an
+ * Each event gets a UUID message id before the first attempt; UNAVAILABLE, RESOURCE_EXHAUSTED and CANCELLED are
+ * retried with it as retry.ts says (at most 5 attempts, waiting at least the server's RetryInfo, within the call's
+ * deadline); INVALID_ARGUMENT is thrown at once as an
  * InvalidEventError with the field violations; anything else as a SidecarError.
  */
 export class SidecarClient {
@@ -79,6 +80,7 @@ export class SidecarClient {
   readonly flushTimeoutMs: number;
   readonly retry: RetryPolicy;
   private readonly stub: pb.SidecarServiceClient;
+  private closed = false;
 
   constructor(options: SidecarClientOptions = {}) {
     this.address = resolveAddress(options.address);
@@ -96,6 +98,7 @@ export class SidecarClient {
 
   /** Close the channel. Idempotent. */
   close(): void {
+    this.closed = true;
     this.stub.close();
   }
 
@@ -115,11 +118,15 @@ export class SidecarClient {
         return await this.once(method, request, attempts.start());
       } catch (caught) {
         const error = translate(caught as ServiceError | Error);
-        const delay = attempts.waitBeforeNext(error);
+        // A call cut short by close() was cancelled by its caller: not retried, whatever gRPC answered.
+        const delay = this.closed ? undefined : attempts.waitBeforeNext(error);
         if (delay === undefined) {
-          throw error;
+          throw attempts.gaveUp(error, this.address);
         }
         await sleep(delay);
+        if (this.closed) {
+          throw attempts.gaveUp(error, this.address);
+        }
       }
     }
   }

@@ -4,13 +4,18 @@
  *     SidecarError              any failed call; `code` is the gRPC status code
  *     └── InvalidEventError     INVALID_ARGUMENT: the event breaks a rule, with its field violations; never retried
  *
- * UNAVAILABLE and RESOURCE_EXHAUSTED are retried with the same message id until the call's deadline; when the
- * deadline leaves no room for another attempt, the last of them is thrown as a SidecarError with `retryable` true.
+ * UNAVAILABLE, RESOURCE_EXHAUSTED and CANCELLED (when the caller did not close the client) are retried with the same
+ * message id (see retry.ts); when the attempts or the deadline run out, the last of them is thrown as a SidecarError
+ * with `retryable` true and `attempts` set.
  */
 import { status } from "@grpc/grpc-js";
 
 /** The status codes a call is retried on, with the same message ids. */
-export const RETRYABLE_CODES: ReadonlySet<status> = new Set([status.UNAVAILABLE, status.RESOURCE_EXHAUSTED]);
+export const RETRYABLE_CODES: ReadonlySet<status> = new Set([
+  status.UNAVAILABLE,
+  status.RESOURCE_EXHAUSTED,
+  status.CANCELLED,
+]);
 
 /** A field that broke a rule: `field` is a path such as `user_id` or `properties.revenue`. */
 export interface FieldViolation {
@@ -26,13 +31,16 @@ export class SidecarError extends Error {
   readonly details: string;
   /** Seconds the server asked to wait before a retry (google.rpc.RetryInfo), if it said. */
   readonly retryAfter: number | undefined;
+  /** Attempts made before this error was thrown, the first included. */
+  readonly attempts: number;
 
-  constructor(code: status, details: string, retryAfter?: number) {
+  constructor(code: status, details: string, retryAfter?: number, attempts = 1) {
     super(`${status[code] ?? code}: ${details}`);
     this.name = "SidecarError";
     this.code = code;
     this.details = details;
     this.retryAfter = retryAfter;
+    this.attempts = attempts;
   }
 
   /** Whether sending the same call again (same message ids) later may succeed. */

@@ -37,6 +37,16 @@ export function retryAfter(rich: Status | undefined): number | undefined {
   return undefined;
 }
 
+/** gRPC's own trailer for a server's retry delay, in milliseconds (honoured like a RetryInfo). */
+export const PUSHBACK_KEY = "grpc-retry-pushback-ms";
+
+/** The delay a grpc-retry-pushback-ms trailer asks for, in seconds. */
+export function pushback(metadata: Metadata | undefined): number | undefined {
+  const value = metadata?.get(PUSHBACK_KEY)[0];
+  const ms = typeof value === "string" ? Number.parseInt(value, 10) : Number.NaN;
+  return Number.isFinite(ms) && ms >= 0 ? ms / 1000 : undefined;
+}
+
 /** The field violations of every google.rpc.BadRequest detail, in order. */
 export function violations(rich: Status | undefined): FieldViolation[] {
   const found: FieldViolation[] = [];
@@ -60,5 +70,6 @@ export function translate(error: ServiceError | Error): SidecarError {
   if (error.code === status.INVALID_ARGUMENT) {
     return new InvalidEventError(details, violations(rich));
   }
-  return new SidecarError(error.code, details, retryAfter(rich));
+  const delays = [retryAfter(rich), pushback(error.metadata)].filter((d): d is number => d !== undefined);
+  return new SidecarError(error.code, details, delays.length > 0 ? Math.max(...delays) : undefined);
 }

@@ -1,12 +1,14 @@
 /** Retries, deadlines and the typed error, against a real grpc-js server that fails as scripted. */
 import { status } from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, test } from "node:test";
 import { InvalidEventError, SidecarClient, SidecarError } from "../src";
+import { RETRYABLE_CODES } from "../src/errors";
+import { DEFAULT_RETRY } from "../src/retry";
 import { BAD_EVENT, type Scripted, startScripted } from "./scripted";
 
 let server: Scripted;
@@ -97,22 +99,75 @@ test("FAILED_PRECONDITION is not retried", async () => {
   assert.equal(server.seen.length, 1);
 });
 
-test("with nothing listening the call gives up within its deadline", async () => {
-  const port = await new Promise<number>((resolve) => {
+/** A loopback port nothing listens on: a sidecar that is not running. */
+function closedPort(): Promise<number> {
+  return new Promise<number>((resolve) => {
     const probe = createServer().listen(0, "127.0.0.1", () => {
       const { port } = probe.address() as { port: number };
       probe.close(() => resolve(port));
     });
   });
-  const nowhere = new SidecarClient({ address: `127.0.0.1:${port}`, writeKey: "wk", timeoutMs: 500 });
+}
+
+test("the defaults are clients/retry-policy.json's, the one policy of the four clients", () => {
+  const config = JSON.parse(readFileSync(join(__dirname, "..", "..", "..", "retry-policy.json"), "utf8"));
+  const policy = config.methodConfig[0].retryPolicy;
+  assert.equal(DEFAULT_RETRY.maxAttempts, policy.maxAttempts);
+  assert.equal(DEFAULT_RETRY.initialBackoffMs, Number.parseFloat(policy.initialBackoff) * 1000);
+  assert.equal(DEFAULT_RETRY.maxBackoffMs, Number.parseFloat(policy.maxBackoff) * 1000);
+  assert.equal(DEFAULT_RETRY.multiplier, policy.backoffMultiplier);
+  assert.deepEqual(
+    new Set([...RETRYABLE_CODES].map((code) => status[code])),
+    new Set(policy.retryableStatusCodes),
+  );
+});
+
+test("with nothing listening: 5 attempts, given up within 3.0 s, naming the address and SIDECAR_ADDRESS", async () => {
+  const address = `127.0.0.1:${await closedPort()}`;
+  const nowhere = new SidecarClient({ address, writeKey: "wk" });
   const started = performance.now();
+  let attempts = 0;
   await assert.rejects(nowhere.track({ userId: "u", event: "Email Opened" }), (error: unknown) => {
     assert.ok(error instanceof SidecarError);
-    assert.ok([status.UNAVAILABLE, status.DEADLINE_EXCEEDED].includes(error.code), error.message);
+    assert.equal(error.code, status.UNAVAILABLE, error.message);
+    assert.match(error.message, new RegExp(`cannot connect to the sidecar at ${address}.*SIDECAR_ADDRESS`));
+    assert.match(error.message, /gave up after 5 attempts/);
+    attempts = error.attempts;
     return true;
   });
   nowhere.close();
-  assert.ok(performance.now() - started < 2000);
+  const took = performance.now() - started;
+  console.log(`node: ${attempts} attempts, gave up after ${(took / 1000).toFixed(2)} s`);
+  assert.equal(attempts, 5);
+  assert.ok(took < 3500, `gave up after ${took} ms; the policy's bound is 3 s`);
+});
+
+test("CANCELLED that the caller did not cause is retried with the same message id", async () => {
+  server.failures.push({ code: status.CANCELLED, message: "overloaded" });
+  const ack = await client.track({ userId: "u", event: "Email Opened" });
+  assert.deepEqual(
+    server.seen.map((s) => s.request.messageId),
+    [ack.messageId, ack.messageId],
+  );
+});
+
+test("a grpc-retry-pushback-ms trailer delays the retry like a RetryInfo", async () => {
+  server.failures.push({ code: status.UNAVAILABLE, pushbackMs: 400 });
+  await client.track({ userId: "u", event: "Email Opened" });
+  assert.equal(server.seen.length, 2);
+  assert.ok(server.seen[1]!.at - server.seen[0]!.at >= 390, "the pushback was not honoured");
+});
+
+test("a call cut short by close() is not retried", async () => {
+  server.failures.push({ code: status.UNAVAILABLE, retryDelayMs: 300 });
+  const closing = new SidecarClient({ address: server.address, writeKey: "wk" });
+  const call = closing.track({ userId: "u", event: "Email Opened" });
+  while (server.seen.length === 0) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  closing.close();
+  await assert.rejects(call, SidecarError);
+  assert.equal(server.seen.length, 1);
 });
 
 test("SIDECAR_ADDRESS=unix:/path connects over a unix socket", async () => {

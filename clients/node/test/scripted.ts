@@ -20,6 +20,8 @@ export interface Failure {
   message?: string;
   retryDelayMs?: number;
   violations?: [string, string][];
+  /** A grpc-retry-pushback-ms trailer to send. */
+  pushbackMs?: number;
 }
 
 /** The trailers of a failure: google.rpc.Status in grpc-status-details-bin. */
@@ -43,6 +45,9 @@ export function trailers(failure: Failure): Metadata {
   const metadata = new Metadata();
   const rich = Status.encode({ code: failure.code, message: failure.message ?? "scripted failure", details });
   metadata.set("grpc-status-details-bin", Buffer.from(rich.finish()));
+  if (failure.pushbackMs !== undefined) {
+    metadata.set("grpc-retry-pushback-ms", String(failure.pushbackMs));
+  }
   return metadata;
 }
 

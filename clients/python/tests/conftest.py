@@ -35,8 +35,9 @@ class Failure:
     message: str = "scripted failure"
     retry_delay: float | None = None
     violations: tuple[tuple[str, str], ...] = ()
+    pushback_ms: int | None = None
 
-    def trailers(self) -> tuple[tuple[str, bytes], ...]:
+    def trailers(self) -> tuple[tuple[str, bytes | str], ...]:
         """The ``grpc-status-details-bin`` trailer holding a google.rpc.Status with the details."""
         status = status_pb2.Status(code=self.code.value[0], message=self.message)
         if self.retry_delay is not None:
@@ -54,7 +55,8 @@ class Failure:
             )
             packed.Pack(bad)
             status.details.append(packed)
-        return (("grpc-status-details-bin", status.SerializeToString()),)
+        pushback = () if self.pushback_ms is None else (("grpc-retry-pushback-ms", str(self.pushback_ms)),)
+        return (("grpc-status-details-bin", status.SerializeToString()), *pushback)
 
 
 @dataclass

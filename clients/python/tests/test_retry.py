@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 from conftest import Failure, Running
 
 from segment_sidecar_client import AsyncClient, Client, InvalidEventError, RetryPolicy, SidecarError, Track
+from segment_sidecar_client._errors import RETRYABLE_CODES
 
 
 async def test_retries_unavailable_then_resource_exhausted_with_the_same_message_id(scripted: Running) -> None:
@@ -107,17 +110,93 @@ async def test_other_codes_are_not_retried(scripted: Running) -> None:
     assert len(scripted.sidecar.seen) == 1
 
 
-async def test_no_server_is_unavailable_within_the_deadline() -> None:
-    """With nothing listening, the call retries UNAVAILABLE and gives up within its deadline."""
+def closed_port() -> int:
+    """A loopback port nothing listens on: a sidecar that is not running."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+POLICY_FILE = Path(__file__).resolve().parents[2] / "retry-policy.json"
+
+
+def test_defaults_are_the_shared_policy() -> None:
+    """RetryPolicy's defaults are clients/retry-policy.json's, the one policy of the four clients."""
+    config = json.loads(POLICY_FILE.read_text())["methodConfig"][0]["retryPolicy"]
+    policy = RetryPolicy()
+    assert policy.max_attempts == config["maxAttempts"]
+    assert policy.initial_backoff == float(config["initialBackoff"].rstrip("s"))
+    assert policy.max_backoff == float(config["maxBackoff"].rstrip("s"))
+    assert policy.multiplier == config["backoffMultiplier"]
+    assert {code.name for code in RETRYABLE_CODES} == set(config["retryableStatusCodes"])
+
+
+async def test_no_sidecar_gives_up_after_five_attempts_naming_the_address() -> None:
+    """Against a closed port the async client makes the policy's 5 attempts, then gives up.
+
+    It gives up within the sum of the jitter bounds (0.2 + 0.4 + 0.8 + 1.6 = 3.0 s), with an error naming the
+    address and SIDECAR_ADDRESS.
+    """
+    address = f"127.0.0.1:{closed_port()}"
     started = time.monotonic()
-    async with AsyncClient(f"127.0.0.1:{port}", write_key="wk", timeout=0.5) as client:
+    async with AsyncClient(address, write_key="wk") as client:
         with pytest.raises(SidecarError) as caught:
             await client.track(user_id="u", event="Email Opened")
-    assert caught.value.code in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-    assert time.monotonic() - started < 2.0
+    took = time.monotonic() - started
+    print(f"python async: {caught.value.attempts} attempts, gave up after {took:.2f} s")
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.attempts == 5
+    assert took < 3.0 + 0.5
+    assert f"cannot connect to the sidecar at {address}" in str(caught.value)
+    assert "SIDECAR_ADDRESS" in str(caught.value)
+    assert "gave up after 5 attempts" in str(caught.value)
+
+
+async def test_sync_client_gives_up_the_same_way() -> None:
+    """The blocking client follows the same policy against a closed port: 5 attempts, within 3.0 s."""
+    address = f"127.0.0.1:{closed_port()}"
+
+    def run() -> tuple[SidecarError, float]:
+        started = time.monotonic()
+        with Client(address, write_key="wk") as client, pytest.raises(SidecarError) as caught:
+            client.track(user_id="u", event="Email Opened")
+        return caught.value, time.monotonic() - started
+
+    error, took = await asyncio.to_thread(run)
+    print(f"python sync: {error.attempts} attempts, gave up after {took:.2f} s")
+    assert error.attempts == 5
+    assert took < 3.0 + 0.5
+    assert f"cannot connect to the sidecar at {address}" in str(error)
+
+
+async def test_cancelled_by_the_server_is_retried(scripted: Running) -> None:
+    """CANCELLED that the caller did not cause (gRPC's answer to an overloaded server) is retried, same message id."""
+    scripted.sidecar.failures = [Failure(grpc.StatusCode.CANCELLED, "CANCELLED")]
+    async with AsyncClient(scripted.address, write_key="wk") as client:
+        ack = await client.track(user_id="u", event="Email Opened")
+    assert [request.message_id for _, request, _ in scripted.sidecar.seen] == [ack.message_id] * 2
+
+
+async def test_pushback_header_is_honoured(scripted: Running) -> None:
+    """A grpc-retry-pushback-ms trailer delays the retry like a RetryInfo does."""
+    scripted.sidecar.failures = [Failure(grpc.StatusCode.UNAVAILABLE, pushback_ms=400)]
+    async with AsyncClient(scripted.address, write_key="wk") as client:
+        await client.track(user_id="u", event="Email Opened")
+    first, second = scripted.sidecar.seen
+    assert second[2] - first[2] >= 0.39
+
+
+async def test_a_closed_client_does_not_retry(scripted: Running) -> None:
+    """A call cut short by close() (CANCELLED, caused by the caller) is raised, not retried."""
+    scripted.sidecar.failures = [Failure(grpc.StatusCode.UNAVAILABLE, retry_delay=0.3)]
+    client = AsyncClient(scripted.address, write_key="wk")
+    call = asyncio.ensure_future(client.track(user_id="u", event="Email Opened"))
+    while not scripted.sidecar.seen:
+        await asyncio.sleep(0.01)
+    await client.close()
+    with pytest.raises(SidecarError):
+        await call
+    assert len(scripted.sidecar.seen) == 1
 
 
 async def test_unix_socket_from_sidecar_address(scripted_unix: Running, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,8 +5,9 @@
     SidecarError                  any failed call; ``code`` is the gRPC status code
     └── InvalidEventError         INVALID_ARGUMENT: the event breaks a rule, with its field violations; never retried
 
-UNAVAILABLE and RESOURCE_EXHAUSTED are retried with the same message id until the call's deadline; when the deadline
-leaves no room for another attempt, the last of them is raised as a :class:`SidecarError` with ``retryable`` true.
+UNAVAILABLE, RESOURCE_EXHAUSTED and CANCELLED (when the caller did not cancel) are retried with the same message id
+(see :mod:`segment_sidecar_client._retry`); when the attempts or the deadline run out, the last of them is raised as a
+:class:`SidecarError` with ``retryable`` true and ``attempts`` set.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from dataclasses import dataclass
 
 import grpc
 
-RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+RETRYABLE_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
+)
+"""Codes a call is retried on. CANCELLED is gRPC's answer to a server overloaded before it took the call; a call the
+caller cancelled (or whose client was closed) is never retried, whatever its code."""
 
 
 @dataclass(frozen=True)
@@ -29,11 +34,15 @@ class FieldViolation:
 class SidecarError(Exception):
     """A call the sidecar refused or could not answer; ``code`` is the gRPC status, ``message`` its detail."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, *, retry_after: float | None = None, attempts: int = 1
+    ) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.attempts = attempts
+        """Attempts made before this error was raised, the first included."""
 
     @property
     def retryable(self) -> bool:

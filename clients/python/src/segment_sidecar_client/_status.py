@@ -10,6 +10,8 @@ from google.rpc import error_details_pb2, status_pb2
 from segment_sidecar_client._errors import FieldViolation, InvalidEventError, SidecarError
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
+"""gRPC's own header for a server's retry delay, in milliseconds (honoured like a ``RetryInfo``)."""
 
 
 def rich_status(metadata: Any) -> status_pb2.Status | None:
@@ -37,6 +39,17 @@ def retry_after(status: status_pb2.Status | None) -> float | None:
     return None
 
 
+def pushback(metadata: Any) -> float | None:
+    """The delay a ``grpc-retry-pushback-ms`` trailer asks for, in seconds, or None when absent or unreadable."""
+    for key, value in metadata or ():
+        if key == PUSHBACK_KEY:
+            try:
+                return max(0.0, int(value) / 1000)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 def violations(status: status_pb2.Status | None) -> tuple[FieldViolation, ...]:
     """The field violations of every ``google.rpc.BadRequest`` detail, in order."""
     if status is None:
@@ -54,7 +67,9 @@ def translate(error: Any) -> SidecarError:
     """The client exception for a failed call (a ``grpc.RpcError`` that is also a ``grpc.Call``, sync or aio)."""
     code: grpc.StatusCode = error.code()
     message: str = error.details() or ""
-    status = rich_status(error.trailing_metadata())
+    trailers = error.trailing_metadata()
+    status = rich_status(trailers)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidEventError(message, violations(status))
-    return SidecarError(code, message, retry_after=retry_after(status))
+    delays = [d for d in (retry_after(status), pushback(trailers)) if d is not None]
+    return SidecarError(code, message, retry_after=max(delays) if delays else None)

@@ -51,7 +51,8 @@ class Client:
     """A blocking client of the sidecar; thread-safe, and cheap to share (it holds one gRPC channel).
 
     ``write_key`` and ``region`` are defaults for calls that do not name their own. ``timeout`` bounds each call,
-    all retries included; ``retry`` says how UNAVAILABLE and RESOURCE_EXHAUSTED are retried. Use it as a context
+    all retries included; ``retry`` says how UNAVAILABLE, RESOURCE_EXHAUSTED and CANCELLED (not caused by the
+    caller) are retried (:mod:`segment_sidecar_client._retry`). Use it as a context
     manager, or call :meth:`close`.
     """
 
@@ -72,6 +73,7 @@ class Client:
         self.timeout = timeout
         self.flush_timeout = flush_timeout
         self.retry = retry or RetryPolicy()
+        self._closed = False
         self._owns_channel = channel is None
         self._channel = channel or grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = sidecar_pb2_grpc.SidecarServiceStub(self._channel)  # type: ignore[no-untyped-call]
@@ -86,6 +88,7 @@ class Client:
 
     def close(self) -> None:
         """Close the channel (unless it was passed in). Idempotent."""
+        self._closed = True
         if self._owns_channel:
             self._channel.close()
 
@@ -98,10 +101,13 @@ class Client:
                 return call(request, timeout=attempts.start())
             except grpc.RpcError as exc:
                 error = translate(exc)
-                delay = attempts.wait_before_next(error)
+                delay = None if self._closed else attempts.wait_before_next(error)
                 if delay is None:
-                    raise error from None
+                    raise attempts.gave_up(error, self.address) from None
                 time.sleep(delay)
+                # A call whose client was closed meanwhile was cancelled by its caller: it ends with its last error.
+                if self._closed:
+                    raise attempts.gave_up(error, self.address) from None
 
     def send(self, event: Event, *, timeout: float | None = None) -> Ack:
         """Send one event of any type; returns its :class:`Ack` or raises a :class:`SidecarError`."""

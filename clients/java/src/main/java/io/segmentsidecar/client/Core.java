@@ -1,6 +1,7 @@
 package io.segmentsidecar.client;
 
 import io.grpc.Channel;
+import io.grpc.Context;
 import io.grpc.Deadline;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
@@ -32,6 +33,7 @@ final class Core implements AutoCloseable {
   private final SidecarServiceGrpc.SidecarServiceBlockingStub blocking;
   private final SidecarServiceGrpc.SidecarServiceStub async;
   private volatile ScheduledExecutorService scheduler;
+  private volatile boolean closed;
 
   private Core(SidecarOptions options, Channel channel, ManagedChannel owned) {
     this.options = options;
@@ -79,13 +81,17 @@ final class Core implements AutoCloseable {
   /** Runs a blocking call with its deadline and retries; types INVALID_ARGUMENT for the event {@code id}. */
   <R> R call(String id, Duration timeout, Function<SidecarServiceGrpc.SidecarServiceBlockingStub, R> rpc) {
     Deadline deadline = Deadline.after(timeout.toNanos(), TimeUnit.NANOSECONDS);
+    long started = System.nanoTime();
     for (int attempt = 1; ; attempt++) {
       try {
         return rpc.apply(blocking.withDeadline(deadline));
       } catch (StatusRuntimeException ex) {
-        Optional<Duration> wait = options.retryPolicy().nextWait(ex, attempt, deadline);
+        // A call its caller cancelled (its gRPC Context, or the client closed) is not retried, whatever gRPC answered.
+        boolean cancelledByCaller = closed || Context.current().isCancelled();
+        Optional<Duration> wait =
+            cancelledByCaller ? Optional.empty() : options.retryPolicy().nextWait(ex, attempt, deadline);
         if (wait.isEmpty()) {
-          throw typed(ex, id);
+          throw gaveUp(ex, id, attempt, started);
         }
         try {
           Thread.sleep(wait.get().toMillis(), wait.get().toNanosPart() % 1_000_000);
@@ -103,13 +109,13 @@ final class Core implements AutoCloseable {
       String id, Duration timeout, BiConsumer<SidecarServiceGrpc.SidecarServiceStub, StreamObserver<R>> rpc) {
     Deadline deadline = Deadline.after(timeout.toNanos(), TimeUnit.NANOSECONDS);
     CompletableFuture<R> result = new CompletableFuture<>();
-    attemptAsync(id, deadline, rpc, result, 1);
+    attemptAsync(id, deadline, rpc, result, 1, System.nanoTime());
     return result;
   }
 
   private <R> void attemptAsync(String id, Deadline deadline,
       BiConsumer<SidecarServiceGrpc.SidecarServiceStub, StreamObserver<R>> rpc, CompletableFuture<R> result,
-      int attempt) {
+      int attempt, long started) {
     if (result.isDone()) {
       return; // cancelled by the caller: no further attempt
     }
@@ -124,12 +130,15 @@ final class Core implements AutoCloseable {
       @Override
       public void onError(Throwable t) {
         try {
-          Optional<Duration> wait = options.retryPolicy().nextWait(t, attempt, deadline);
+          if (result.isDone()) {
+            return; // cancelled by the caller: no further attempt
+          }
+          Optional<Duration> wait = closed ? Optional.empty() : options.retryPolicy().nextWait(t, attempt, deadline);
           if (wait.isEmpty()) {
-            result.completeExceptionally(t instanceof StatusRuntimeException s ? typed(s, id) : t);
+            result.completeExceptionally(t instanceof StatusRuntimeException s ? gaveUp(s, id, attempt, started) : t);
             return;
           }
-          scheduler().schedule(() -> attemptAsync(id, deadline, rpc, result, attempt + 1),
+          scheduler().schedule(() -> attemptAsync(id, deadline, rpc, result, attempt + 1, started),
               wait.get().toNanos(), TimeUnit.NANOSECONDS);
         } catch (RuntimeException unexpected) {
           // Whatever goes wrong here, the caller's future must complete (RejectedExecution after close, ...).
@@ -148,6 +157,19 @@ final class Core implements AutoCloseable {
     } catch (RuntimeException e) {
       result.completeExceptionally(e);
     }
+  }
+
+  /**
+   * The exception for a call's last failure: a retryable status becomes a {@link RetriesExhaustedException} that
+   * counts the attempts (and names the address when the sidecar could not be reached), INVALID_ARGUMENT an
+   * {@link InvalidEventException}; anything else is left as it is.
+   */
+  StatusRuntimeException gaveUp(StatusRuntimeException ex, String id, int attempts, long startedNanos) {
+    if (RetryPolicy.retryable(ex.getStatus().getCode())) {
+      return new RetriesExhaustedException(ex, options.address(), attempts,
+          Duration.ofNanos(System.nanoTime() - startedNanos));
+    }
+    return typed(ex, id);
   }
 
   /** Types an INVALID_ARGUMENT status; leaves other errors as they are. */
@@ -200,6 +222,7 @@ final class Core implements AutoCloseable {
 
   @Override
   public void close() {
+    closed = true;
     ScheduledExecutorService s = scheduler;
     if (s != null) {
       s.shutdownNow();

@@ -234,7 +234,7 @@ class SidecarClientTest {
     for (int retry = 1; retry < 6; retry++) {
       long expected = Math.min(100L << (retry - 1), 400L);
       Duration d = p.backoff(retry);
-      assertTrue(d.toMillis() >= expected / 2 && d.toMillis() <= expected, retry + ": " + d);
+      assertTrue(!d.isNegative() && d.toMillis() <= expected, retry + ": " + d);
     }
     io.grpc.Deadline far = io.grpc.Deadline.after(1, java.util.concurrent.TimeUnit.HOURS);
     assertTrue(p.nextWait(Status.INVALID_ARGUMENT.asRuntimeException(), 1, far).isEmpty());
