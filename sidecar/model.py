@@ -125,4 +125,18 @@ class Batch:
     payload_bytes: int
     attempts: int = 0
     auth_renewals: int = 0
-    first_attempt_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What one (write key, region) has waiting, summed without holding its events: the spool reports one per key
+    when it opens (recovery), and the delivery scheduler keeps one per key from then on."""
+
+    events: int
+    """Undelivered, not dead-lettered events of this key."""
+    bytes: int
+    """Their payload bytes (``len(event.payload)`` summed)."""
+    oldest_seq: int
+    """The seq of the oldest of them."""
+    oldest_accepted_at: float
+    """Its acceptance time (Unix seconds, as ``SpooledEvent.accepted_at``)."""

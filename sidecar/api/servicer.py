@@ -147,7 +147,7 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
                 raise InvalidEvent.single(
                     "events", f"holds {len(request.events)} events; a Batch call takes at most {MAX_BATCH_EVENTS}"
                 )
-            # The per-event loop is the ingest hot path (issue 6): results are added to the response in place
+            # The per-event loop is the ingest hot path: results are added to the response in place
             # (``results.add``, no intermediate BatchResult objects), locals replace attribute lookups, and the
             # observers' bookkeeping is skipped when there are none.
             response = pb.BatchResponse()

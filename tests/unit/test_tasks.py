@@ -33,8 +33,8 @@ async def test_a_failing_loop_is_restarted_logged_once_and_reported_until_fine()
                 await done.wait()
     finally:
         await supervisor.stop()
-    failed = [e for e in logs if e["event"] == "delivery_task_failed"]
-    again = [e for e in logs if e["event"] == "delivery_task_failed_again"]
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    again = [e for e in logs if e["event"] == "task_failed_again"]
     assert len(failed) == 1 and failed[0]["exc_info"] and len(again) == 2
     assert changes == [{"loop": "RuntimeError"}, {}]
     assert supervisor.problems == {}
@@ -58,11 +58,11 @@ async def test_an_exception_escaping_one_unit_is_logged_and_reported_not_lost() 
             supervisor.spawn("good", good)
             async with asyncio.timeout(5):
                 await finished.wait()
-                while not any(e["event"] == "delivery_task_failed" for e in logs):
+                while not any(e["event"] == "task_failed" for e in logs):
                     await asyncio.sleep(0)
     finally:
         await supervisor.stop()
-    failed = [e for e in logs if e["event"] == "delivery_task_failed"]
+    failed = [e for e in logs if e["event"] == "task_failed"]
     assert [e["task"] for e in failed] == ["bad"] and failed[0]["exc_info"]
 
 
