@@ -241,9 +241,9 @@ class Dispatcher:
         hashes = tuple(sorted(write_key_hash(key[0]) for key in parked))
         return FlushResult(self.delivered, self.dead_lettered_total, count, hashes)
 
-    def _settled(self, key: ShardKey, left: Sequence[SpooledEvent]) -> None:
+    def _request_done(self, key: ShardKey, left: Sequence[SpooledEvent]) -> None:
         """A request of ``key`` settled: tell the waiting flushes, then anyone draining."""
-        self._flushes.settled(key, left)
+        self._flushes.request_done(key, left)
         self._changed()
 
     def _changed(self) -> None:
@@ -331,19 +331,19 @@ class Dispatcher:
                     outcome = await self._attempt(sent)
                     self._supervisor.report("send", None)
                     for observer in self._observers:
-                        observer.batch_settled(sent, outcome, self._clock() - started)
+                        observer.attempt_finished(sent, outcome, self._clock() - started)
                     decision = decide(sent, outcome, self._clock(), self._rules)
                     unit = "spool_write"
             await self._apply(sent, decision, gone)
         except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
             self._failed(unit, batch.shard, exc)
             self._scheduler.failed(batch, self._clock(), gone.events, gone.oldest)
-            self._settled(batch.shard, gone.events)
+            self._request_done(batch.shard, gone.events)
             return
         self._supervisor.report("spool_write", None)
         was_parked = self._scheduler.is_parked(batch.shard)
         self._scheduler.settle(batch, decision, self._clock(), gone.events, gone.oldest)
-        self._settled(batch.shard, gone.events)
+        self._request_done(batch.shard, gone.events)
         log_decision(
             sent, decision, outcome, was_parked, self._scheduler.is_parked(batch.shard), self._clock, self._policy
         )

@@ -26,7 +26,7 @@ class Flush:
         """Until nothing holds this flush up."""
         await self._done.wait()
 
-    def settled(self, key: ShardKey, left: Sequence[SpooledEvent], parked: bool) -> None:
+    def request_done(self, key: ShardKey, left: Sequence[SpooledEvent], parked: bool) -> None:
         """A request of ``key`` settled, ``left`` having left the spool; ``parked``: whether the key is parked now."""
         if key not in self.remaining:
             return
@@ -68,9 +68,9 @@ class Flushes:
         """The flush returned (or gave up)."""
         self._waiting.remove(waiter)
 
-    def settled(self, key: ShardKey, left: Sequence[SpooledEvent]) -> None:
+    def request_done(self, key: ShardKey, left: Sequence[SpooledEvent]) -> None:
         """A request of ``key`` settled; ``left`` left the spool."""
         if self._waiting:
             parked = self._scheduler.is_parked(key)
             for waiter in self._waiting:
-                waiter.settled(key, left, parked)
+                waiter.request_done(key, left, parked)

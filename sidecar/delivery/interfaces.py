@@ -66,7 +66,7 @@ class Sender(Protocol):
 class DeliveryObserver(Protocol):
     """Told what delivery does, for metrics and the debugger page."""
 
-    def batch_settled(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
+    def attempt_finished(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
         """One attempt finished with ``outcome`` after ``seconds``."""
 
     def dead_lettered(self, events: Sequence[SpooledEvent], reason: str) -> None:

@@ -263,7 +263,7 @@ class Metrics:
 
     # --- DeliveryObserver
 
-    def batch_settled(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
+    def attempt_finished(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
         """Count one HTTP attempt and time it."""
         region = batch.shard[1]
         key = (region, outcome.status, _outcome_name(outcome))
