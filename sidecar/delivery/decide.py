@@ -6,7 +6,7 @@ Outcome                                Decision
 Delivered                              Remove: the events leave the spool
 PartlyRejected(rejected)               Remove the others; dead-letter the rejected ones (REJECTED_EVENT)
 Retry(after)                           RetryAt(now + max(backoff(attempts), after))
-Split, more than one event             SplitBatch(half the events): the key's next read takes that many
+Split, more than one event             SplitBatch: its two halves go next, each split again if refused
 Split, one event                       GiveUp(REFUSED_EVENT): that event is the bad one
 Unauthorized                           ParkUntil(now + parked retry interval): the key is probed then
 Permanent                              GiveUp(REFUSED_BATCH)

@@ -80,8 +80,8 @@ class KeyState:
         "placed",
         "reading",
         "retry_from_seq",
-        "split_events",
         "split_until_seq",
+        "splits",
         "turn",
         "version",
         "waiting_bytes",
@@ -107,8 +107,8 @@ class KeyState:
         self.parked_since: float | None = None
         self.attempts = 0
         self.auth_renewals = 0
-        self.split_events = 0  # 0: no split in force
-        self.split_until_seq = 0
+        self.splits: list[int] = []  # sizes of the parts of a refused batch still to send; the next part is last
+        self.split_until_seq = 0  # the last seq of the refused batch being split
         self.turn = 0  # the round in which the key may send next (one request per key per round)
         self.version = 0  # bumped whenever the key leaves its place in line or on a timer (older entries are stale)
         self.placed: tuple[bool, float, float] | None = None  # (ready, round or due, oldest) of the valid entry

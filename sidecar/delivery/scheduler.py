@@ -193,12 +193,12 @@ class Scheduler:
             if state.parked_since is not None:
                 state.parked_since = None  # the probe got through: the key was fixed
                 state.paused_until = 0.0
-            if state.split_events and (
-                (batch.events and batch.events[-1].seq >= state.split_until_seq)
-                or (isinstance(decision, GiveUp) and decision.reason is DeadLetterReason.REFUSED_EVENT)
-            ):
-                # Past the refused batch, or its bad event gone: the rest leaves in full batches (halved if need be).
-                state.split_events = 0
+            if state.splits and batch.events and batch.events[0].seq <= state.split_until_seq:
+                # One part of a refused batch is done (sent, or its one bad event dead-lettered): the next part goes;
+                # past the refused batch, the rest leaves in full batches.
+                state.splits.pop()
+                if not state.splits or batch.events[-1].seq >= state.split_until_seq:
+                    state.splits.clear()
         elif batch.events:
             first = batch.events[0].seq
             state.retry_from_seq = min(state.retry_from_seq, first) if state.failing else first
@@ -208,15 +208,27 @@ class Scheduler:
             if decision.renewed_credentials:
                 state.auth_renewals += 1
             state.paused_until = max(state.paused_until, decision.at)
-        elif isinstance(decision, SplitBatch):
-            state.split_events = decision.max_events
-            state.split_until_seq = max(state.split_until_seq, decision.last_seq)
+        elif isinstance(decision, SplitBatch) and batch.events:
+            self._split(state, batch, decision)
         elif isinstance(decision, ParkUntil):
             state.attempts += 1
             if state.parked_since is None:
                 state.parked_since = now
             state.paused_until = decision.at
         self._release(state, now)
+
+    @staticmethod
+    def _split(state: KeyState, batch: Batch, decision: SplitBatch) -> None:
+        """A refused batch (or part of one) is sent again as its two halves, the first half first, each split again
+        only if it is refused too: a key whose n events are all refused takes 2n - 1 requests, one bad event among n
+        about 2 log2(n). A refused batch read before the split began (beyond its range) is simply read again later."""
+        if state.splits:
+            if batch.events[0].seq > state.split_until_seq:
+                return
+            state.splits.pop()
+        count = len(batch.events)
+        state.splits += [count - count // 2, count // 2]
+        state.split_until_seq = max(state.split_until_seq, decision.last_seq)
 
     def failed(
         self, batch: Batch, now: float, left: Sequence[SpooledEvent] = (), oldest: Oldest | None = None
@@ -282,11 +294,11 @@ class Scheduler:
             state.parked_since is not None and now - state.parked_since >= self._policy.parked_dead_letter_after
         )
         max_events = self._policy.batch_max_events
-        if state.split_events:
-            max_events = min(max_events, state.split_events)
+        if state.splits:
+            max_events = min(max_events, state.splits[-1])
         payload_budget = self._policy.batch_max_bytes - state.overhead
         batches = 1
-        if not (parked_out or state.failing or state.parked_since is not None or state.split_events):
+        if not (parked_out or state.failing or state.parked_since is not None or state.splits):
             full = max(state.unsent_bytes // payload_budget, state.unsent_events // max_events)
             room = self._policy.max_in_flight - self.in_flight
             batches = max(1, min(MAX_BATCHES_PER_READ, full, room))
@@ -337,7 +349,7 @@ class Scheduler:
         return (state.failing or state.parked_since is not None) and state.in_flight > 0
 
     def _full(self, state: KeyState) -> bool:
-        max_events = state.split_events or self._policy.batch_max_events
+        max_events = state.splits[-1] if state.splits else self._policy.batch_max_events
         events = state.unsent_events
         return (
             events >= max_events

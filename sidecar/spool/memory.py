@@ -103,7 +103,7 @@ class MemoryStore:
                 break
         return loaded
 
-    def take_replays(self, first_seq: int) -> list[SpooledEvent]:
+    def take_replays(self, first_seq: int, accepted_at: float) -> list[SpooledEvent]:
         """Memory dead letters are replayed only through the running process; nothing is marked."""
         return []
 

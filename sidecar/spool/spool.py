@@ -375,7 +375,7 @@ class Spool:
         """In the writer: one store job moves every marked dead letter back, numbered from the writer's next seq."""
         waiters, self._replays = self._replays, []
         try:
-            events = await self._run(self._store.take_replays, self._last_seq + 1, then=self._replayed)
+            events = await self._run(self._store.take_replays, self._last_seq + 1, self._wall(), then=self._replayed)
         except Exception as error:  # the writer must outlive any failure
             exc = error if isinstance(error, SpoolFailure) else SpoolFailure(f"spool write failed: {error!r}")
             if not isinstance(error, SpoolFailure):

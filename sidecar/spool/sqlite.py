@@ -316,9 +316,10 @@ class SqliteStore:
             raise SpoolFailure(f"spool read failed: {exc}") from exc
         return found
 
-    def take_replays(self, first_seq: int) -> list[SpooledEvent]:
+    def take_replays(self, first_seq: int, accepted_at: float) -> list[SpooledEvent]:
         """Re-queue dead letters marked for replay, under new seqs (from the spool's writer) so the queue stays in
-        order; plain INSERT, so a seq in use fails the replay instead of overwriting an event."""
+        order, accepted anew at ``accepted_at`` (a replay is a person's decision: the event's age starts again);
+        plain INSERT, so a seq in use fails the replay instead of overwriting an event."""
         db = self._conn
         size = 0
         keys: dict[ShardKey, int] = {}
@@ -328,7 +329,7 @@ class SqliteStore:
                 " ORDER BY seq"
             ).fetchall()
             events: list[SpooledEvent] = []
-            for i, (_, key_id, message_id, payload, accepted_at, letter_bytes) in enumerate(rows):
+            for i, (_, key_id, message_id, payload, _, letter_bytes) in enumerate(rows):
                 key = self._key_of(db, key_id)
                 keys[key] = key_id
                 events.append(SpooledEvent(key[0], key[1], message_id, bytes(payload), accepted_at, first_seq + i))

@@ -115,8 +115,9 @@ class Store(Protocol):
     def load(self, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
         """Events with seq > after_seq in order, up to about max_bytes of payload (at least one)."""
 
-    def take_replays(self, first_seq: int) -> list[SpooledEvent]:
-        """Move dead letters marked for replay back into the queue with new seqs from first_seq; return them."""
+    def take_replays(self, first_seq: int, accepted_at: float) -> list[SpooledEvent]:
+        """Move dead letters marked for replay back into the queue with new seqs from first_seq, accepted anew at
+        ``accepted_at``; return them."""
 
     def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
         """One key's events with seq > after_seq in order: at most max_events, and stopping before their payloads

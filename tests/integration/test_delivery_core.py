@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from sidecar._proto import sidecar_pb2 as pb
 from sidecar.backoff import Backoff
 from sidecar.collector.server import Collector
 from sidecar.delivery.dispatcher import DeliveryPolicy, Dispatcher
@@ -22,6 +23,7 @@ from sidecar.send.classify import Outcome
 from sidecar.send.http import HttpSender, envelope_overhead
 from sidecar.send.ratelimit import PacedLimiter
 from sidecar.spool import Spool, SqliteStore
+from tests.support.harness import Collectors, start_sidecar
 
 POLICY = DeliveryPolicy(
     flush_interval=0.05,
@@ -113,3 +115,26 @@ async def test_delivery_goes_on_after_a_unit_raises(collector: Collector, tmp_pa
     event_name = "send_failed" if fault == "sender" else "spool_read_failed"
     errors = [e for e in logs if e["event"] == event_name and e["log_level"] == "error"]
     assert len(errors) == 1 and errors[0].get("exc_info")
+
+
+async def test_a_key_whose_every_event_is_refused_takes_at_most_2n_minus_1_requests(
+    collectors: Collectors, tmp_path: Path
+) -> None:
+    """200 events of one key, each one refused 400 by Segment: halving isolates each bad event without sending any
+    refused part whole again, so at most 2 x 200 - 1 requests, and all 200 are dead-lettered."""
+    ids = [f"refused-{i}" for i in range(200)]
+    collectors.us.faults.reject_message_ids = set(ids)
+    running = await start_sidecar(collectors, tmp_path / "spool", {"SIDECAR_MAX_REQUESTS_PER_SECOND": "1000"})
+    try:
+        request = pb.BatchRequest(
+            events=[
+                pb.BatchEvent(track=pb.TrackRequest(write_key="wk-refused", user_id="u", event="Refused", message_id=i))
+                for i in ids
+            ]
+        )
+        assert (await running.stub.Batch(request)).accepted == 200
+        flushed = await running.stub.Flush(pb.FlushRequest(), timeout=60)
+    finally:
+        await running.close()
+    assert flushed.dead_lettered == 200
+    assert len(collectors.us.store.requests) <= 2 * 200 - 1, len(collectors.us.store.requests)

@@ -189,8 +189,9 @@ def test_a_split_reads_half_as_many_events_until_past_the_refused_batch() -> Non
     assert [len(b.events) for b in full] == [10, 10]
 
 
-def test_once_the_refused_event_is_dead_lettered_the_key_reads_full_batches_again() -> None:
-    """Halving ends with the bad event: the rest of the refused batch leaves in one request, not one event at a time."""
+def test_once_the_refused_event_is_dead_lettered_the_other_halves_go_then_full_batches() -> None:
+    """Halving ends with the bad event: the rest of the refused batch leaves in the halves not yet sent (1, 2 and 4
+    events, never the refused whole again), then the key reads full batches."""
     scheduler, spool = setup()
     spool.append(key("a"), 8, at=1.0)
     refused = send(scheduler, spool, 2.0)
@@ -206,8 +207,40 @@ def test_once_the_refused_event_is_dead_lettered_the_key_reads_full_batches_agai
         sizes.append(len(refused.events))
     assert sizes == [4, 2, 1]
     settle(scheduler, spool, refused, GiveUp(DeadLetterReason.REFUSED_EVENT, "HTTP 400"), 2.0)
-    rest = send_all(scheduler, spool, 2.0)
-    assert [len(b.events) for b in rest] == [7]
+    rest = []
+    for _ in range(3):
+        part = send(scheduler, spool, 2.0)
+        assert part is not None
+        rest.append(len(part.events))
+        settle(scheduler, spool, part, Remove(), 2.0)
+    assert rest == [1, 2, 4]
+    spool.append(key("a"), 25, at=2.0)
+    assert [len(b.events) for b in send_all(scheduler, spool, 2.0)] == [10, 10]
+
+
+def test_a_key_whose_every_event_is_refused_takes_2n_minus_1_requests() -> None:
+    """200 events, each refused alone and in any batch: every part is one request, 2 x 200 - 1 in all, and every
+    event is dead-lettered once."""
+    scheduler, spool = setup()
+    policy_events = 200
+    scheduler = Scheduler(
+        SchedulerPolicy(1.0, 10**6, 1000, 4, 100.0, Backoff(1.0, 1.0)), lambda _: OVERHEAD, rng=Ceiling()
+    )
+    spool = FakeSpool(scheduler)
+    spool.append(key("a"), policy_events, at=1.0)
+    requests = dead = 0
+    while True:
+        batch = send(scheduler, spool, 2.0)
+        if batch is None:
+            break
+        requests += 1
+        if len(batch.events) == 1:
+            dead += 1
+            settle(scheduler, spool, batch, GiveUp(DeadLetterReason.REFUSED_EVENT, "HTTP 400"), 2.0)
+        else:
+            scheduler.settle(batch, SplitBatch(len(batch.events) // 2, batch.events[-1].seq, "HTTP 400"), 2.0)
+    assert (requests, dead) == (2 * policy_events - 1, policy_events)
+    assert scheduler.keys == 0
 
 
 def test_a_key_that_emptied_and_came_back_does_not_jump_the_round() -> None:

@@ -144,6 +144,22 @@ async def test_dead_letters_are_listed_and_replayed(tmp_path: Path) -> None:
     await spool.stop()
 
 
+async def test_a_replayed_dead_letter_is_accepted_anew(tmp_path: Path) -> None:
+    """A replay is a person's decision: the replayed event's age starts again (a fresh accepted_at), so one that died
+    older than SIDECAR_MAX_EVENT_AGE is sent rather than expired again; the untouched event keeps its own time."""
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6)
+    await spool.start()
+    spooled = await spool.append(events(2))  # accepted at 1.0: decades old
+    await spool.dead_letter(spooled[:1], "Segment refused the event", "HTTP 400")
+    assert mark_for_replay(tmp_path) == 1
+    before = time.time()
+    assert await spool.take_replays() == 1
+    replayed = {e.message_id: e.accepted_at for e in await all_waiting(spool)}
+    await spool.stop()
+    assert replayed["m1"] == 1.0
+    assert before <= replayed["m0"] <= time.time()
+
+
 async def test_one_spool_folder_serves_one_sidecar(tmp_path: Path) -> None:
     """A second spool on a folder in use fails clearly instead of corrupting the first."""
     first = Spool(SqliteStore(tmp_path), max_bytes=10**6)
@@ -182,7 +198,7 @@ async def test_stop_is_idempotent_and_safe_without_start(tmp_path: Path) -> None
 
 async def test_replays_during_appends_never_reuse_a_seq(tmp_path: Path) -> None:
     """Dead letters replayed while appends go on keep every acknowledged event: the writer alone numbers events, so a
-    replay and an append never get the same seq (issue 13.1: they did, and one overwrote the other)."""
+    replay and an append never get the same seq (or one would overwrite the other)."""
     spool = Spool(SqliteStore(tmp_path), max_bytes=10**7)
     await spool.start()
     dead = await spool.append(events(20, start=1000))
