@@ -42,7 +42,7 @@ from sidecar.config import Settings
 from sidecar.debugger import Debugger
 from sidecar.delivery.dispatcher import DeliveryObserver, DeliveryPolicy, Dispatcher, Sender
 from sidecar.enrich.enricher import Enricher
-from sidecar.errors import SidecarError
+from sidecar.errors import ConfigError, SidecarError
 from sidecar.forward.metrics import EdgeIntakeInterceptor, ForwardMetrics
 from sidecar.forward.sender import ForwardingSender
 from sidecar.intake import Intake
@@ -54,6 +54,7 @@ from sidecar.send.ratelimit import PacedLimiter, RateLimiter
 from sidecar.spool import MemoryStore, Spool, SqliteStore, Store
 from sidecar.tasks import Supervision, Supervisor
 from sidecar.validate.credentials import CredentialsRequired
+from sidecar.validate.limits import MAX_STRING_CHARS
 from sidecar.validate.rules import Validator, default_validators
 
 log = structlog.get_logger("sidecar")
@@ -122,6 +123,19 @@ def build_sender(
     return None, forwarder
 
 
+def check_batch_bytes(settings: Settings) -> None:
+    """Refuse a SIDECAR_BATCH_MAX_BYTES that the envelope of the longest write key a caller may send fills alone:
+    no event of such a key could ever be sent."""
+    smallest = envelope_overhead("k" * MAX_STRING_CHARS) + 1
+    if settings.batch_max_bytes < smallest:
+        raise ConfigError(
+            [
+                f"SIDECAR_BATCH_MAX_BYTES: {settings.batch_max_bytes} bytes cannot hold one event beside a write key "
+                f"of {MAX_STRING_CHARS} characters, the longest a caller may send; use at least {smallest}"
+            ]
+        )
+
+
 def build_validators(settings: Settings) -> list[Validator]:
     """The partner rules, then the Spec check unless SIDECAR_SPEC_MODE=off."""
     extra: list[Validator] = []
@@ -144,6 +158,7 @@ class Sidecar:
     """The whole sidecar, in one process: ``await start()``, serve, ``await stop()``."""
 
     def __init__(self, settings: Settings, observers: Observers | None = None) -> None:
+        check_batch_bytes(settings)
         self.settings = settings
         observers = observers or Observers()
         intake_observers = list(observers.intake)

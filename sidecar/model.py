@@ -39,6 +39,7 @@ class DeadLetterReason(enum.StrEnum):
     REFUSED_EVENT = "refused_event"
     REFUSED_BATCH = "refused_batch"
     REJECTED_EVENT = "rejected_event"
+    TOO_LARGE = "too_large"
 
     @property
     def description(self) -> str:
@@ -52,6 +53,7 @@ _DEAD_LETTER_SENTENCES = {
     DeadLetterReason.REFUSED_EVENT: "Segment refused the event",
     DeadLetterReason.REFUSED_BATCH: "Segment refused the batch",
     DeadLetterReason.REJECTED_EVENT: "the gateway rejected this event of the batch (edge mode)",
+    DeadLetterReason.TOO_LARGE: "its write key alone fills a request of SIDECAR_BATCH_MAX_BYTES: it can never be sent",
 }
 
 

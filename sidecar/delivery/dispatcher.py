@@ -321,6 +321,8 @@ class Dispatcher:
         try:
             if take.kind is TakeKind.DEAD_LETTER:
                 decision: Decision = GiveUp(DeadLetterReason.PARKED_TOO_LONG, "")
+            elif take.kind is TakeKind.TOO_LARGE:
+                decision = GiveUp(DeadLetterReason.TOO_LARGE, "")
             else:
                 sent = await self._drop_expired(batch, gone)
                 if not sent.events:

@@ -38,6 +38,9 @@ class TakeKind(enum.Enum):
     SEND = "send"
     DEAD_LETTER = "dead_letter"
     """The key has been parked for longer than ``parked_dead_letter_after``: dead-letter what is read."""
+    TOO_LARGE = "too_large"
+    """The key's batch envelope alone (its write key) fills ``batch_max_bytes``: no event of it can ever be sent, so
+    what is read is dead-lettered rather than read again and again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,7 +298,10 @@ class Scheduler:
             max_events = min(max_events, state.splits[-1])
         payload_budget = self._policy.batch_max_bytes - state.overhead
         batches = 1
-        if not (parked_out or state.failing or state.parked_since is not None or state.splits):
+        kind = TakeKind.DEAD_LETTER if parked_out else TakeKind.SEND
+        if payload_budget <= 0:
+            kind, payload_budget = TakeKind.TOO_LARGE, self._policy.batch_max_bytes
+        elif not (parked_out or state.failing or state.parked_since is not None or state.splits):
             full = max(state.unsent_bytes // payload_budget, state.unsent_events // max_events)
             room = self._policy.max_in_flight - self.in_flight
             batches = max(1, min(MAX_BATCHES_PER_READ, full, room))
@@ -310,7 +313,6 @@ class Scheduler:
         self.in_flight += batches
         state.version += 1  # out of line until the read is done
         state.placed = None
-        kind = TakeKind.DEAD_LETTER if parked_out else TakeKind.SEND
         return Take(state.key, kind, state.cursor, batches * payload_budget, batches * max_events, batches)
 
     def _release(self, state: KeyState, now: float, requests: int = 1) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,7 @@ from sidecar.send.classify import Outcome
 from sidecar.send.http import HttpSender, envelope_overhead
 from sidecar.send.ratelimit import PacedLimiter
 from sidecar.spool import Spool, SqliteStore
-from tests.support.harness import Collectors, start_sidecar
+from tests.support.harness import TEST_ENV, Collectors, free_port, start_sidecar
 
 POLICY = DeliveryPolicy(
     flush_interval=0.05,
@@ -138,3 +140,21 @@ async def test_a_key_whose_every_event_is_refused_takes_at_most_2n_minus_1_reque
         await running.close()
     assert flushed.dead_lettered == 200
     assert len(collectors.us.store.requests) <= 2 * 200 - 1, len(collectors.us.store.requests)
+
+
+def test_a_batch_limit_the_longest_write_key_fills_is_exit_2_naming_the_variable() -> None:
+    """SIDECAR_BATCH_MAX_BYTES=300 could never carry an event of a 1,024-character write key: the process refuses to
+    start (exit 2) and names the variable, rather than spinning on such an event later."""
+    env = {
+        **TEST_ENV,
+        "PATH": "/usr/bin:/bin",
+        "SIDECAR_SPOOL": "memory",
+        "SIDECAR_LISTEN": f"127.0.0.1:{free_port()}",
+        "SIDECAR_METRICS_LISTEN": "off",
+        "SIDECAR_BATCH_MAX_BYTES": "300",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "serve"], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert "SIDECAR_BATCH_MAX_BYTES" in result.stderr

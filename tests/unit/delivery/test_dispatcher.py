@@ -4,6 +4,7 @@ then one grant, then the request), Flush, failures backed off and reported, and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 
@@ -222,3 +223,38 @@ async def test_stop_without_start_and_twice_is_safe(spool: Spool) -> None:
     await dispatcher.start()
     await dispatcher.stop()
     await dispatcher.stop()
+
+
+async def test_an_event_whose_write_key_fills_the_body_limit_is_dead_lettered_not_read_forever(
+    collector: Collector, spool: Spool
+) -> None:
+    """SIDECAR_BATCH_MAX_BYTES of 300 and a 300-character write key: the envelope alone is over the limit, so the
+    event is dead-lettered with that reason (Flush returns) instead of being read again and again."""
+    policy = dataclasses.replace(POLICY, batch_max_bytes=300)
+    sender = HttpSender(dict.fromkeys(Region, collector.url), BasicAuthenticator(), 5.0)
+    dead: list[str] = []
+
+    class Observer:
+        """Records dead-letter reasons."""
+
+        def attempt_finished(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
+            """Not expected here."""
+
+        def dead_lettered(self, events: object, reason: str) -> None:
+            """Record the reason."""
+            dead.append(str(reason))
+
+        def rate_limited(self, seconds: float) -> None:
+            """Not used."""
+
+    dispatcher = Dispatcher(spool, sender, policy, envelope_overhead, observers=[Observer()])
+    await spool.append([event(1, "k" * 300), event(2, "wk-short")])
+    await run(dispatcher, sender)
+    try:
+        async with asyncio.timeout(10):
+            result = await dispatcher.flush()
+    finally:
+        await halt(dispatcher, sender)
+    assert (result.delivered, result.dead_lettered) == (1, 1)
+    assert dead == ["too_large"]
+    assert collector.store.message_ids() == ["d-2"]
