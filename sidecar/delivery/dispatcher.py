@@ -233,6 +233,7 @@ class Dispatcher:
             finally:
                 self._flushes.end(waiter)
                 self._force()
+        await self._sender.confirm()  # a gateway tier: its Flush too, so that delivered means delivered
         return self._flush_result()
 
     def _flush_result(self) -> FlushResult:

@@ -62,6 +62,10 @@ class Sender(Protocol):
     async def send(self, batch: Batch, authorization: Authorization) -> Outcome:
         """Start the request now and classify its answer; never raises for an HTTP or network failure."""
 
+    async def confirm(self) -> None:
+        """Wait until what was sent is delivered or dead-lettered by whoever delivers it (a gateway tier's Flush);
+        at once when the sender's answers were the deliveries (Segment's)."""
+
 
 class DeliveryObserver(Protocol):
     """Told what delivery does, for metrics and the debugger page."""

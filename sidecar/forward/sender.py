@@ -23,6 +23,7 @@ no gateway known (empty DNS answer)          Retry
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -55,6 +56,9 @@ CHANNEL_OPTIONS = (
     ("grpc.max_reconnect_backoff_ms", 2000),
 )
 _AUTH_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+
+CONFIRM_RETRY_SECONDS = 0.5
+"""Pause before a gateway whose Flush failed (unreachable, restarting) is asked again, while an edge's Flush waits."""
 
 _NO_CREDENTIALS = Authorization({})
 """A forwarded batch carries the edge's token in the channel's metadata, not credentials of its own."""
@@ -131,6 +135,23 @@ class ForwardingSender:
         self._retired.clear()
         for channel in channels:
             await channel.close(None)
+
+    async def confirm(self) -> None:
+        """Wait until every gateway has delivered or dead-lettered what it holds (its own Flush), so that an edge's
+        Flush means delivered, as a one-tier sidecar's does. A gateway that cannot answer is asked again after a
+        pause; the caller's deadline ends the wait (Segment down: the edge's Flush answers DEADLINE_EXCEEDED)."""
+        while True:
+            stubs = list(self._stubs.items())
+            results = await asyncio.gather(
+                *(stub.Flush(pb.FlushRequest(), metadata=self._metadata) for _, stub in stubs), return_exceptions=True
+            )
+            failed = [
+                address for (address, _), result in zip(stubs, results, strict=True) if isinstance(result, Exception)
+            ]
+            if not failed:
+                return
+            log.warning("gateway_flush_failed", gateways=failed)
+            await asyncio.sleep(CONFIRM_RETRY_SECONDS)
 
     async def authorize(self, batch: Batch) -> Authorization:
         """Nothing to wait for: the channel carries the edge's token."""

@@ -84,6 +84,9 @@ class HttpSender:
             await self._session.close()
             self._session = None
 
+    async def confirm(self) -> None:
+        """Segment's answer to each request was its delivery: nothing more to wait for."""
+
     async def authorize(self, batch: Batch) -> Authorization | Outcome:
         """The credentials of the batch's next attempt (an OAuth key may wait for its token), or the outcome of an
         attempt that cannot be made now (see :class:`AuthorizationFailed`)."""
