@@ -9,7 +9,7 @@ events/s one thread doing nothing else would drain at (events per batch / (read 
 The spool's SQLite work runs on a thread of its own while the event loop thread runs Python. The sqlite3 module lets
 go of the GIL inside each statement step and must win it back afterwards, so what a commit, a read or a delete costs
 depends on how often it needs the GIL back while the loop is busy. This prints, for ``SqliteStore`` on a temporary
-folder: milliseconds per commit of 1, 10 and 1,000 events, per read of ~950 KB (``load``, ``load_shard``) and per
+folder: milliseconds per commit of 1, 10 and 1,000 events, per read of ~950 KB (``load``, ``read`` of one key) and per
 delete of one key's 1,000 interleaved events, first alone, then while a second thread spins in Python (the busy event
 loop's stand-in). The GIL switch interval is the one ``segment-sidecar serve`` sets.
 """
@@ -90,10 +90,10 @@ def measure(busy: bool, quick: bool) -> list[str]:
             batches = iter([events(count) for _ in range(rounds)])
             figures.append(timed(lambda batches=batches: store.insert(next(batches)), rounds))
         figures.append(timed(lambda: store.load(0, 950_000), 5))
-        figures.append(timed(lambda: store.load_shard("wk7", Region.US, 0, 950_000), 5))
+        figures.append(timed(lambda: store.read(("wk7", Region.US), 0, 950_000, 10**6), 5))
         keys = iter(range(KEYS))
         figures.append(
-            timed(lambda: store.delete([e.seq for e in store.load_shard(f"wk{next(keys)}", Region.US, 0, 10**9)]), 5)
+            timed(lambda: store.delete([e.seq for e in store.read((f"wk{next(keys)}", Region.US), 0, 10**9, 10**9)]), 5)
         )
     store.close()
     return ["busy thread" if busy else "alone", *(f"{ms:.2f}" for ms in figures)]
@@ -155,7 +155,7 @@ def main() -> None:
         "commit 10",
         "commit 1,000",
         "load ~950 KB",
-        "load_shard ~950 KB",
+        "read (one key) ~950 KB",
         "delete one key's events",
     ]
     print(table(header, [measure(False, args.quick), measure(True, args.quick)]))

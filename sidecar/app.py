@@ -6,9 +6,14 @@ operations endpoints (``/metrics``, the debugger page) start before the gRPC edg
 watched.
 
 Health (``grpc.health.v1``, for the empty service name and ``segment.sidecar.v1.SidecarService``): SERVING only while
-the sidecar accepts calls *and* its spool folder is writable. A probe writes, fsyncs and removes a small file in
-``SIDECAR_SPOOL_DIR`` at start and every ``HEALTH_PROBE_INTERVAL`` seconds (the memory spool is always writable);
-NOT_SERVING from the moment a drain begins.
+the sidecar accepts calls, its spool folder is writable, and no supervised unit reports a problem. A probe writes,
+fsyncs and removes a small file in ``SIDECAR_SPOOL_DIR`` at start and every ``HEALTH_PROBE_INTERVAL`` seconds (the
+memory spool is always writable); NOT_SERVING from the moment a drain begins.
+
+Every background task runs under a :class:`~sidecar.tasks.Supervisor`, all gathered in one
+:class:`~sidecar.tasks.Supervision`: the spool's writer and pruner, delivery's dispatcher, requests and replays, the
+OAuth watcher and token requests, the gateway resolver, and the health probe here. A unit that fails is logged,
+restarted, named in the ``delivery_blocked`` log line, in health (NOT_SERVING) and in ``sidecar_task_up``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,25 +38,25 @@ from sidecar.api.limits import RequestLimits
 from sidecar.api.reflection import enable_reflection
 from sidecar.api.server_options import server_arguments
 from sidecar.api.servicer import IntakeObserver, SidecarServicer
+from sidecar.backoff import Backoff
 from sidecar.config import Settings
 from sidecar.debugger import Debugger
-from sidecar.delivery.driver import DeliveryDriver, DeliveryObserver, DeliveryPolicy
+from sidecar.delivery.dispatcher import DeliveryObserver, DeliveryPolicy, Dispatcher, Sender
 from sidecar.enrich.enricher import Enricher
-from sidecar.errors import SidecarError
+from sidecar.errors import ConfigError, SidecarError
 from sidecar.forward.metrics import EdgeIntakeInterceptor, ForwardMetrics
-from sidecar.forward.sender import ForwardingSender, NoLimit
+from sidecar.forward.sender import ForwardingSender
 from sidecar.http_intake import HttpIntake
 from sidecar.intake import Intake
 from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, stage_collectors
 from sidecar.model import Region
 from sidecar.send.auth import Authenticator, BasicAuthenticator
-from sidecar.send.backoff import Backoff
-from sidecar.send.chain import SenderChain, build_segment_chain, build_sender_chain
-from sidecar.send.http import envelope_overhead
+from sidecar.send.http import HttpSender, envelope_overhead
 from sidecar.send.ratelimit import PacedLimiter, RateLimiter
 from sidecar.spool import MemoryStore, Spool, SqliteStore, Store
-from sidecar.tasks import cancel_and_wait
+from sidecar.tasks import Supervision, Supervisor
 from sidecar.validate.credentials import CredentialsRequired
+from sidecar.validate.limits import MAX_STRING_CHARS
 from sidecar.validate.rules import Validator, default_validators
 
 log = structlog.get_logger("sidecar")
@@ -87,12 +91,12 @@ def build_limiter(settings: Settings) -> RateLimiter:
     return PacedLimiter(settings.max_requests_per_second)
 
 
-def build_authenticator(settings: Settings) -> Authenticator:
+def build_authenticator(settings: Settings, supervision: Supervision | None = None) -> Authenticator:
     """OAuth for the keys in SIDECAR_OAUTH_CREDENTIALS_FILE (Basic for the others), else Basic for every key."""
     if settings.oauth_credentials_file is not None or settings.oauth_required:
         from sidecar.send.oauth import OAuthAuthenticator  # noqa: PLC0415 - only OAuth deployments load it
 
-        return OAuthAuthenticator.from_settings(settings)
+        return OAuthAuthenticator.from_settings(settings, supervision)
     return BasicAuthenticator()
 
 
@@ -100,16 +104,13 @@ def build_sender(
     settings: Settings,
     authenticator: Authenticator,
     forward_metrics: ForwardMetrics,
-    on_wait: Callable[[float], None],
-) -> tuple[RateLimiter, SenderChain]:
-    """The limiter and the sender chain: to Segment under the cap, or, in edge mode (SIDECAR_FORWARD_TO), to the
+    supervision: Supervision | None = None,
+) -> tuple[RateLimiter | None, Sender]:
+    """The rate limiter and the sender: to Segment under the cap, or, in edge mode (SIDECAR_FORWARD_TO), to the
     gateway tier, which paces Segment's cap itself (docs/fleet.md: no limiter, no Redis on an edge)."""
     if not settings.forward_to:
-        limiter = build_limiter(settings)
         endpoints = {region: settings.endpoint(region) for region in Region}
-        return limiter, build_segment_chain(
-            endpoints, authenticator, settings.request_timeout, limiter, on_wait=on_wait
-        )
+        return build_limiter(settings), HttpSender(endpoints, authenticator, settings.request_timeout)
     if settings.redis_url:
         log.warning("redis_unused_in_edge_mode", detail="edges do not call Segment; the gateways share the cap")
     forwarder = ForwardingSender(
@@ -119,8 +120,22 @@ def build_sender(
         settings.forward_failover_after,
         settings.forward_resolve_interval,
         forward_metrics,
+        supervision=supervision,
     )
-    return NoLimit(), build_sender_chain(forwarder, None)
+    return None, forwarder
+
+
+def check_batch_bytes(settings: Settings) -> None:
+    """Refuse a SIDECAR_BATCH_MAX_BYTES that the envelope of the longest write key a caller may send fills alone:
+    no event of such a key could ever be sent."""
+    smallest = envelope_overhead("k" * MAX_STRING_CHARS) + 1
+    if settings.batch_max_bytes < smallest:
+        raise ConfigError(
+            [
+                f"SIDECAR_BATCH_MAX_BYTES: {settings.batch_max_bytes} bytes cannot hold one event beside a write key "
+                f"of {MAX_STRING_CHARS} characters, the longest a caller may send; use at least {smallest}"
+            ]
+        )
 
 
 def build_validators(settings: Settings) -> list[Validator]:
@@ -131,11 +146,6 @@ def build_validators(settings: Settings) -> list[Validator]:
 
         extra.append(SpecRule(settings.spec_mode, settings.spec_allow))
     return default_validators(extra)
-
-
-def _tell_rate_limited(observers: list[DeliveryObserver], seconds: float) -> None:
-    for observer in observers:
-        observer.rate_limited(seconds)
 
 
 @dataclass
@@ -150,16 +160,21 @@ class Sidecar:
     """The whole sidecar, in one process: ``await start()``, serve, ``await stop()``."""
 
     def __init__(self, settings: Settings, observers: Observers | None = None) -> None:
+        check_batch_bytes(settings)
         self.settings = settings
         observers = observers or Observers()
         intake_observers = list(observers.intake)
         delivery_observers = list(observers.delivery)
+        self._health_dirty = asyncio.Event()
+        self.supervision = Supervision(on_change=self._health_dirty.set)
+        self._tasks = Supervisor("sidecar", supervision=self.supervision)
         store: Store = MemoryStore() if settings.spool == "memory" else SqliteStore(settings.spool_dir)
         self.spool = Spool(
             store,
             settings.spool_max_bytes,
             settings.spool_dead_letter_max_bytes,
             settings.spool_dead_letter_max_age,
+            supervision=self.supervision,
         )
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
@@ -169,7 +184,8 @@ class Sidecar:
                 self.oldest_pending_at,
                 lambda: self.serving,
                 time.time,
-                delivery_problems=lambda: self.driver.problems,
+                delivery_problems=lambda: self.supervision.problems,
+                task_units=self.supervision.units,
             )
             self.metrics_server = MetricsServer(self.metrics, settings.metrics_listen)
             intake_observers.append(self.metrics)
@@ -182,13 +198,8 @@ class Sidecar:
         self.forward_metrics = ForwardMetrics()
         if self.metrics is not None:
             self.metrics.registry.register(self.forward_metrics)
-        self.authenticator = build_authenticator(settings)
-        self.limiter, self.sender = build_sender(
-            settings,
-            self.authenticator,
-            self.forward_metrics,
-            on_wait=lambda seconds: _tell_rate_limited(delivery_observers, seconds),
-        )
+        self.authenticator = build_authenticator(settings, self.supervision)
+        self.limiter, self.sender = build_sender(settings, self.authenticator, self.forward_metrics, self.supervision)
         if self.metrics is not None:
             self.metrics.watch(*stage_collectors(self.authenticator, self.limiter))
         policy = DeliveryPolicy(
@@ -201,21 +212,20 @@ class Sidecar:
             parked_dead_letter_after=settings.parked_dead_letter_after,
             backoff=Backoff(settings.retry_base_delay, settings.retry_max_delay),
         )
-        self._health_dirty = asyncio.Event()
-        self.driver = DeliveryDriver(
+        self.dispatcher = Dispatcher(
             self.spool,
             self.sender,
             policy,
             envelope_overhead,
             delivery_observers,
-            on_health_change=self._health_dirty.set,
-            paced=self.sender,
+            limiter=self.limiter,
+            supervision=self.supervision,
         )
         validators = build_validators(settings)
         if settings.oauth_required:
             validators.append(CredentialsRequired(self.authenticator.requires_credentials))
         intake = Intake(
-            validators, Enricher(settings.integration_name, settings.integration_version), self.spool, self.driver
+            validators, Enricher(settings.integration_name, settings.integration_version), self.spool, self.dispatcher
         )
         self.servicer = SidecarServicer(intake, settings.default_region, intake_observers)
         # Segment's HTTP Tracking API (SIDECAR_HTTP_LISTEN): a second edge in front of the same intake.
@@ -230,18 +240,18 @@ class Sidecar:
         self._spool_open = False
         self.spool_problem: str | None = None
         self._health_status: Any = None
-        self._probe_task: asyncio.Task[None] | None = None
         self.health_probe_interval = HEALTH_PROBE_INTERVAL
 
     @property
     def serving(self) -> bool:
-        """Whether health answers SERVING: accepting calls, with a writable spool, and delivery able to go on."""
+        """Whether health answers SERVING: accepting calls, with a writable spool, and every supervised unit able to go
+        on."""
         return (
             self._started
             and not self._stopped
             and self.servicer.accepting
             and self.spool_problem is None
-            and not self.driver.problems
+            and not self.supervision.problems
         )
 
     async def check_health(self) -> bool:
@@ -262,16 +272,17 @@ class Sidecar:
 
     async def _probe_loop(self) -> None:
         while True:
-            # Every interval, and at once when delivery says it cannot go on (or goes on again).
+            # Every interval, and at once when a supervised unit says it cannot go on (or goes on again).
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.health_probe_interval):
                     await self._health_dirty.wait()
             if self._health_dirty.is_set():
                 self._health_dirty.clear()
-                problems = self.driver.problems
+                problems = self.supervision.problems
                 if problems:
                     log.error("delivery_blocked", problems=problems)
             await self.check_health()
+            self._tasks.report("health_probe", None)
 
     async def oldest_pending_at(self) -> float | None:
         """Acceptance time (Unix) of the first undelivered event in spool order, or None when there is none."""
@@ -288,8 +299,9 @@ class Sidecar:
         self._spool_open = True
         if self.spool.recovered:
             log.info("spool_recovered", events=self.spool.recovered, bytes=self.spool.pending_bytes)
-        for stage in (self.authenticator, self.limiter, self.sender, self.driver):
-            await stage.start()
+        for stage in (self.authenticator, self.limiter, self.sender, self.dispatcher):
+            if stage is not None:
+                await stage.start()
         for endpoint in (self.metrics_server, self.debugger):
             if endpoint is not None:
                 await endpoint.start()
@@ -316,7 +328,8 @@ class Sidecar:
         await server.start()
         self._server = server
         await self.check_health()
-        self._probe_task = asyncio.create_task(self._probe_loop(), name="health-probe")
+        await self._tasks.start()
+        self._tasks.keep("health_probe", self._probe_loop)
         log.info(
             "sidecar_started",
             listen=self.settings.listen,
@@ -350,15 +363,15 @@ class Sidecar:
         if self.http_intake is not None:
             await self.http_intake.stop()  # before the drain: what it accepted is in the spool when delivery drains
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        probe, self._probe_task = self._probe_task, None
-        await cancel_and_wait([probe])
-        delivered_before = self.driver.delivered
-        await self.driver.drain(started + grace)
-        await self.driver.stop()
+        await self._tasks.stop()
+        delivered_before = self.dispatcher.delivered
+        await self.dispatcher.drain(started + grace)
+        await self.dispatcher.stop()
         if self._server is not None:
             await self._server.stop(0.5)
         for stage in (self.sender, self.limiter, self.authenticator):
-            await stage.stop()
+            if stage is not None:
+                await stage.stop()
         left = self.spool.pending_events
         self._spool_open = False
         await self.spool.stop()
@@ -368,9 +381,9 @@ class Sidecar:
         log.info(
             "sidecar_stopped",
             seconds=round(time.monotonic() - started, 3),
-            delivered_while_draining=self.driver.delivered - delivered_before,
-            delivered_total=self.driver.delivered,
-            dead_lettered_total=self.driver.dead_lettered_total,
+            delivered_while_draining=self.dispatcher.delivered - delivered_before,
+            delivered_total=self.dispatcher.delivered,
+            dead_lettered_total=self.dispatcher.dead_lettered_total,
             left_in_spool=left,
             spool=self.settings.spool,
         )

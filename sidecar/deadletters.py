@@ -16,7 +16,7 @@ import orjson
 
 from sidecar.errors import ConfigError
 from sidecar.model import write_key_hash
-from sidecar.spool.dead_letters import list_dead_letters, mark_for_replay
+from sidecar.spool.offline import list_dead_letters, mark_for_replay
 
 
 def main(argv: list[str]) -> int:

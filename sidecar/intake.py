@@ -1,7 +1,7 @@
 """The intake: the gRPC edge's one downstream (:class:`sidecar.api.downstream.Downstream`), built in ``app.py``.
 
 It runs the validators (the partner rules, the Spec check, and with ``SIDECAR_OAUTH_REQUIRED`` the credentials
-check), then the enricher; it appends accepted events to the spool and asks the delivery driver to flush. Keeping
+check), then the enricher; it appends accepted events to the spool and asks the dispatcher to flush. Keeping
 this here, outside ``api/``, is what lets the edge import nothing from ``validate/``'s neighbours: ``enrich/``,
 ``spool/``, ``delivery/`` or ``send/``.
 """
@@ -9,26 +9,44 @@ this here, outside ``api/``, is what lets the edge import nothing from ``validat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
-from sidecar.delivery.driver import DeliveryDriver, FlushResult
+from sidecar.delivery.interfaces import FlushResult
 from sidecar.enrich.enricher import Enricher
-from sidecar.model import Call, Event, Warning
-from sidecar.spool import Spool
+from sidecar.model import Call, Event, SpooledEvent, Warning
 from sidecar.validate.rules import Validator, run
 
 
-class Intake:
-    """Validators, then the enricher; the spool for acceptance; the driver for Flush."""
+class Acceptance(Protocol):
+    """Where accepted events go (the spool): durable once :meth:`append` returns."""
 
-    __slots__ = ("_driver", "_enricher", "_spool", "_validators")
+    @property
+    def pending_events(self) -> int:
+        """Accepted events not yet delivered."""
+
+    async def append(self, events: Sequence[Event]) -> list[SpooledEvent]:
+        """Make the events durable; raises CapacityExhausted or SpoolFailure."""
+
+
+class Flusher(Protocol):
+    """What answers a Flush (the dispatcher)."""
+
+    async def flush(self) -> FlushResult:
+        """Wait until everything accepted so far is delivered, dead-lettered or parked."""
+
+
+class Intake:
+    """Validators, then the enricher; the spool for acceptance; the dispatcher for Flush."""
+
+    __slots__ = ("_delivery", "_enricher", "_spool", "_validators")
 
     def __init__(
-        self, validators: Sequence[Validator], enricher: Enricher, spool: Spool, driver: DeliveryDriver
+        self, validators: Sequence[Validator], enricher: Enricher, spool: Acceptance, delivery: Flusher
     ) -> None:
         self._validators = tuple(validators)
         self._enricher = enricher
         self._spool = spool
-        self._driver = driver
+        self._delivery = delivery
 
     @property
     def pending_events(self) -> int:
@@ -45,5 +63,5 @@ class Intake:
         await self._spool.append(events)
 
     async def flush(self) -> FlushResult:
-        """The driver's flush."""
-        return await self._driver.flush()
+        """The dispatcher's flush."""
+        return await self._delivery.flush()

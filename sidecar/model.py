@@ -39,6 +39,7 @@ class DeadLetterReason(enum.StrEnum):
     REFUSED_EVENT = "refused_event"
     REFUSED_BATCH = "refused_batch"
     REJECTED_EVENT = "rejected_event"
+    TOO_LARGE = "too_large"
 
     @property
     def description(self) -> str:
@@ -52,6 +53,7 @@ _DEAD_LETTER_SENTENCES = {
     DeadLetterReason.REFUSED_EVENT: "Segment refused the event",
     DeadLetterReason.REFUSED_BATCH: "Segment refused the batch",
     DeadLetterReason.REJECTED_EVENT: "the gateway rejected this event of the batch (edge mode)",
+    DeadLetterReason.TOO_LARGE: "its write key alone fills a request of SIDECAR_BATCH_MAX_BYTES: it can never be sent",
 }
 
 
@@ -125,4 +127,18 @@ class Batch:
     payload_bytes: int
     attempts: int = 0
     auth_renewals: int = 0
-    first_attempt_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What one (write key, region) has waiting, summed without holding its events: the spool reports one per key
+    when it opens (recovery), and the delivery scheduler keeps one per key from then on."""
+
+    events: int
+    """Undelivered, not dead-lettered events of this key."""
+    bytes: int
+    """Their payload bytes (``len(event.payload)`` summed)."""
+    oldest_seq: int
+    """The seq of the oldest of them."""
+    oldest_accepted_at: float
+    """Its acceptance time (Unix seconds, as ``SpooledEvent.accepted_at``)."""

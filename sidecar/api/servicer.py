@@ -147,7 +147,7 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
                 raise InvalidEvent.single(
                     "events", f"holds {len(request.events)} events; a Batch call takes at most {MAX_BATCH_EVENTS}"
                 )
-            # The per-event loop is the ingest hot path (issue 6): results are added to the response in place
+            # The per-event loop is the ingest hot path: results are added to the response in place
             # (``results.add``, no intermediate BatchResult objects), locals replace attribute lookups, and the
             # observers' bookkeeping is skipped when there are none.
             response = pb.BatchResponse()
@@ -220,10 +220,13 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
                 result = await asyncio.wait_for(self._downstream.flush(), timeout=timeout)
             except TimeoutError:
                 pending = self._downstream.pending_events
+                waiting = (
+                    f"{pending} events still waiting for delivery"
+                    if pending
+                    else "the events forwarded not yet confirmed delivered by the gateways"
+                )
                 raise FlushTimeout(
-                    f"deadline reached with {pending} events still waiting for delivery; they stay spooled and "
-                    "will still be delivered",
-                    pending,
+                    f"deadline reached with {waiting}; they stay spooled and will still be delivered", pending
                 ) from None
             return pb.FlushResponse(
                 delivered=result.delivered,

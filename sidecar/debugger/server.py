@@ -122,7 +122,7 @@ class Debugger:
         name = _clip(str(detail.get("event") or ""))
         self._record((self._seq, "rejected", time.time(), call_type, key_hash, error, name))
 
-    def batch_settled(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
+    def attempt_finished(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
         """Remember one HTTP attempt and which events it carried."""
         self._seq += 1
         self._record((self._seq, "batch", time.time(), batch.shard, batch.events, outcome, seconds))

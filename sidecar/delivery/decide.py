@@ -6,10 +6,10 @@ Outcome                                Decision
 Delivered                              Remove: the events leave the spool
 PartlyRejected(rejected)               Remove the others; dead-letter the rejected ones (REJECTED_EVENT)
 Retry(after)                           RetryAt(now + max(backoff(attempts), after))
-Split, more than one event             SplitBatch(half the events): the key's next read takes that many
-Split, one event                       DeadLetter(REFUSED_EVENT): that event is the bad one
+Split, more than one event             SplitBatch: its two halves go next, each split again if refused
+Split, one event                       GiveUp(REFUSED_EVENT): that event is the bad one
 Unauthorized                           ParkUntil(now + parked retry interval): the key is probed then
-Permanent                              DeadLetter(REFUSED_BATCH)
+Permanent                              GiveUp(REFUSED_BATCH)
 =====================================  =====================================================================
 
 Nothing here holds events: a retried or split batch is read again from the spool by its key (its events are still
@@ -21,8 +21,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from sidecar.backoff import Backoff
 from sidecar.model import Batch, DeadLetterReason
-from sidecar.send.backoff import Backoff
 from sidecar.send.classify import Delivered, Outcome, PartlyRejected, Permanent, Retry, Split, Unauthorized
 
 
@@ -65,14 +65,15 @@ class ParkUntil:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """Give the batch's events up, with a reason label and the receiver's answer."""
+class GiveUp:
+    """Give the batch's events up: the shell dead-letters them with a reason label and the receiver's answer (the
+    spool keeps a :class:`~sidecar.spool.store.DeadLetter` record of each)."""
 
     reason: DeadLetterReason
     detail: str
 
 
-Decision = Remove | RemoveExcept | RetryAt | SplitBatch | ParkUntil | DeadLetter
+Decision = Remove | RemoveExcept | RetryAt | SplitBatch | ParkUntil | GiveUp
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +99,9 @@ def decide(
     if isinstance(outcome, Split):
         if len(batch.events) > 1:
             return SplitBatch(len(batch.events) // 2, batch.events[-1].seq, outcome.reason)
-        return DeadLetter(DeadLetterReason.REFUSED_EVENT, outcome.reason)
+        return GiveUp(DeadLetterReason.REFUSED_EVENT, outcome.reason)
     if isinstance(outcome, Unauthorized):
         return ParkUntil(now + rules.parked_retry_interval, outcome.reason)
     if isinstance(outcome, Permanent):
-        return DeadLetter(DeadLetterReason.REFUSED_BATCH, outcome.reason)
+        return GiveUp(DeadLetterReason.REFUSED_BATCH, outcome.reason)
     raise TypeError(f"no decision for outcome {outcome!r}")  # pragma: no cover - the union is exhaustive

@@ -20,11 +20,11 @@ def log_decision(
     outcome: Outcome | None,
     was_parked: bool,
     is_parked: bool,
-    wall: Callable[[], float],
+    clock: Callable[[], float],
     policy: DeliveryPolicy,
 ) -> None:
     """Log one settled batch: ``outcome`` is None when it was not sent; ``was_parked`` and ``is_parked`` say whether
-    its key was parked before and after the decision was settled."""
+    its key was parked before and after the decision was settled; ``clock`` is the clock of the decision's times."""
     key = batch.shard
     hashed = write_key_hash(key[0])
     region = key[1].value
@@ -48,7 +48,7 @@ def log_decision(
             region=region,
             reason=decision.reason,
             attempt=batch.attempts + 1,
-            delay=round(max(0.0, decision.at - wall()), 3),
+            delay=round(max(0.0, decision.at - clock()), 3),
         )
     elif isinstance(decision, SplitBatch):
         log.warning(

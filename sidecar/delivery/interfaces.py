@@ -1,63 +1,76 @@
-"""What the delivery shell (:mod:`sidecar.delivery.driver`) needs and gives: the spool, pacing and observers it is
-given, the policy it follows (from Settings), and what a flush reports."""
+"""What the dispatcher (:mod:`sidecar.delivery.dispatcher`) needs and gives: the spool and the sender it is given,
+the observers it tells, the policy it follows (from Settings), and what a flush reports."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sidecar.delivery.scheduler import BacklogView
-from sidecar.model import Batch, ShardKey, SpooledEvent
-from sidecar.send.backoff import Backoff
+from sidecar.backoff import Backoff
+from sidecar.delivery.scheduler import Oldest
+from sidecar.model import Backlog, Batch, ShardKey, SpooledEvent
+from sidecar.send.auth import Authorization
 from sidecar.send.classify import Outcome
 
 
+class SpoolListener(Protocol):
+    """What the spool tells its downstream, on the event loop, in the order it happened."""
+
+    def recovered(self, backlogs: Mapping[ShardKey, Backlog], last_seq: int) -> None:
+        """What the spool held when it opened, per key; no event's seq is above ``last_seq``."""
+
+    def appended(self, events: Sequence[SpooledEvent]) -> None:
+        """Events joined the queue (a commit of appends, or dead letters replayed), in seq order."""
+
+
 class DeliverySpool(Protocol):
-    """What delivery needs of the spool (its per-key read API)."""
+    """What delivery needs of the spool: storage of events by key, and the news of what joined it."""
 
-    @property
-    def last_seq(self) -> int:
-        """Seq of the newest acknowledged event."""
-
-    @property
-    def pending_events(self) -> int:
-        """Undelivered events."""
-
-    def backlogs(self) -> Mapping[ShardKey, BacklogView]:
-        """Every key with events waiting."""
-
-    def subscribe(self, listener: Callable[[ShardKey, BacklogView | None], None]) -> None:
-        """Be told of every change of a key's backlog."""
+    def subscribe(self, listener: SpoolListener) -> None:
+        """Be told what the spool holds (at once if it is open) and every append and replay from then on."""
 
     async def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
         """The key's next events after ``after_seq``."""
 
-    async def remove(self, events: Sequence[SpooledEvent]) -> None:
-        """Delivered: forget them."""
+    async def remove(self, events: Sequence[SpooledEvent]) -> Mapping[ShardKey, Oldest] | None:
+        """Delivered: forget them; each key's oldest event left (a key with none is absent; None: not known)."""
 
-    async def dead_letter(self, events: Sequence[SpooledEvent], reason: str, response: str) -> None:
-        """Give them up."""
+    async def dead_letter(
+        self, events: Sequence[SpooledEvent], reason: str, response: str
+    ) -> Mapping[ShardKey, Oldest] | None:
+        """Give them up; each key's oldest event left, as :meth:`remove`."""
 
     async def take_replays(self) -> int:
         """Re-queue dead letters marked for replay."""
 
 
-class Paced(Protocol):
-    """A sender chain with a rate limiter in front (:class:`~sidecar.send.chain.SenderChain`)."""
+class Sender(Protocol):
+    """Makes one attempt for a batch, in two steps, so that the dispatcher takes a rate grant only once the attempt
+    can start at once: :meth:`authorize` (may wait, for an OAuth token), then the grant, then :meth:`send`."""
 
-    @property
-    def paced(self) -> bool:
-        """Whether each attempt waits for a grant."""
+    async def start(self) -> None:
+        """Begin (open the connection pool); return quickly."""
 
-    def on_grant(self, listener: Callable[[], None]) -> None:
-        """Be told of each grant."""
+    async def stop(self) -> None:
+        """End; idempotent, safe without start."""
+
+    async def authorize(self, batch: Batch) -> Authorization | Outcome:
+        """The credentials of the next attempt, or the outcome of an attempt that cannot be made (no token now:
+        ``Retry``; credentials refused: ``Unauthorized``). Never raises for a network failure."""
+
+    async def send(self, batch: Batch, authorization: Authorization) -> Outcome:
+        """Start the request now and classify its answer; never raises for an HTTP or network failure."""
+
+    async def confirm(self) -> None:
+        """Wait until what was sent is delivered or dead-lettered by whoever delivers it (a gateway tier's Flush);
+        at once when the sender's answers were the deliveries (Segment's)."""
 
 
 class DeliveryObserver(Protocol):
     """Told what delivery does, for metrics and the debugger page."""
 
-    def batch_settled(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
+    def attempt_finished(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
         """One attempt finished with ``outcome`` after ``seconds``."""
 
     def dead_lettered(self, events: Sequence[SpooledEvent], reason: str) -> None:
@@ -89,4 +102,3 @@ class FlushResult:
     dead_lettered: int
     parked: int
     parked_hashes: tuple[str, ...]
-    pending: int = 0

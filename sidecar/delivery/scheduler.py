@@ -1,10 +1,11 @@
 """The delivery scheduler's pure core: which (write key, region) sends next, and when; no event loop, no I/O.
 
-State per key mirrors what the spool says the key has waiting (a :class:`BacklogView`: events, bytes, oldest seq and
-acceptance time, pushed by the spool's notifications), plus what this core itself knows: requests in flight and the
-read cursor (the highest seq in flight), a backoff or park timer, and a smaller batch size after a split. It never
-holds events: the shell reads a key's next events from the spool when the key's turn comes, and a failed batch's
-events are simply read again later (they are still the key's oldest).
+This is the one owner of per-key delivery state. Per key: what waits (events, bytes, the oldest seq and its
+acceptance time: counted up by :meth:`Scheduler.add` when the spool reports appended, recovered or replayed events,
+and down by :meth:`Scheduler.settle` when a request's events left the spool), requests in flight and the read cursor
+(the highest seq in flight), the attempt count, a backoff or park timer, and a smaller batch size after a split. It
+never holds events: the shell reads a key's next events from the spool when the key's turn comes, and a failed
+batch's events are simply read again later (they are still the key's oldest).
 
 A key is *ready* when its unsent events fill a batch (bytes or events), or its oldest unsent event has waited
 ``flush_interval``, or a flush or drain forces it; and it is not paused (backoff, park) nor waiting for a read. Ready
@@ -17,157 +18,50 @@ alone can use the whole rate; after a failure it sends one request at a time, fr
 Parked keys (401/403) are timers only: a probe at the end of each park period (one batch, read from the spool), and
 once parked for ``parked_dead_letter_after`` their events are read and dead-lettered (:attr:`TakeKind.DEAD_LETTER`).
 
-Times are the shell's clock (Unix seconds, the clock of ``accepted_at``). Everything is deterministic given (state,
-now). The shell calls, in this order: :meth:`Scheduler.next_take` -> (read the spool) -> :meth:`Scheduler.read_done`
--> (send each batch) -> :meth:`Scheduler.settle` for each.
+Times are the shell's monotonic clock, so that a step of the wall clock moves no backoff and no park; an event's
+acceptance time (Unix seconds, as written to the spool) is mapped onto it by ``clock_of``. Everything is
+deterministic given (state, now) and, for a failure's backoff, the random source. The shell calls, in this order:
+:meth:`Scheduler.next_take` -> (read the spool) -> :meth:`Scheduler.read_done` -> (send each batch) ->
+:meth:`Scheduler.settle` for each.
 """
 
 from __future__ import annotations
 
-import enum
 import heapq
+import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
-from sidecar.delivery.decide import DeadLetter, Decision, ParkUntil, Remove, RemoveExcept, RetryAt, SplitBatch
+from sidecar.delivery.decide import Decision, GiveUp, ParkUntil, Remove, RemoveExcept, RetryAt, SplitBatch
 from sidecar.delivery.fit import fit
+from sidecar.delivery.keys import (
+    MAX_BATCHES_PER_READ,
+    KeyState,
+    Oldest,
+    SchedulerPolicy,
+    Take,
+    TakeKind,
+    same_clock,
+)
 from sidecar.model import Batch, DeadLetterReason, ShardKey, SpooledEvent
 
-
-class BacklogView(Protocol):
-    """What one key has waiting in the spool (the spool's ``Backlog``)."""
-
-    @property
-    def events(self) -> int:
-        """Undelivered, not dead-lettered events of the key, in flight included."""
-
-    @property
-    def bytes(self) -> int:
-        """Their payload bytes."""
-
-    @property
-    def oldest_seq(self) -> int:
-        """Seq of the oldest of them."""
-
-    @property
-    def oldest_accepted_at(self) -> float:
-        """Its acceptance time (Unix seconds)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerPolicy:
-    """The size and timing rules the scheduler follows (from Settings)."""
-
-    flush_interval: float
-    batch_max_bytes: int
-    """Bound on one request body: envelope, payloads and the commas between them."""
-    batch_max_events: int
-    max_in_flight: int
-    """Bound on requests in flight (reads included) over all keys."""
-    parked_dead_letter_after: float
-
-
-class TakeKind(enum.Enum):
-    """What the shell does with the events it reads for a take."""
-
-    SEND = "send"
-    DEAD_LETTER = "dead_letter"
-    """The key has been parked for longer than ``parked_dead_letter_after``: dead-letter what is read."""
-
-
-@dataclass(frozen=True, slots=True)
-class Take:
-    """One request's worth of a key to read from the spool: ``spool.read(key, after_seq, max_bytes, max_events)``."""
-
-    key: ShardKey
-    kind: TakeKind
-    after_seq: int
-    max_bytes: int
-    """Payload bytes; :func:`fit` trims what is read to the body limit."""
-    max_events: int
-    batches: int = 1
-    """Requests this read is for: a key with several full batches waiting reads up to ``MAX_BATCHES_PER_READ`` of them
-    at once, so that its reads (one at a time per key, the cursor being the last seq read) keep up with the rate."""
-
-
-MAX_BATCHES_PER_READ = 4
-"""Full batches one read may take for one key (each still goes out as its own request)."""
-
-
-class _Key:
-    """Per-key state; see the module docstring."""
-
-    __slots__ = (
-        "attempts",
-        "auth_renewals",
-        "backlog",
-        "cursor",
-        "failing",
-        "in_flight",
-        "in_flight_bytes",
-        "in_flight_events",
-        "key",
-        "last_read_accepted_at",
-        "overhead",
-        "parked_since",
-        "paused_until",
-        "placed",
-        "reading",
-        "retry_from_seq",
-        "split_events",
-        "split_until_seq",
-        "turn",
-        "version",
-    )
-
-    def __init__(self, key: ShardKey, overhead: int) -> None:
-        self.key = key
-        self.overhead = overhead
-        self.backlog: BacklogView | None = None
-        self.in_flight = 0  # requests (and dead-letter passes) taken and not settled
-        self.in_flight_events = 0
-        self.in_flight_bytes = 0
-        self.cursor = 0  # highest seq in flight; 0 when nothing is
-        self.last_read_accepted_at = 0.0
-        self.reading = False
-        self.paused_until = 0.0
-        self.failing = False  # an attempt failed: one request at a time, from the oldest event, until one succeeds
-        self.retry_from_seq = 0  # first seq of the earliest failed batch: a success from there ends the failing
-        self.parked_since: float | None = None
-        self.attempts = 0
-        self.auth_renewals = 0
-        self.split_events = 0  # 0: no split in force
-        self.split_until_seq = 0
-        self.turn = 0  # the round in which the key may send next (one request per key per round)
-        self.version = 0  # bumped whenever the key leaves its place in line or on a timer (older entries are stale)
-        self.placed: tuple[bool, float, float] | None = None  # (ready, round or due, oldest) of the valid entry
-
-    @property
-    def unsent_events(self) -> int:
-        waiting = self.backlog.events if self.backlog is not None else 0
-        return max(0, waiting - self.in_flight_events)
-
-    @property
-    def unsent_bytes(self) -> int:
-        waiting = self.backlog.bytes if self.backlog is not None else 0
-        return max(0, waiting - self.in_flight_bytes)
-
-    @property
-    def oldest_unsent_at(self) -> float:
-        """Acceptance time of the oldest unsent event; a lower bound while requests are in flight."""
-        if self.in_flight_events == 0 and self.backlog is not None:
-            return self.backlog.oldest_accepted_at
-        return self.last_read_accepted_at
+__all__ = ["MAX_BATCHES_PER_READ", "Oldest", "Scheduler", "SchedulerPolicy", "Take", "TakeKind", "fit"]
 
 
 class Scheduler:
     """The pure scheduling core; see the module docstring."""
 
-    def __init__(self, policy: SchedulerPolicy, overhead: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        policy: SchedulerPolicy,
+        overhead: Callable[[str], int],
+        clock_of: Callable[[float], float] = same_clock,
+        rng: random.Random | None = None,
+    ) -> None:
         self._policy = policy
         self._overhead = overhead
-        self._keys: dict[ShardKey, _Key] = {}
+        self._clock_of = clock_of
+        self._rng = rng
+        self._keys: dict[ShardKey, KeyState] = {}
         self._ready: list[tuple[float, float, int, int, ShardKey]] = []  # (round, oldest unsent at, tie, version, key)
         self._timers: list[tuple[float, float, int, int, ShardKey]] = []  # (due, 0, tie, version, key)
         self._round = 0
@@ -178,20 +72,33 @@ class Scheduler:
 
     # --- inputs
 
-    def update(self, key: ShardKey, backlog: BacklogView | None, now: float) -> None:
-        """The spool says ``key`` now has ``backlog`` waiting (None: nothing)."""
+    def add(self, key: ShardKey, events: int, size: int, first: Oldest, now: float) -> None:
+        """The spool holds ``events`` more of ``key`` (appended, recovered or replayed), ``size`` payload bytes, the
+        first of them ``first``. Seqs only grow, so ``first`` is the key's oldest only when nothing else waited."""
+        if events <= 0:
+            return
         state = self._keys.get(key)
         if state is None:
-            if backlog is None:
-                return
-            state = _Key(key, self._overhead(key[0]))
+            state = KeyState(key, self._overhead(key[0]))
             state.turn = self._served.pop(key, 0)  # a key that emptied and came back keeps its place in the rounds
             self._keys[key] = state
-        state.backlog = backlog
-        if backlog is None and state.in_flight == 0:
-            self._forget(state)  # memory stays O(keys with events); a parked key with nothing left is forgotten
-            return
+        if state.waiting_events <= 0:
+            state.oldest_seq = first[0]
+            state.oldest_at = self._clock_of(first[1])
+        state.waiting_events += events
+        state.waiting_bytes += size
         self._evaluate(state, now)
+
+    def waiting(self) -> Iterator[tuple[ShardKey, int]]:
+        """Every key with events waiting, with how many (in flight included)."""
+        for key, state in self._keys.items():
+            if state.waiting_events > 0:
+                yield key, state.waiting_events
+
+    def waiting_events(self, key: ShardKey) -> int:
+        """Events of ``key`` waiting in the spool, in flight included."""
+        state = self._keys.get(key)
+        return state.waiting_events if state is not None else 0
 
     def set_forced(self, forced: bool, now: float) -> None:
         """While forced (a Flush or a drain), partial batches are ready without waiting for the flush interval."""
@@ -239,7 +146,7 @@ class Scheduler:
             state.in_flight_events += len(cut)
             state.in_flight_bytes += size
             state.cursor = max(state.cursor, cut[-1].seq)
-            state.last_read_accepted_at = cut[-1].accepted_at
+            state.last_read_accepted_at = self._clock_of(cut[-1].accepted_at)
         unused = take.batches - len(batches)
         if unused:
             self._release(state, now, unused)  # evaluates the key
@@ -247,26 +154,36 @@ class Scheduler:
             self._evaluate(state, now)
         return batches
 
-    def settle(self, batch: Batch, decision: Decision, now: float) -> None:
-        """The request of ``batch`` ended with ``decision``; its spool work (remove, dead-letter) is done."""
+    def settle(
+        self,
+        batch: Batch,
+        decision: Decision,
+        now: float,
+        left: Sequence[SpooledEvent] = (),
+        oldest: Oldest | None = None,
+    ) -> None:
+        """The request of ``batch`` ended with ``decision``; its spool work is done: ``left`` are the events that left
+        the spool (delivered, dead-lettered, expired), ``oldest`` the key's oldest event the spool still held after
+        that (None: not asked, or nothing left)."""
         state = self._keys.get(batch.shard)
         if state is None:  # pragma: no cover - a key is kept while it has requests in flight
             return
         state.in_flight_events -= len(batch.events)
         state.in_flight_bytes -= sum(len(e.payload) for e in batch.events)
-        if isinstance(decision, DeadLetter) and decision.reason is DeadLetterReason.PARKED_TOO_LONG:
+        self._left(state, left, oldest)
+        if isinstance(decision, GiveUp) and decision.reason is DeadLetterReason.PARKED_TOO_LONG:
             # A parked key's dead-letter pass goes on while older events remain; events accepted after the park
             # period ran out start a new period (the key is still probed, so a fixed key gets through).
             if state.parked_since is not None and batch.events:
                 expiry = state.parked_since + self._policy.parked_dead_letter_after
-                if batch.events[-1].accepted_at >= expiry:
+                if self._clock_of(batch.events[-1].accepted_at) >= expiry:
                     state.parked_since = now
-        elif isinstance(decision, Remove | RemoveExcept | DeadLetter):
+        elif isinstance(decision, Remove | RemoveExcept | GiveUp):
             if (
                 not state.failing
                 or (batch.events and batch.events[0].seq <= state.retry_from_seq)
-                or state.backlog is None
-                or state.backlog.oldest_seq > state.retry_from_seq
+                or state.waiting_events <= 0
+                or state.oldest_seq > state.retry_from_seq
             ):
                 # A success of a batch read before a failure (several in flight) does not end the failing: only
                 # the re-read of the failed batch does (or the failed events are gone).
@@ -276,12 +193,12 @@ class Scheduler:
             if state.parked_since is not None:
                 state.parked_since = None  # the probe got through: the key was fixed
                 state.paused_until = 0.0
-            if state.split_events and (
-                (batch.events and batch.events[-1].seq >= state.split_until_seq)
-                or (isinstance(decision, DeadLetter) and decision.reason is DeadLetterReason.REFUSED_EVENT)
-            ):
-                # Past the refused batch, or its bad event gone: the rest leaves in full batches (halved if need be).
-                state.split_events = 0
+            if state.splits and batch.events and batch.events[0].seq <= state.split_until_seq:
+                # One part of a refused batch is done (sent, or its one bad event dead-lettered): the next part goes;
+                # past the refused batch, the rest leaves in full batches.
+                state.splits.pop()
+                if not state.splits or batch.events[-1].seq >= state.split_until_seq:
+                    state.splits.clear()
         elif batch.events:
             first = batch.events[0].seq
             state.retry_from_seq = min(state.retry_from_seq, first) if state.failing else first
@@ -291,9 +208,8 @@ class Scheduler:
             if decision.renewed_credentials:
                 state.auth_renewals += 1
             state.paused_until = max(state.paused_until, decision.at)
-        elif isinstance(decision, SplitBatch):
-            state.split_events = decision.max_events
-            state.split_until_seq = max(state.split_until_seq, decision.last_seq)
+        elif isinstance(decision, SplitBatch) and batch.events:
+            self._split(state, batch, decision)
         elif isinstance(decision, ParkUntil):
             state.attempts += 1
             if state.parked_since is None:
@@ -301,19 +217,40 @@ class Scheduler:
             state.paused_until = decision.at
         self._release(state, now)
 
-    def retry_later(self, batch: Batch, at: float, now: float) -> None:
-        """The request of ``batch`` failed outside the sender's outcomes (an exception): read it again at ``at``."""
-        self.settle(batch, RetryAt(at, "unexpected error"), now)
+    @staticmethod
+    def _split(state: KeyState, batch: Batch, decision: SplitBatch) -> None:
+        """A refused batch (or part of one) is sent again as its two halves, the first half first, each split again
+        only if it is refused too: a key whose n events are all refused takes 2n - 1 requests, one bad event among n
+        about 2 log2(n). A refused batch read before the split began (beyond its range) is simply read again later."""
+        if state.splits:
+            if batch.events[0].seq > state.split_until_seq:
+                return
+            state.splits.pop()
+        count = len(batch.events)
+        state.splits += [count - count // 2, count // 2]
+        state.split_until_seq = max(state.split_until_seq, decision.last_seq)
 
-    def abandon(self, take: Take, at: float, now: float) -> None:
-        """The read for ``take`` failed: the key tries again at ``at``."""
+    def failed(
+        self, batch: Batch, now: float, left: Sequence[SpooledEvent] = (), oldest: Oldest | None = None
+    ) -> float:
+        """The request of ``batch`` failed outside the sender's outcomes (an exception): its key backs off like after a
+        retryable outcome, then reads the batch again. Returns the delay."""
+        delay = self._policy.backoff.delay(batch.attempts, None, self._rng)
+        self.settle(batch, RetryAt(now + delay, "unexpected error"), now, left, oldest)
+        return delay
+
+    def abandon(self, take: Take, now: float) -> float:
+        """The read for ``take`` failed: the key backs off, then reads again. Returns the delay."""
         state = self._keys.get(take.key)
         if state is None:  # pragma: no cover
-            return
+            return 0.0
+        delay = self._policy.backoff.delay(state.attempts, None, self._rng)
+        state.attempts += 1
         state.reading = False
         state.failing = True
-        state.paused_until = max(state.paused_until, at)
+        state.paused_until = max(state.paused_until, now + delay)
         self._release(state, now, take.batches)
+        return delay
 
     # --- outputs
 
@@ -336,6 +273,10 @@ class Scheduler:
             if state.parked_since is not None:
                 yield key, state.parked_since
 
+    def parked_events(self) -> int:
+        """Events waiting on parked keys."""
+        return sum(state.waiting_events for state in self._keys.values() if state.parked_since is not None)
+
     def is_parked(self, key: ShardKey) -> bool:
         """Whether ``key`` is parked (its events do not hold up a flush)."""
         state = self._keys.get(key)
@@ -348,16 +289,19 @@ class Scheduler:
 
     # --- internals
 
-    def _take(self, state: _Key, now: float) -> Take:
+    def _take(self, state: KeyState, now: float) -> Take:
         parked_out = (
             state.parked_since is not None and now - state.parked_since >= self._policy.parked_dead_letter_after
         )
         max_events = self._policy.batch_max_events
-        if state.split_events:
-            max_events = min(max_events, state.split_events)
+        if state.splits:
+            max_events = min(max_events, state.splits[-1])
         payload_budget = self._policy.batch_max_bytes - state.overhead
         batches = 1
-        if not (parked_out or state.failing or state.parked_since is not None or state.split_events):
+        kind = TakeKind.DEAD_LETTER if parked_out else TakeKind.SEND
+        if payload_budget <= 0:
+            kind, payload_budget = TakeKind.TOO_LARGE, self._policy.batch_max_bytes
+        elif not (parked_out or state.failing or state.parked_since is not None or state.splits):
             full = max(state.unsent_bytes // payload_budget, state.unsent_events // max_events)
             room = self._policy.max_in_flight - self.in_flight
             batches = max(1, min(MAX_BATCHES_PER_READ, full, room))
@@ -369,41 +313,52 @@ class Scheduler:
         self.in_flight += batches
         state.version += 1  # out of line until the read is done
         state.placed = None
-        kind = TakeKind.DEAD_LETTER if parked_out else TakeKind.SEND
         return Take(state.key, kind, state.cursor, batches * payload_budget, batches * max_events, batches)
 
-    def _release(self, state: _Key, now: float, requests: int = 1) -> None:
+    def _release(self, state: KeyState, now: float, requests: int = 1) -> None:
         state.in_flight -= requests
         self.in_flight -= requests
         if state.in_flight == 0:
             state.cursor = 0
             state.in_flight_events = 0
             state.in_flight_bytes = 0
-        if state.backlog is None and state.in_flight == 0:
-            self._forget(state)
+        if state.waiting_events <= 0 and state.in_flight == 0:
+            self._forget(state)  # memory stays O(keys with events); a parked key with nothing left is forgotten
             return
         self._evaluate(state, now)
 
-    def _forget(self, state: _Key) -> None:
+    def _left(self, state: KeyState, left: Sequence[SpooledEvent], oldest: Oldest | None) -> None:
+        """Events left the spool. The counts are exact (every event was added before it could be read); the oldest
+        only moves forward, so an answer of the spool that arrives after a newer one changes nothing."""
+        if left:
+            state.waiting_events -= len(left)
+            state.waiting_bytes -= sum(len(e.payload) for e in left)
+            if state.waiting_events <= 0:
+                state.waiting_events = state.waiting_bytes = 0
+        if oldest is not None and oldest[0] > state.oldest_seq and state.waiting_events > 0:
+            state.oldest_seq = oldest[0]
+            state.oldest_at = self._clock_of(oldest[1])
+
+    def _forget(self, state: KeyState) -> None:
         del self._keys[state.key]
         if state.turn > self._round:
             self._served[state.key] = state.turn
 
-    def _blocked(self, state: _Key) -> bool:
+    def _blocked(self, state: KeyState) -> bool:
         """Waiting for something other than time: a read, or the end of in-flight requests after a failure."""
         if state.reading or state.unsent_events == 0:
             return True
         return (state.failing or state.parked_since is not None) and state.in_flight > 0
 
-    def _full(self, state: _Key) -> bool:
-        max_events = state.split_events or self._policy.batch_max_events
+    def _full(self, state: KeyState) -> bool:
+        max_events = state.splits[-1] if state.splits else self._policy.batch_max_events
         events = state.unsent_events
         return (
             events >= max_events
             or state.overhead + state.unsent_bytes + max(0, events - 1) > self._policy.batch_max_bytes
         )
 
-    def _due(self, state: _Key) -> float:
+    def _due(self, state: KeyState) -> float:
         """When the key becomes ready by time alone (assuming it is not blocked)."""
         if state.parked_since is not None or state.failing:
             return state.paused_until
@@ -411,10 +366,10 @@ class Scheduler:
             return state.paused_until
         return max(state.paused_until, state.oldest_unsent_at + self._policy.flush_interval)
 
-    def _is_ready(self, state: _Key, now: float) -> bool:
+    def _is_ready(self, state: KeyState, now: float) -> bool:
         return not self._blocked(state) and self._due(state) <= now
 
-    def _evaluate(self, state: _Key, now: float) -> None:
+    def _evaluate(self, state: KeyState, now: float) -> None:
         """Put the key in line (ready now) or on a timer (ready later); blocked keys wait for a settle or read.
 
         A key already placed where it belongs keeps its entry, so a busy key's appends do not pile up entries."""

@@ -5,7 +5,9 @@ Each entry is either ``host:port`` (used as given; gRPC resolves a host name its
 expanded into one ``address:port`` per A/AAAA record every ``SIDECAR_FORWARD_RESOLVE_INTERVAL``. A failed lookup keeps
 the addresses it gave last (a DNS hiccup must not empty the list and park every key); a name that never resolved
 contributes nothing until it does. The list handed on is sorted and de-duplicated, so that every edge that sees the
-same records ranks the same way (:mod:`sidecar.forward.routing`).
+same records ranks the same way (:mod:`sidecar.forward.routing`). The re-resolving loop runs under a
+:class:`~sidecar.tasks.Supervisor` (unit ``forward.resolver``): anything it raises is logged, reported (health
+NOT_SERVING) and the loop restarted.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
-from sidecar.tasks import cancel_and_wait
+from sidecar.tasks import Supervision, Supervisor
 
 log = structlog.get_logger("sidecar.forward")
 
@@ -47,6 +49,7 @@ class GatewayList:
         interval: float,
         on_change: Callable[[tuple[str, ...]], None],
         lookup: Lookup = system_lookup,
+        supervision: Supervision | None = None,
     ) -> None:
         self._static = [entry for entry in entries if not entry.startswith(DNS_PREFIX)]
         self._names: list[tuple[str, int]] = []
@@ -58,24 +61,32 @@ class GatewayList:
         self._on_change = on_change
         self._lookup = lookup
         self._resolved: dict[tuple[str, int], list[str]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._supervisor = Supervisor("forward", supervision=supervision)
+        self._running = False
         self.current: tuple[str, ...] = ()
 
     async def start(self) -> None:
         """Resolve once (bounded: a slow DNS server does not hold start-up), then keep re-resolving."""
-        if self._task is not None:
+        if self._running:
             return
+        self._running = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await self.refresh()
         self._publish()
         if self._names:
-            self._task = asyncio.create_task(self._loop(), name="forward-resolver")
+            await self._supervisor.start()
+            self._supervisor.keep("resolver", self._loop)
 
     async def stop(self) -> None:
         """Stop re-resolving; idempotent."""
-        task, self._task = self._task, None
-        await cancel_and_wait([task])
+        self._running = False
+        await self._supervisor.stop()
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """The supervisor of the re-resolving loop."""
+        return self._supervisor
 
     async def refresh(self) -> None:
         """Resolve every DNS name once; keep the last answer of a name that fails now."""
@@ -103,3 +114,4 @@ class GatewayList:
         while True:
             await asyncio.sleep(self._interval)
             await self.refresh()
+            self._supervisor.report("resolver", None)

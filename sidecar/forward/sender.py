@@ -1,8 +1,9 @@
 """The forwarding sender: one batch -> one ``Batch`` call to the key's gateway -> an :data:`Outcome`.
 
-It has the shape of :class:`~sidecar.delivery.driver.Sender` (``async send(batch) -> Outcome``, never raising for a
-network failure), so delivery's scheduler, retries and settling are the same in edge mode; only the terminal differs.
-An edge does not call Segment, so it paces nothing (:class:`NoLimit`) and needs no Redis: the gateways do both.
+It has the shape of :class:`~sidecar.delivery.interfaces.Sender` (``authorize`` needs nothing here; ``send`` never
+raises for a network failure), so delivery's scheduler, retries and settling are the same in edge mode; only the
+sender differs. An edge does not call Segment, so it paces nothing (the dispatcher gets no limiter) and needs no
+Redis: the gateways do both.
 
 ===========================================  ==============================================================
 the gateway answered                         outcome (what the edge does with the batch)
@@ -22,6 +23,7 @@ no gateway known (empty DNS answer)          Retry
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +39,9 @@ from sidecar.forward.gateways import GatewayList
 from sidecar.forward.metrics import EDGE_METADATA, ForwardMetrics
 from sidecar.forward.routing import Router
 from sidecar.model import Batch, write_key_hash
+from sidecar.send.auth import Authorization
 from sidecar.send.classify import MAX_SERVER_DELAY, Delivered, Outcome, PartlyRejected, Retry, Split
+from sidecar.tasks import Supervision
 
 log = structlog.get_logger("sidecar.forward")
 
@@ -53,18 +57,11 @@ CHANNEL_OPTIONS = (
 )
 _AUTH_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 
+CONFIRM_RETRY_SECONDS = 0.5
+"""Pause before a gateway whose Flush failed (unreachable, restarting) is asked again, while an edge's Flush waits."""
 
-class NoLimit:
-    """The rate limiter of an edge: grants at once (an edge's requests go to gateways, which pace Segment's cap)."""
-
-    async def start(self) -> None:
-        """Nothing to start."""
-
-    async def stop(self) -> None:
-        """Nothing to release."""
-
-    async def acquire(self) -> None:
-        """Granted."""
+_NO_CREDENTIALS = Authorization({})
+"""A forwarded batch carries the edge's token in the channel's metadata, not credentials of its own."""
 
 
 def retry_delay(error: grpc.aio.AioRpcError) -> float | None:
@@ -97,9 +94,10 @@ class ForwardingSender:
         resolve_interval: float,
         metrics: ForwardMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        supervision: Supervision | None = None,
     ) -> None:
         self.router = Router(failover_after, probe_interval=max(0.5, failover_after / 4))
-        self._gateways = GatewayList(entries, resolve_interval, self._gateways_changed)
+        self._gateways = GatewayList(entries, resolve_interval, self._gateways_changed, supervision=supervision)
         self._metadata: tuple[tuple[str, str], ...] = ((EDGE_METADATA, "1"),)
         if token is not None:
             self._metadata += (("authorization", f"Bearer {token}"),)
@@ -138,7 +136,28 @@ class ForwardingSender:
         for channel in channels:
             await channel.close(None)
 
-    async def send(self, batch: Batch) -> Outcome:
+    async def confirm(self) -> None:
+        """Wait until every gateway has delivered or dead-lettered what it holds (its own Flush), so that an edge's
+        Flush means delivered, as a one-tier sidecar's does. A gateway that cannot answer is asked again after a
+        pause; the caller's deadline ends the wait (Segment down: the edge's Flush answers DEADLINE_EXCEEDED)."""
+        while True:
+            stubs = list(self._stubs.items())
+            results = await asyncio.gather(
+                *(stub.Flush(pb.FlushRequest(), metadata=self._metadata) for _, stub in stubs), return_exceptions=True
+            )
+            failed = [
+                address for (address, _), result in zip(stubs, results, strict=True) if isinstance(result, Exception)
+            ]
+            if not failed:
+                return
+            log.warning("gateway_flush_failed", gateways=failed)
+            await asyncio.sleep(CONFIRM_RETRY_SECONDS)
+
+    async def authorize(self, batch: Batch) -> Authorization:
+        """Nothing to wait for: the channel carries the edge's token."""
+        return _NO_CREDENTIALS
+
+    async def send(self, batch: Batch, authorization: Authorization = _NO_CREDENTIALS) -> Outcome:
         """One ``Batch`` call to the key's gateway; never raises for a network or gRPC failure."""
         write_key, region = batch.shard
         now = self._clock()

@@ -44,8 +44,10 @@ metric                                                 labels              meani
                                                        region``            ``write_key_series`` of them)
 ``sidecar_write_key_events_accepted_total``            ``write_key_hash``  accepted events of the busiest keys
 ``sidecar_health_serving``                             (gauge)             1 when the health service says SERVING
-``sidecar_delivery_blocked``                           ``unit, reason``    1 per delivery unit that cannot go on
-                                                                           (spool_read, spool_write, send, a task)
+``sidecar_delivery_blocked``                           ``unit, reason``    1 per supervised unit that cannot go on
+                                                                           (delivery.send, spool.writer, ...)
+``sidecar_task_up``                                    ``unit``            1 per supervised unit running fine, 0
+                                                                           for one that cannot go on
 =====================================================  ==================  ========================================
 
 The OAuth authenticator and the fleet limiter keep their own counters; :mod:`sidecar.metrics._stages` exports them.
@@ -177,7 +179,7 @@ class _TopKeys:
 
 class Metrics:
     """The sidecar's Prometheus metrics; an :class:`~sidecar.api.servicer.IntakeObserver` and a
-    :class:`~sidecar.delivery.driver.DeliveryObserver`. See the module docstring for the families."""
+    :class:`~sidecar.delivery.interfaces.DeliveryObserver`. See the module docstring for the families."""
 
     def __init__(
         self,
@@ -187,9 +189,11 @@ class Metrics:
         clock: Callable[[], float],
         write_key_series: int = WRITE_KEY_SERIES,
         delivery_problems: Callable[[], dict[str, str]] | None = None,
+        task_units: Callable[[], dict[str, bool]] | None = None,
     ) -> None:
         self._spool = spool
         self._delivery_problems = delivery_problems
+        self._task_units = task_units
         self._oldest_pending_at = oldest_pending_at
         self._serving = serving
         self._clock = clock
@@ -260,7 +264,7 @@ class Metrics:
 
     # --- DeliveryObserver
 
-    def batch_settled(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
+    def attempt_finished(self, batch: Batch, outcome: Outcome, seconds: float) -> None:
         """Count one HTTP attempt and time it."""
         region = batch.shard[1]
         key = (region, outcome.status, _outcome_name(outcome))
@@ -366,6 +370,14 @@ class Metrics:
         for unit, reason in sorted((self._delivery_problems() if self._delivery_problems else {}).items()):
             blocked.add_metric([unit, reason], 1)
         yield blocked
+        up = GaugeMetricFamily(
+            "sidecar_task_up",
+            "1 for each supervised background unit that runs without a problem, 0 for one that cannot go on.",
+            labels=["unit"],
+        )
+        for unit, running in sorted((self._task_units() if self._task_units else {}).items()):
+            up.add_metric([unit], 1 if running else 0)
+        yield up
         yield GaugeMetricFamily("sidecar_parked_write_keys", "Write keys parked on 401/403.", len(self._parked))
         parked = GaugeMetricFamily(
             "sidecar_parked_write_key", "1 for each parked write key (capped).", labels=["write_key_hash", "region"]

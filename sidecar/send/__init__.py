@@ -1,1 +1,2 @@
-"""Delivery: pace, send, classify the answer, and decide what happens to a batch next."""
+"""On the wire: credentials (Basic, OAuth), one HTTP attempt and its classification, and the rate limiters the
+dispatcher takes its grants from. Nothing here calls back into delivery."""

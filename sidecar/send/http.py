@@ -4,13 +4,17 @@ The body is assembled from the events' stored JSON bytes: nothing is decoded or 
 travels in the Authorization header (Basic), or, for OAuth keys, in the body beside a Bearer token; never in a URL.
 The per-attempt timeout is innermost, so it bounds exactly one attempt. Redirects are not followed: a 3xx is a failed
 attempt (following one would bypass the rate limiter and could resend the body, an OAuth key's ``writeKey`` included,
-to another origin). The rate limiter is not here: :func:`sidecar.send.chain.build_sender_chain` puts it in front.
+to another origin).
+
+An attempt has two steps, and the rate limiter sits between them, in the dispatcher
+(:mod:`sidecar.delivery.dispatcher`): :meth:`HttpSender.authorize` gets the credentials (an OAuth key may wait for a
+token), then the dispatcher takes its grant, then :meth:`HttpSender.send` starts the request at once. So a grant is
+never held while a token is awaited, and requests start at the pace the grants were given.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -18,7 +22,7 @@ import orjson
 from sidecar import __version__
 from sidecar.enrich.enricher import IsoClock
 from sidecar.model import Batch, Region
-from sidecar.send.auth import Authenticator
+from sidecar.send.auth import Authenticator, Authorization
 from sidecar.send.classify import Outcome, Retry, Unauthorized, classify, classify_error
 
 USER_AGENT = f"segment-sidecar/{__version__}"
@@ -66,8 +70,6 @@ class HttpSender:
         self._session = session
         self._owns_session = session is None
         self._clock = IsoClock()
-        self.before_post: Callable[[], Awaitable[None]] | None = None
-        """Awaited after authorising, just before the request starts (the chain confirms the attempt's grant)."""
 
     async def start(self) -> None:
         """Open the HTTP connection pool."""
@@ -82,16 +84,21 @@ class HttpSender:
             await self._session.close()
             self._session = None
 
-    async def send(self, batch: Batch) -> Outcome:
-        """One attempt; never raises for an HTTP or network failure (it becomes an Outcome)."""
-        assert self._session is not None, "sender used before start()"
-        write_key, region = batch.shard
+    async def confirm(self) -> None:
+        """Segment's answer to each request was its delivery: nothing more to wait for."""
+
+    async def authorize(self, batch: Batch) -> Authorization | Outcome:
+        """The credentials of the batch's next attempt (an OAuth key may wait for its token), or the outcome of an
+        attempt that cannot be made now (see :class:`AuthorizationFailed`)."""
         try:
-            authorization = await self._authenticator.authorize(write_key, region)
+            return await self._authenticator.authorize(*batch.shard)
         except AuthorizationFailed as exc:
             return exc.outcome
-        if self.before_post is not None:
-            await self.before_post()
+
+    async def send(self, batch: Batch, authorization: Authorization) -> Outcome:
+        """One request, started at once; never raises for an HTTP or network failure (it becomes an Outcome)."""
+        assert self._session is not None, "sender used before start()"
+        write_key, region = batch.shard
         body = batch_body(batch, self._clock.format(time.time()), authorization.write_key_in_body)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **authorization.headers}
         if batch.attempts:
@@ -109,7 +116,7 @@ class HttpSender:
             and batch.auth_renewals == 0
             and self._authenticator.rejected(write_key, region, authorization)
         ):
-            # A refused Bearer token is renewed and tried once more before the key itself is blamed.
-            batch.auth_renewals += 1
+            # A refused Bearer token is renewed and tried once more before the key itself is blamed (the scheduler
+            # counts the renewal in the key's next batch).
             return Retry(f"{outcome.reason} (token renewed)", 0.0, outcome.status, renewed_credentials=True)
         return outcome

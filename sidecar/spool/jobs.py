@@ -1,6 +1,9 @@
-"""The spool's store jobs: every blocking store call runs on one dedicated thread, in order, and each job's effect on
-the spool's bookkeeping is applied on the event loop in the order the thread ran the jobs (in the job's done callback),
-so the bookkeeping always describes the store as of the last job applied, whoever awaited it."""
+"""The spool's storage actor: the one owner of the store, its connection and its thread. Every store call that
+writes (commits, removals, dead letters, replays, pruning) is a job run here, in order: on the store's dedicated
+thread, or at once on the loop for a store that never blocks (memory). Each job's effect on the spool's bookkeeping
+is applied on the event loop in the order the jobs ran (in the job's done callback), so the bookkeeping always
+describes the store as of the last job applied, whoever awaited it. Only the SQLite store's per-key reads run
+beside it, on a read-only connection and thread of their own (WAL lets them)."""
 
 from __future__ import annotations
 
@@ -21,8 +24,6 @@ class StoreJobs:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._executor: ThreadPoolExecutor | None = None
-        self.busy = 0
-        """Store calls running on the store's thread (a lone commit on the loop must wait for none)."""
 
     @property
     def started(self) -> bool:
@@ -54,17 +55,13 @@ class StoreJobs:
         """On the store's thread even for an inline store (a scan that may be long)."""
         assert self._executor is not None, "spool used before start()"
         loop = asyncio.get_running_loop()
-        # A lone commit must not use the connection while the thread does: counted until the thread is done with the
-        # job, even when the caller stops waiting for it (a Flush deadline), hence the callback on the job itself.
-        # The same callback applies the job's effect, so effects are applied in the order the thread ran the jobs,
-        # before any later job's, and before a lone commit on the loop can run.
-        self.busy += 1
+        # The job's effect is applied by a callback on the job itself, even when the caller stops waiting for it (a
+        # Flush deadline): effects are applied in the order the thread ran the jobs, before any later job's.
         job = self._executor.submit(function, *args)
         job.add_done_callback(lambda _: _call_soon_threadsafe(loop, lambda: self._job_done(job, then)))
         return await asyncio.wrap_future(job, loop=loop)
 
     def _job_done(self, job: Future[T], then: Callable[[T], None] | None) -> None:
-        self.busy -= 1
         if then is not None and not job.cancelled() and job.exception() is None:
             then(job.result())
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 
-from sidecar.model import Region, ShardKey, SpooledEvent
+from sidecar.model import ShardKey, SpooledEvent
 from sidecar.spool.store import DeadLetter, Pruned, Recovery, letter_size
 
 
 class MemoryStore:
     """Keeps events in dicts: ``SIDECAR_SPOOL=memory``, fast, and lost on exit (as Segment's SDKs are).
 
-    Events are held twice by reference: in seq order (the old global read) and per key in seq order (insertion order
-    is seq order, since seqs only grow), so that a key's reads and its oldest event never scan other keys.
+    Events are held twice by reference: in seq order (:meth:`load`) and per key in seq order (insertion order is seq
+    order, since seqs only grow), so that a key's reads and its oldest event never scan other keys.
     """
 
     inline = True
@@ -23,6 +23,11 @@ class MemoryStore:
         self._by_key: dict[ShardKey, dict[int, SpooledEvent]] = {}
         self.dead_letters: list[DeadLetter] = []  # in the order they died
         self._dead_bytes = 0
+
+    @property
+    def known_keys(self) -> Container[ShardKey]:
+        """Keys with events."""
+        return self._by_key
 
     @property
     def dead_bytes(self) -> int:
@@ -98,19 +103,7 @@ class MemoryStore:
                 break
         return loaded
 
-    def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
-        """One shard's events in seq order."""
-        loaded: list[SpooledEvent] = []
-        size = 0
-        for seq, event in self._by_key.get((write_key, region), {}).items():
-            if seq > after_seq:
-                loaded.append(event)
-                size += len(event.payload)
-                if size >= max_bytes:
-                    break
-        return loaded
-
-    def take_replays(self, first_seq: int) -> list[SpooledEvent]:
+    def take_replays(self, first_seq: int, accepted_at: float) -> list[SpooledEvent]:
         """Memory dead letters are replayed only through the running process; nothing is marked."""
         return []
 
@@ -127,7 +120,7 @@ class MemoryStore:
             size += len(event.payload)
         return loaded
 
-    def settle(self, keys: Iterable[ShardKey]) -> dict[ShardKey, tuple[int, float]]:
+    def oldest(self, keys: Iterable[ShardKey]) -> dict[ShardKey, tuple[int, float]]:
         """The first event of each key's dict."""
         found: dict[ShardKey, tuple[int, float]] = {}
         for key in keys:

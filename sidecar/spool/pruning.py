@@ -1,16 +1,11 @@
 """The dead letters' bounds: at most ``dead_letter_max_bytes`` and ``dead_letter_max_age`` seconds old. Beyond either,
-the oldest are pruned (by the dead-letter job that overflows them, and by a pruner task every ``prune_interval``),
+the oldest are pruned (by the dead-letter job that overflows them, and by the spool's pruner every ``interval``),
 logged (``dead_letters_pruned``) and counted for the metrics."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
-
 import structlog
 
-from sidecar.errors import SpoolFailure
 from sidecar.spool.store import Pruned
 
 DEFAULT_DEAD_LETTER_MAX_BYTES = 256 * 2**20
@@ -22,7 +17,7 @@ log = structlog.get_logger("sidecar.spool")
 
 
 class DeadLetterBounds:
-    """The bounds, what pruning removed since start, and the pruner task (on the event loop only)."""
+    """The bounds, and what pruning removed since start (on the event loop only)."""
 
     def __init__(self, max_bytes: int, max_age: float, interval: float) -> None:
         self.max_bytes = max_bytes
@@ -32,7 +27,6 @@ class DeadLetterBounds:
         """Dead letters pruned since start (past their age or beyond their bound)."""
         self.pruned_bytes = 0
         """Their bytes (as counted against the bound)."""
-        self._task: asyncio.Task[None] | None = None
 
     def oldest_kept(self, at: float) -> float:
         """The earliest ``dead_at`` kept at time ``at``."""
@@ -52,24 +46,3 @@ class DeadLetterBounds:
                 max_bytes=self.max_bytes,
                 max_age_seconds=self.max_age,
             )
-
-    def start(self, prune: Callable[[], Awaitable[object]]) -> None:
-        """Start the pruner task, which calls ``prune`` every ``interval`` seconds."""
-        self._task = asyncio.create_task(self._loop(prune), name="spool-pruner")
-
-    async def stop(self) -> None:
-        """Stop the pruner task; idempotent."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self, prune: Callable[[], Awaitable[object]]) -> None:
-        """Every ``interval``: prune; a failure is logged and retried at the next turn."""
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await prune()
-            except SpoolFailure as exc:
-                log.warning("dead_letters_prune_failed", error=str(exc))

@@ -2,7 +2,7 @@
 concatenated, rather than row by row.
 
 The sqlite3 module lets go of the GIL at every row it steps to, and under load winning it back made a read cost about
-115 us per row instead of 6 (issue 6, backlog drain and spilled shards). Each query asks for as many rows as the
+115 us per row instead of 6 (measured draining a backlog). Each query asks for as many rows as the
 payload size seen so far says the budget holds; a short guess is followed by another query.
 """
 

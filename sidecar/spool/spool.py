@@ -1,28 +1,29 @@
-"""The spool: a durable queue. The gRPC edge appends to it; the batch driver consumes from it.
+"""The spool: a durable queue, and the acknowledgement boundary. The gRPC edge appends to it; delivery reads from it.
 
 One writer owns the seqs: the writer task numbers each group of appends when it commits it, and moves replayed dead
-letters back into the queue between two commits, so an append and a replay can never be given the same seq (issue 13:
-they once were, and one overwrote the other); the store refuses to overwrite a row rather than replace it.
+letters back into the queue between two commits, so an append and a replay are never given the same seq; the store
+refuses to overwrite a row rather than replace it.
 
 ``append`` returns only once its events are committed (with ``SIDECAR_SPOOL=disk``, fsync'd), which is when a call is
 acknowledged. Concurrent appends share one commit (group commit): while one commit runs on the store's thread, new
 appends gather, and the next commit takes all of them. Committed events are not kept in memory: delivery reads each
 key's next events back from the store (so a backlog of millions of events lives on disk, not in RAM).
 
-An event leaves the spool through :meth:`Spool.remove` (Segment answered 2xx) or :meth:`Spool.dead_letter`.
-
-Per key: the spool knows every (write key, region)'s :class:`~sidecar.spool.store.Backlog` (events, bytes, oldest
-event) without loading its events, updated in O(1) per key per commit or removal, and tells subscribers when one
-changes (:mod:`sidecar.spool.backlogs`); :meth:`Spool.read` returns a key's next events from the store's index
-(SQLite: on a read connection and thread of its own, beside the writer). Every store job's effect on the backlogs is
-applied on the event loop in the order the jobs ran on the store's thread (in the job's done callback), so the
-backlogs always describe the store as of the last job applied, whoever awaited it (:mod:`sidecar.spool.jobs`).
+The spool is storage plus the news of what joined it: its one downstream (:class:`SpoolListener`, subscribed with
+:meth:`Spool.subscribe`) is told what the store held when it opened (each key's :class:`~sidecar.model.Backlog`), and,
+on the event loop and in seq order, every group of events committed or replayed. Delivery keeps its per-key state
+from that; the spool keeps none. :meth:`Spool.read` returns a key's next events from the store's index (SQLite: on a
+read connection and thread of its own, beside the writer). An event leaves through :meth:`Spool.remove` (delivered)
+or :meth:`Spool.dead_letter`; both answer each key's oldest event left, read in the same store job. Every store job's
+effect on the spool's counters is applied on the event loop in the order the jobs ran on the store's thread
+(:mod:`sidecar.spool.jobs`).
 
 Bounds: a disk spool counts what its files occupy (measured after removals, and after commits every 50 ms or every
 time near the bound; estimated in between) against ``max_bytes``, and refuses appends past it with
 :class:`~sidecar.errors.CapacityExhausted` (RESOURCE_EXHAUSTED with a retry delay; :mod:`sidecar.spool.bound`). Dead
-letters are pruned, oldest first, past their own bound and age, by the dead-letter job that overflows them and by a
-pruner task (:mod:`sidecar.spool.pruning`).
+letters are pruned, oldest first, past their own bound and age, by the dead-letter job that overflows them and by the
+pruner (:mod:`sidecar.spool.pruning`). The writer and the pruner run under a :class:`~sidecar.tasks.Supervisor`
+(units ``spool.writer`` and ``spool.pruner``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -38,8 +39,8 @@ import structlog
 
 from sidecar.errors import SpoolFailure
 from sidecar.model import Event, ShardKey, SpooledEvent
-from sidecar.spool.backlogs import BacklogListener, Backlogs, keys_of
 from sidecar.spool.bound import Bound
+from sidecar.spool.downstream import Downstream, SpoolListener
 from sidecar.spool.jobs import StoreJobs
 from sidecar.spool.pruning import (
     DEFAULT_DEAD_LETTER_MAX_AGE,
@@ -47,16 +48,10 @@ from sidecar.spool.pruning import (
     PRUNE_INTERVAL,
     DeadLetterBounds,
 )
-from sidecar.spool.store import Backlog, DeadLetter, Pruned, Store, now
+from sidecar.spool.store import DeadLetter, Oldest, Pruned, Store
+from sidecar.tasks import Supervision, Supervisor
 
 log = structlog.get_logger("sidecar.spool")
-
-LONE_COMMIT_MAX_EVENTS = 128
-"""A group of one append of up to this many events commits on the event loop (see ``Spool._commit``); a bigger one,
-whose rows take milliseconds to insert, goes to the store's thread so that the loop keeps serving meanwhile."""
-
-LONE_COMMIT_GAP = 0.001
-"""Seconds since the last commit after which a group of one counts as a lone caller rather than overlapping calls."""
 
 
 @dataclass
@@ -83,8 +78,12 @@ class Spool:
         dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES,
         dead_letter_max_age: float = DEFAULT_DEAD_LETTER_MAX_AGE,
         prune_interval: float = PRUNE_INTERVAL,
+        wall: Callable[[], float] = time.time,
+        supervision: Supervision | None = None,
     ) -> None:
         self._store = store
+        self._wall = wall  # dead_at, and the age of dead letters
+        self._supervisor = Supervisor("spool", supervision=supervision)
         self._max_bytes = max_bytes
         self._bound = Bound(max_bytes, store.on_disk)
         self._jobs = StoreJobs(store)
@@ -92,18 +91,17 @@ class Spool:
         self._dead = DeadLetterBounds(min(dead_letter_max_bytes, max_bytes // 4), dead_letter_max_age, prune_interval)
         self._pending: list[_PendingAppend] = []
         self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._writer_done = asyncio.Event()
         self._stopping = False
         self._replays: list[asyncio.Future[int]] = []  # callers of take_replays, served by the writer
-        self._last_seq = 0  # assigned only by the writer (or inline, on the loop, for a store that never blocks)
+        self._last_seq = 0  # assigned only by the writer
         self.pending_events = 0
         self.pending_bytes = 0
         self.appended_total = 0
         self.recovered = 0
         self._open = False
-        self._last_commit_end = 0.0
         self._reader: ThreadPoolExecutor | None = None  # per-key reads of a store that blocks
-        self._backlogs = Backlogs()
+        self._downstream = Downstream()
 
     # --- lifecycle
 
@@ -121,22 +119,22 @@ class Spool:
         self.pending_events = sum(backlog.events for backlog in recovery.backlogs.values())
         self.pending_bytes = sum(backlog.bytes for backlog in recovery.backlogs.values())
         self.recovered = self.pending_events
+        self._downstream.recovered(recovery.backlogs, self._last_seq)  # before any append can be told
         self._open = True
         self._stopping = False
-        self._writer = asyncio.create_task(self._write_loop(), name="spool-writer")
-        self._dead.start(self.prune)
-        for key, backlog in recovery.backlogs.items():
-            self._backlogs.set(key, backlog)
+        self._writer_done.clear()
+        await self._supervisor.start()
+        self._supervisor.keep("writer", self._write_loop)
+        self._supervisor.keep("pruner", self._prune_loop)
 
     async def stop(self) -> None:
         """Commit what is pending, then close the store; idempotent and safe without start."""
-        await self._dead.stop()
-        if self._writer is not None:
+        if self._open:
             # The writer finishes what it was given (a commit cut short would leave its callers waiting forever).
             self._stopping = True
             self._wake.set()
-            await self._writer
-            self._writer = None
+            await self._writer_done.wait()
+        await self._supervisor.stop()
         if self._reader is not None:
             self._reader.shutdown(wait=True)
             self._reader = None
@@ -171,20 +169,11 @@ class Spool:
         size = 0
         for event in events:
             size += len(event.payload)
-        estimate = self._bound.reserve(events, size, self.pending_bytes, self._backlogs)
+        estimate = self._bound.reserve(events, size, self.pending_bytes, self._store.known_keys)
         spooled = list(events)
         # Count the bytes now so that concurrent appends see the spool fill up before their commit.
         self.pending_bytes += size
         self.pending_events += len(spooled)
-        if self._store.inline:
-            # A store that never blocks (memory) is written at once: no writer task, no thread hop, no future, which
-            # are most of a unary call's cost in the spool (issue 6 profile). Numbered here: nothing else can run on
-            # the loop between the numbering and the insert.
-            self._number(spooled)
-            self._store.insert(spooled)
-            self._backlogs.add(spooled)
-            self.appended_total += len(spooled)
-            return spooled
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_PendingAppend(spooled, size, estimate, done))
         self._wake.set()
@@ -204,7 +193,7 @@ class Spool:
         return self._bound.disk_bytes
 
     def _number(self, events: Sequence[SpooledEvent]) -> None:
-        """Give events the next seqs. Only the writer calls this (or an inline append, which runs to its end)."""
+        """Give events the next seqs. Only the writer calls this."""
         seq = self._last_seq
         for event in events:
             seq += 1
@@ -213,16 +202,29 @@ class Spool:
 
     async def _write_loop(self) -> None:
         """The one writer: commits groups of appends and moves replays back into the queue, one at a time."""
+        self._supervisor.report("writer", None)
         while True:
             if self._pending:
                 await self._commit(self._take_pending())
             elif self._replays:
                 await self._replay()
             elif self._stopping:
+                self._writer_done.set()
                 return
             else:
                 await self._wake.wait()
                 self._wake.clear()
+
+    async def _prune_loop(self) -> None:
+        """Every prune interval: prune; a store failure is logged and tried again at the next turn."""
+        while True:
+            await asyncio.sleep(self._dead.interval)
+            try:
+                await self.prune()
+            except SpoolFailure as exc:
+                log.warning("dead_letters_prune_failed", error=str(exc))
+            else:
+                self._supervisor.report("pruner", None)
 
     async def _commit(self, group: list[_PendingAppend]) -> None:
         events = [event for pending in group for event in pending.events]
@@ -238,27 +240,12 @@ class Spool:
         def inserted(used: int | None) -> None:
             self._bound.committed(estimate)
             self._bound.measured(used)
-            self._backlogs.add(events)
 
         # Numbered here, by the writer, never before: seqs of a failed commit are not given again (its rows cannot
         # have been kept, but a failed fsync leaves that uncertain, and a skipped seq costs nothing).
         self._number(events)
         try:
-            started = time.monotonic()
-            if (
-                len(group) == 1
-                and len(events) <= LONE_COMMIT_MAX_EVENTS
-                and self._jobs.busy == 0
-                and started - self._last_commit_end > LONE_COMMIT_GAP
-            ):
-                # A lone append (one caller, and the last commit a while ago) has nobody to share the fsync with, and
-                # the hop to the store's thread and back costs more than the commit: commit here, on the loop (issue
-                # 6, unary latency at concurrency 1). Back-to-back commits mean overlapping calls: those go to the
-                # thread, so that the loop reads the next calls during the fsync.
-                inserted(insert())
-            else:
-                await self._run(insert, then=inserted)
-            self._last_commit_end = time.monotonic()
+            await self._run(insert, then=inserted)
         except Exception as error:  # the writer must outlive any failure, or every later append would hang
             exc = error if isinstance(error, SpoolFailure) else SpoolFailure(f"spool write failed: {error!r}")
             if not isinstance(error, SpoolFailure):
@@ -271,57 +258,63 @@ class Spool:
                     pending.done.set_exception(exc)
             return
         self.appended_total += len(events)
+        self._downstream.tell(events)
         for pending in group:
             if not pending.done.done():
                 pending.done.set_result(None)
 
     # --- removal, dead letters and pruning
 
-    async def remove(self, events: Sequence[SpooledEvent]) -> None:
-        """Segment accepted these: forget them (and update their keys' backlogs)."""
+    async def remove(self, events: Sequence[SpooledEvent]) -> dict[ShardKey, Oldest] | None:
+        """Segment accepted these: forget them. Returns each of their keys' oldest event left (a key with none is
+        absent), read in the same store job; None when that read failed (the removal itself succeeded)."""
         if not events:
-            return
+            return {}
         seqs = [e.seq for e in events]
         keys = keys_of(events)
         store = self._store
 
-        def job() -> tuple[dict[ShardKey, tuple[int, float]] | None, int | None]:
+        def job() -> tuple[dict[ShardKey, Oldest] | None, int | None]:
             store.delete(seqs)
-            return _settle(store, keys), _used_or_none(store)
+            return _oldest(store, keys), _used_or_none(store)
 
-        await self._run(job, then=lambda result: self._forget(events, *result))
+        oldest, _ = await self._run(job, then=lambda result: self._left(events, result[1]))
+        return oldest
 
-    async def dead_letter(self, events: Sequence[SpooledEvent], reason: str, response: str) -> None:
-        """Give these up, keeping them with the reason and Segment's answer."""
+    async def dead_letter(
+        self, events: Sequence[SpooledEvent], reason: str, response: str
+    ) -> dict[ShardKey, Oldest] | None:
+        """Give these up, keeping them with the reason and Segment's answer; returns as :meth:`remove`."""
         if not events:
-            return
-        at = now()
+            return {}
+        at = self._wall()
         letters = [DeadLetter(e, at, reason, response) for e in events]
         keys = keys_of(events)
         store = self._store
         bound, oldest_kept = self._dead.max_bytes, self._dead.oldest_kept(at)
 
-        def job() -> tuple[dict[ShardKey, tuple[int, float]] | None, int | None, Pruned | None]:
+        def job() -> tuple[dict[ShardKey, Oldest] | None, int | None, Pruned | None]:
             store.dead_letter(letters)
-            settled = _settle(store, keys)
+            oldest = _oldest(store, keys)
             pruned = None
             if store.dead_bytes > bound:
                 with contextlib.suppress(SpoolFailure):  # the next pruning pass tries again
                     pruned = store.prune(bound, oldest_kept)
-            return settled, _used_or_none(store), pruned
+            return oldest, _used_or_none(store), pruned
 
-        def done(result: tuple[dict[ShardKey, tuple[int, float]] | None, int | None, Pruned | None]) -> None:
-            self._forget(events, result[0], result[1])
+        def done(result: tuple[dict[ShardKey, Oldest] | None, int | None, Pruned | None]) -> None:
+            self._left(events, result[1])
             if result[2] is not None:
                 self._dead.count(result[2])
 
-        await self._run(job, then=done)
+        oldest, _, _ = await self._run(job, then=done)
+        return oldest
 
     async def prune(self) -> Pruned:
         """Prune dead letters past their age or beyond their bound (oldest first) and keys with nothing left; the
-        pruner task does this every ``prune_interval`` seconds."""
+        pruner does this every ``prune_interval`` seconds."""
         store = self._store
-        bound, oldest_kept = self._dead.max_bytes, self._dead.oldest_kept(now())
+        bound, oldest_kept = self._dead.max_bytes, self._dead.oldest_kept(self._wall())
 
         def job() -> tuple[Pruned, int | None]:
             return store.prune(bound, oldest_kept), _used_or_none(store)
@@ -333,36 +326,23 @@ class Spool:
         pruned, _ = await self._run(job, then=done)
         return pruned
 
-    def _forget(
-        self,
-        events: Sequence[SpooledEvent],
-        oldest: dict[ShardKey, tuple[int, float]] | None,
-        used: int | None = None,
-    ) -> None:
-        """Events left the store; ``oldest`` is each key's oldest event left, read in the same store job (None when
-        that read failed: the old oldest stays, which is older than the truth, never newer)."""
+    def _left(self, events: Sequence[SpooledEvent], used: int | None) -> None:
+        """Events left the store (applied in job order)."""
         self._bound.measured(used)
         self.pending_events -= len(events)
         self.pending_bytes -= sum(len(event.payload) for event in events)
-        self._backlogs.remove(events, oldest)
 
-    # --- per-key bookkeeping and reads
+    # --- the downstream, and reads
 
-    def backlog(self, key: ShardKey) -> Backlog | None:
-        """What ``key`` has waiting (from memory); None when nothing waits."""
-        return self._backlogs.get(key)
+    @property
+    def supervisor(self) -> Supervisor:
+        """The supervisor of the writer and the pruner (for health and metrics)."""
+        return self._supervisor
 
-    def backlogs(self) -> Mapping[ShardKey, Backlog]:
-        """A read-only, live view of every key with events waiting."""
-        return self._backlogs.view()
-
-    def subscribe(self, listener: BacklogListener) -> None:
-        """Call ``listener(key, backlog)`` on the loop whenever a key's backlog changes (None: nothing left).
-
-        Changes come after a commit, a remove, a dead-letter, a replay, and, at :meth:`start`, once per recovered
-        key (a listener subscribed after start reads :meth:`backlogs` for those).
-        """
-        self._backlogs.subscribe(listener)
+    def subscribe(self, listener: SpoolListener) -> None:
+        """Make ``listener`` the spool's downstream: it is told what the store held when it opened (at once, if it is
+        open), then every group of events committed or replayed."""
+        self._downstream.subscribe(listener, self._last_seq)
 
     async def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
         """``key``'s next events with seq > after_seq, in seq order, at most ``max_events``, stopping before their
@@ -386,10 +366,6 @@ class Spool:
         """Re-queue dead letters marked for replay, under new seqs given by the writer; return how many."""
         if not self._open:
             raise SpoolFailure("the spool is not open")
-        if self._store.inline:
-            events = self._store.take_replays(self._last_seq + 1)
-            self._replayed(events)
-            return len(events)
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._replays.append(waiter)
         self._wake.set()
@@ -399,7 +375,7 @@ class Spool:
         """In the writer: one store job moves every marked dead letter back, numbered from the writer's next seq."""
         waiters, self._replays = self._replays, []
         try:
-            events = await self._run(self._store.take_replays, self._last_seq + 1, then=self._replayed)
+            events = await self._run(self._store.take_replays, self._last_seq + 1, self._wall(), then=self._replayed)
         except Exception as error:  # the writer must outlive any failure
             exc = error if isinstance(error, SpoolFailure) else SpoolFailure(f"spool write failed: {error!r}")
             if not isinstance(error, SpoolFailure):
@@ -419,13 +395,18 @@ class Spool:
         self._last_seq = max(self._last_seq, events[-1].seq)
         self.pending_events += len(events)
         self.pending_bytes += sum(len(e.payload) for e in events)
-        self._backlogs.add(events)
+        self._downstream.tell(events)
 
 
-def _settle(store: Store, keys: list[ShardKey]) -> dict[ShardKey, tuple[int, float]] | None:
+def keys_of(events: Iterable[SpooledEvent]) -> list[ShardKey]:
+    """The distinct keys of some events, in first-seen order."""
+    return list(dict.fromkeys((event.write_key, event.region) for event in events))
+
+
+def _oldest(store: Store, keys: list[ShardKey]) -> dict[ShardKey, Oldest] | None:
     """The keys' oldest events after a removal, or None when that read failed (the removal itself succeeded)."""
     try:
-        return store.settle(keys)
+        return store.oldest(keys)
     except SpoolFailure:
         return None
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import fcntl
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
 import orjson
 
 from sidecar.errors import SpoolFailure
-from sidecar.model import Region, ShardKey, SpooledEvent
+from sidecar.model import Backlog, ShardKey, SpooledEvent
 from sidecar.spool import disk, reads, writes
 from sidecar.spool.schema import (
     COLUMNS,
@@ -29,7 +29,7 @@ from sidecar.spool.schema import (
     private_file,
     private_folder,
 )
-from sidecar.spool.store import Backlog, DeadLetter, Pruned, Recovery, letter_size
+from sidecar.spool.store import DeadLetter, Pruned, Recovery, letter_size
 
 _OLDEST = "SELECT seq, accepted_at FROM events WHERE key_id = ? ORDER BY seq LIMIT 1"
 
@@ -64,6 +64,11 @@ class SqliteStore:
     def path(self) -> Path:
         """The database file."""
         return self._directory / "spool.db"
+
+    @property
+    def known_keys(self) -> Container[ShardKey]:
+        """Keys with a row in ``keys`` (cached; written on the writer's thread, looked up from the loop)."""
+        return self._key_ids
 
     @property
     def dead_bytes(self) -> int:
@@ -147,7 +152,7 @@ class SqliteStore:
         Why not ``executemany`` in a transaction: the sqlite3 module lets go of the GIL around every statement step
         and must win it back from the busy event loop thread after each one, up to one switch interval per step. Under
         load that made a 1,000-event commit take 140 ms instead of 8 ms, and a one-event commit 22 ms instead of
-        0.3 ms (issue 6). A single statement in autocommit mode (its own transaction, fsync'd inside the step) needs
+        0.3 ms. A single statement in autocommit mode (its own transaction, fsync'd inside the step) needs
         the GIL back once; the statement's row count is rounded up to a few cached sizes and padded with NULL rows
         that its WHERE clause drops. A key seen for the first time (or again after it was forgotten) gets its row in
         ``keys`` in the same transaction.
@@ -252,13 +257,6 @@ class SqliteStore:
         """Read ahead in seq order."""
         return self._read("seq > ?", (after_seq,), max_bytes)
 
-    def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
-        """Read one shard's events back from disk (index events_by_key), for a shard that spilled."""
-        key_id = self._key_id((write_key, region))
-        if key_id is None:
-            return []
-        return self._read("key_id = ? AND seq > ?", (key_id, after_seq), max_bytes)
-
     def _read(self, where: str, parameters: tuple[object, ...], max_bytes: int) -> list[SpooledEvent]:
         """Rows matching ``where`` in seq order until about ``max_bytes`` of payload (at least one row), read as
         aggregate rows (see :mod:`sidecar.spool.reads`)."""
@@ -300,7 +298,7 @@ class SqliteStore:
         )
         return loaded
 
-    def settle(self, keys: Iterable[ShardKey]) -> dict[ShardKey, tuple[int, float]]:
+    def oldest(self, keys: Iterable[ShardKey]) -> dict[ShardKey, tuple[int, float]]:
         """Each key's oldest event from the index (one row per key), on the writer's connection."""
         found: dict[ShardKey, tuple[int, float]] = {}
         db = self._conn
@@ -318,9 +316,10 @@ class SqliteStore:
             raise SpoolFailure(f"spool read failed: {exc}") from exc
         return found
 
-    def take_replays(self, first_seq: int) -> list[SpooledEvent]:
+    def take_replays(self, first_seq: int, accepted_at: float) -> list[SpooledEvent]:
         """Re-queue dead letters marked for replay, under new seqs (from the spool's writer) so the queue stays in
-        order; plain INSERT, so a seq in use fails the replay instead of overwriting an event."""
+        order, accepted anew at ``accepted_at`` (a replay is a person's decision: the event's age starts again);
+        plain INSERT, so a seq in use fails the replay instead of overwriting an event."""
         db = self._conn
         size = 0
         keys: dict[ShardKey, int] = {}
@@ -330,7 +329,7 @@ class SqliteStore:
                 " ORDER BY seq"
             ).fetchall()
             events: list[SpooledEvent] = []
-            for i, (_, key_id, message_id, payload, accepted_at, letter_bytes) in enumerate(rows):
+            for i, (_, key_id, message_id, payload, _, letter_bytes) in enumerate(rows):
                 key = self._key_of(db, key_id)
                 keys[key] = key_id
                 events.append(SpooledEvent(key[0], key[1], message_id, bytes(payload), accepted_at, first_seq + i))

@@ -37,32 +37,20 @@ next :meth:`Store.prune`.
 This module holds what every store shares: the :class:`Store` protocol and the values it deals in. The SQLite
 store is :mod:`sidecar.spool.sqlite` (its files and schema in :mod:`sidecar.spool.schema`, its row writes in
 :mod:`sidecar.spool.writes`, its reads in :mod:`sidecar.spool.reads`, its disk accounting in
-:mod:`sidecar.spool.disk`); the memory store is :mod:`sidecar.spool.memory`; the ``dead-letters`` command's access is
-:mod:`sidecar.spool.dead_letters`.
+:mod:`sidecar.spool.disk`); the memory store is :mod:`sidecar.spool.memory`; the ``dead-letters`` command's access
+from another process is :mod:`sidecar.spool.offline`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sidecar.model import Region, ShardKey, SpooledEvent
+from sidecar.model import Backlog, ShardKey, SpooledEvent
 
-
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """What one (write key, region) has waiting in the spool, known without loading its events."""
-
-    events: int
-    """Undelivered, not dead-lettered events of this key."""
-    bytes: int
-    """Their payload bytes (``len(event.payload)`` summed)."""
-    oldest_seq: int
-    """The seq of the oldest of them."""
-    oldest_accepted_at: float
-    """Its acceptance time (Unix seconds, as ``SpooledEvent.accepted_at``)."""
+Oldest = tuple[int, float]
+"""A key's oldest event in the store: (seq, accepted_at)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +63,7 @@ class Recovery:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """An event given up on, with why and what Segment answered."""
+    """The record of an event given up on, as the store keeps it: when, why, and what Segment answered."""
 
     event: SpooledEvent
     dead_at: float
@@ -122,24 +110,26 @@ class Store(Protocol):
         """Forget delivered events."""
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
-        """Move events to the dead letters, atomically (events no longer pending are skipped)."""
+        """Move events to the dead letters, atomically (events already gone are skipped)."""
 
     def load(self, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
         """Events with seq > after_seq in order, up to about max_bytes of payload (at least one)."""
 
-    def load_shard(self, write_key: str, region: Region, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
-        """Events of one (write key, region) with seq > after_seq in order, up to about max_bytes (at least one)."""
-
-    def take_replays(self, first_seq: int) -> list[SpooledEvent]:
-        """Move dead letters marked for replay back into the queue with new seqs from first_seq; return them."""
+    def take_replays(self, first_seq: int, accepted_at: float) -> list[SpooledEvent]:
+        """Move dead letters marked for replay back into the queue with new seqs from first_seq, accepted anew at
+        ``accepted_at``; return them."""
 
     def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
         """One key's events with seq > after_seq in order: at most max_events, and stopping before their payloads
         would exceed max_bytes (at least one if any). May run on a thread of its own, beside the writer's."""
 
-    def settle(self, keys: Iterable[ShardKey]) -> dict[ShardKey, tuple[int, float]]:
+    def oldest(self, keys: Iterable[ShardKey]) -> dict[ShardKey, Oldest]:
         """After events of these keys left: the (seq, accepted_at) of each key's oldest event left; keys without
         events are left out (and become candidates for the next :meth:`prune`)."""
+
+    @property
+    def known_keys(self) -> Container[ShardKey]:
+        """Keys the store holds a row for already (an append of a new key costs its row too)."""
 
     def prune(self, max_dead_bytes: int, dead_before: float) -> Pruned:
         """Drop dead letters that died before ``dead_before``, then the oldest until they hold at most
@@ -151,8 +141,3 @@ class Store(Protocol):
 
     def used_bytes(self) -> int:
         """Bytes the store occupies: for SQLite, the database's pages in use (rows, keys, indexes) plus the WAL."""
-
-
-def now() -> float:
-    """Wall-clock time, for dead_at."""
-    return time.time()

@@ -148,7 +148,7 @@ async def test_a_full_disk_under_the_spool_pauses_delivery_and_it_resumes_after(
         await asyncio.to_thread(fill, tiny_disk / "filler")
         collector.faults.down = False
         await wait_health(process.address, health_pb2.HealthCheckResponse.NOT_SERVING, timeout=15)
-        blocked = await wait_metric(metrics_port, "sidecar_delivery_blocked{", 'unit="spool_write"', 15)
+        blocked = await wait_metric(metrics_port, "sidecar_delivery_blocked{", 'unit="delivery.spool_write"', 15)
         assert blocked.endswith(" 1.0")
         started = time.monotonic()
         async with grpc.aio.insecure_channel(process.address) as channel:
@@ -164,7 +164,7 @@ async def test_a_full_disk_under_the_spool_pauses_delivery_and_it_resumes_after(
         assert flushed.parked == 0
         assert_no_loss_and_clean_duplicates(collector, traffic.acknowledged, CAP)
         log = process.read_log()
-        assert "spool_write_failed" in log and "delivery_unit_recovered" in log
+        assert "spool_write_failed" in log and "task_recovered" in log
         process.terminate()
         assert await process.wait_exit(timeout=30) == 0
     finally:
@@ -256,7 +256,7 @@ async def test_a_retry_after_that_float_refuses_is_a_plain_retry(tmp_path: Path)
             assert traffic.acknowledged <= set(server.accepted)
             assert server.requests > 5
             assert await health_status(process.address) == health_pb2.HealthCheckResponse.SERVING
-            assert "delivery_task_failed" not in process.read_log()
+            assert "task_failed" not in process.read_log()
         finally:
             process.ensure_stopped()
 

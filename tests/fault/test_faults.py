@@ -19,6 +19,7 @@ import pytest
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.collector.server import Collector
+from sidecar.collector.store import Store
 from sidecar.model import write_key_hash
 from tests.fault.conftest import ProcessFactory, Traffic, assert_no_loss_and_clean_duplicates, wait_delivered
 
@@ -35,10 +36,15 @@ async def test_flaky_slow_and_throttling_server(collector: Collector, sidecar_pr
     collector.faults.update({"error_rate": 0.3, "reset_rate": 0.1, "delay": 0.05, "retry_after": 1})
     traffic = Traffic(process.address, KEYS)
     sender = asyncio.create_task(traffic.run(40, pause=0.05))
-    await asyncio.sleep(0.5)
+    await collector.store.wait_until(lambda store: len(store.requests) > 0, timeout=10)
     collector.faults.throttle_next = 10
     await sender
-    await asyncio.sleep(2.0)  # let the faults bite for a while after the last call
+
+    def every_fault_seen(store: Store) -> bool:
+        seen = store.statuses()
+        return seen.get(500, 0) + seen.get(503, 0) > 0 and seen.get(429, 0) > 0 and seen.get(0, 0) > 0
+
+    await collector.store.wait_until(every_fault_seen, timeout=30)  # each kind of fault has hit delivery
     statuses = collector.store.statuses()
     collector.faults.clear()
     assert len(traffic.acknowledged) == 40 * 50

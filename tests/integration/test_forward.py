@@ -6,6 +6,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import grpc
+import pytest
+
 from sidecar._proto import sidecar_pb2 as pb
 from tests.support.harness import Collectors, start_sidecar
 
@@ -56,3 +59,33 @@ async def test_the_gateway_revalidates_and_its_rejections_are_dead_lettered_on_t
         rows = db.execute("SELECT message_id, reason, response FROM dead_letters").fetchall()
     assert len(rows) == 1 and rows[0][0] == ids[1]
     assert "gateway" in rows[0][1] and "Application Opened" in rows[0][2]
+
+
+async def test_an_edges_flush_means_delivered_by_the_gateways(collectors: Collectors, tmp_path: Path) -> None:
+    """Segment down: the edge has forwarded its event, but its Flush answers DEADLINE_EXCEEDED, as a one-tier sidecar
+    does, because the gateway's own Flush has not confirmed delivery; once Segment is back, the edge's Flush is OK
+    and the event has arrived."""
+    collectors.us.faults.down = True
+    gateway = await start_sidecar(collectors, tmp_path / "gateway", {"SIDECAR_AUTH_TOKEN": TOKEN})
+    edge = await start_sidecar(
+        collectors,
+        tmp_path / "edge",
+        {
+            "SIDECAR_FORWARD_TO": f"127.0.0.1:{gateway.app.port}",
+            "SIDECAR_FORWARD_TOKEN": TOKEN,
+            "SIDECAR_ENDPOINT_US": "http://127.0.0.1:9",
+        },
+    )
+    try:
+        reply = await edge.stub.Track(pb.TrackRequest(write_key="wk-edge", user_id="u", event="Report Generated"))
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await edge.stub.Flush(pb.FlushRequest(), timeout=2.0)
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert collectors.us.store.message_ids() == []
+        collectors.us.faults.down = False
+        flushed = await edge.stub.Flush(pb.FlushRequest(), timeout=20)
+        assert flushed.dead_lettered == 0
+        assert collectors.us.store.message_ids() == [reply.message_id]
+    finally:
+        await edge.close()
+        await gateway.close()

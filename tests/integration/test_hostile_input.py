@@ -277,6 +277,20 @@ async def first_error(stub: pb_grpc.SidecarServiceStub, deadline: float) -> grpc
     raise AssertionError("no call was refused while the limit was reached")
 
 
+async def held_flush(stub: pb_grpc.SidecarServiceStub) -> None:
+    """A Flush that holds a call slot until cancelled: sent again if it was itself refused (a probe took the slot
+    first)."""
+    while True:
+        try:
+            await stub.Flush(pb.FlushRequest(), timeout=30)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise
+            await asyncio.sleep(0.02)
+            continue
+        return
+
+
 async def first_success(stub: pb_grpc.SidecarServiceStub, deadline: float) -> bool:
     """Send small calls until one succeeds; only RESOURCE_EXHAUSTED may answer before then."""
     codes: set[grpc.StatusCode] = set()
@@ -311,7 +325,7 @@ async def test_oversized_messages_and_too_many_calls_are_resource_exhausted(
             code, _, _ = await refused(stub.Batch(big, timeout=10))
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
             await stub.Track(pb.TrackRequest(**BASE, event="Pending"), timeout=5)
-            flushes = [asyncio.ensure_future(stub.Flush(pb.FlushRequest(), timeout=30)) for _ in range(2)]
+            flushes = [asyncio.ensure_future(held_flush(stub)) for _ in range(2)]
             busy = await first_error(stub, deadline=time.monotonic() + 10)
             assert busy.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             delay = retry_delay(busy)

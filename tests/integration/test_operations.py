@@ -111,7 +111,7 @@ async def test_metrics_add_up_after_real_traffic(sidecar_factory: SidecarFactory
     assert received == accepted + rejected
     assert accepted == delivered + dead + spooled
     assert (accepted, rejected, delivered, dead, spooled) == (11, 5, 8, 1, 2)
-    assert running.app.driver.delivered == delivered
+    assert running.app.dispatcher.delivered == delivered
     assert running.app.spool.pending_events == spooled
 
     assert total(samples, "sidecar_events_accepted_total", type="page") == 1

@@ -40,7 +40,7 @@ def test_entries_render_without_the_write_key() -> None:
     )
     debugger.rejected(CallType.TRACK, KEY, error, {"event": "email open"})
     spooled = SpooledEvent(KEY, Region.US, "m1", event().payload, 1000.0, seq=1)
-    debugger.batch_settled(Batch((KEY, Region.US), [spooled], 60), Delivered(200), 0.02)
+    debugger.attempt_finished(Batch((KEY, Region.US), [spooled], 60), Delivered(200), 0.02)
     accepted, rejected, batch = (debugger.render(entry) for entry in debugger._ring)
     assert accepted["name"] == "Email Opened" and accepted["event"]["userId"] == "u1"
     assert accepted["warnings"][0]["code"] == "spec.x"

@@ -128,11 +128,11 @@ async def test_families_follow_the_observers() -> None:
     metrics.rejected(CallType.TRACK, "key-a", CapacityExhausted("full", 1.0), {})
     us = Batch(("key-a", Region.US), [spooled(1), spooled(2)], 40)
     eu = Batch(("key-b", Region.EU), [spooled(3, "key-b", Region.EU)], 20)
-    metrics.batch_settled(us, Retry("HTTP 503", status=503), 0.2)
-    metrics.batch_settled(us, Delivered(200), 0.05)
-    metrics.batch_settled(eu, Unauthorized("HTTP 401", 401), 0.05)
-    metrics.batch_settled(eu, Split("HTTP 400", 400), 0.05)
-    metrics.batch_settled(eu, Permanent("HTTP 404", 404), 0.05)
+    metrics.attempt_finished(us, Retry("HTTP 503", status=503), 0.2)
+    metrics.attempt_finished(us, Delivered(200), 0.05)
+    metrics.attempt_finished(eu, Unauthorized("HTTP 401", 401), 0.05)
+    metrics.attempt_finished(eu, Split("HTTP 400", 400), 0.05)
+    metrics.attempt_finished(eu, Permanent("HTTP 404", 404), 0.05)
     metrics.dead_lettered([spooled(3)], "Segment refused the batch")
     metrics.rate_limited(0.02)
     found = await samples(metrics)
@@ -153,7 +153,7 @@ async def test_families_follow_the_observers() -> None:
     assert found[("sidecar_delivery_latency_seconds_count", (("region", "eu"),))] == 3
     assert found[("sidecar_rate_limiter_wait_seconds_count", ())] == 1
     assert found[("sidecar_health_serving", ())] == 1
-    metrics.batch_settled(Batch(("key-b", Region.EU), [spooled(4, "key-b", Region.EU)], 20), Delivered(200), 0.01)
+    metrics.attempt_finished(Batch(("key-b", Region.EU), [spooled(4, "key-b", Region.EU)], 20), Delivered(200), 0.01)
     assert (await samples(metrics))[("sidecar_parked_write_keys", ())] == 0
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from sidecar.tasks import Supervisor
+from sidecar.tasks import Supervision, Supervisor
 
 
 async def test_a_failing_loop_is_restarted_logged_once_and_reported_until_fine() -> None:
@@ -33,8 +33,8 @@ async def test_a_failing_loop_is_restarted_logged_once_and_reported_until_fine()
                 await done.wait()
     finally:
         await supervisor.stop()
-    failed = [e for e in logs if e["event"] == "delivery_task_failed"]
-    again = [e for e in logs if e["event"] == "delivery_task_failed_again"]
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    again = [e for e in logs if e["event"] == "task_failed_again"]
     assert len(failed) == 1 and failed[0]["exc_info"] and len(again) == 2
     assert changes == [{"loop": "RuntimeError"}, {}]
     assert supervisor.problems == {}
@@ -58,11 +58,11 @@ async def test_an_exception_escaping_one_unit_is_logged_and_reported_not_lost() 
             supervisor.spawn("good", good)
             async with asyncio.timeout(5):
                 await finished.wait()
-                while not any(e["event"] == "delivery_task_failed" for e in logs):
+                while not any(e["event"] == "task_failed" for e in logs):
                     await asyncio.sleep(0)
     finally:
         await supervisor.stop()
-    failed = [e for e in logs if e["event"] == "delivery_task_failed"]
+    failed = [e for e in logs if e["event"] == "task_failed"]
     assert [e["task"] for e in failed] == ["bad"] and failed[0]["exc_info"]
 
 
@@ -106,3 +106,39 @@ async def test_work_added_before_start_is_an_error() -> None:
     supervisor = Supervisor("test")
     with pytest.raises(RuntimeError, match="before start"):
         supervisor.spawn("request", asyncio.sleep)
+
+
+async def test_supervision_names_each_units_problem_and_state_across_supervisors() -> None:
+    """Two supervisors in one Supervision: a failing loop is named ``<supervisor>.<unit>`` in problems (what turns
+    health NOT_SERVING) and down in units(), the other up; every change is told; after stop every loop is down."""
+    told: list[dict[str, str]] = []
+    supervision = Supervision(on_change=lambda: told.append(supervision.problems))
+    spool = Supervisor("spool", supervision=supervision, restart_base=0.001)
+    delivery = Supervisor("delivery", supervision=supervision)
+    failing = asyncio.Event()
+    idle = asyncio.Event()
+
+    async def broken() -> None:
+        failing.set()
+        raise OSError("disk full")
+
+    async def quiet() -> None:
+        await idle.wait()
+
+    await spool.start()
+    await delivery.start()
+    try:
+        with capture_logs():
+            spool.keep("writer", broken)
+            delivery.keep("dispatcher", quiet)
+            async with asyncio.timeout(5):
+                await failing.wait()
+                while not supervision.problems:
+                    await asyncio.sleep(0)
+        assert supervision.problems == {"spool.writer": "OSError"}
+        assert supervision.units() == {"spool.writer": False, "delivery.dispatcher": True}
+        assert told[0] == {"spool.writer": "OSError"}
+    finally:
+        await spool.stop()
+        await delivery.stop()
+    assert supervision.units() == {"spool.writer": False, "delivery.dispatcher": False}

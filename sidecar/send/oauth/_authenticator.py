@@ -1,11 +1,13 @@
 """The authenticator: Bearer tokens per (write key, region), single-flight fetches, renewal, reloads of the file.
 
-See :mod:`sidecar.send.oauth` for the life of a token.
+See :mod:`sidecar.send.oauth` for the life of a token. Token requests and the file watcher run under a
+:class:`~sidecar.tasks.Supervisor` (units ``oauth.token`` and ``oauth.watcher``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,11 +15,11 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from sidecar.backoff import Backoff
 from sidecar.config import Settings
 from sidecar.errors import ConfigError
 from sidecar.model import Region, write_key_hash
 from sidecar.send.auth import Authorization, BasicAuthenticator
-from sidecar.send.backoff import Backoff
 from sidecar.send.classify import Retry, Unauthorized, classify_error
 from sidecar.send.http import USER_AGENT, AuthorizationFailed
 from sidecar.send.oauth._credentials import OAuthCredentials, file_signature, load_credentials
@@ -28,7 +30,7 @@ from sidecar.send.oauth._tokens import (
     sign_assertion,
     token_form,
 )
-from sidecar.tasks import cancel_and_wait
+from sidecar.tasks import Supervision, Supervisor
 
 log = structlog.get_logger("sidecar.oauth")
 
@@ -57,7 +59,7 @@ class _TokenSlot:
         self.authorization: Authorization | None = None
         self.expires_at = 0.0
         self.refresh_at = 0.0
-        self.fetch: asyncio.Task[None] | None = None
+        self.fetch: asyncio.Future[None] | None = None
         self.failures = 0
         self.failure: Retry | Unauthorized | None = None
         self.retry_at = 0.0
@@ -83,6 +85,7 @@ class OAuthAuthenticator:
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        supervision: Supervision | None = None,
     ) -> None:
         self._credentials = dict(credentials)
         self._token_urls = {region: origin.rstrip("/") + "/token" for region, origin in endpoints.items()}
@@ -98,8 +101,7 @@ class OAuthAuthenticator:
         self._wall = wall
         self._basic = BasicAuthenticator()
         self._slots: dict[tuple[str, Region], _TokenSlot] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._watcher: asyncio.Task[None] | None = None
+        self._supervisor = Supervisor("oauth", supervision=supervision)
         self._running = False
         self._grants = 0
         self.token_requests = 0
@@ -109,7 +111,7 @@ class OAuthAuthenticator:
         self.reload_failures = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OAuthAuthenticator:
+    def from_settings(cls, settings: Settings, supervision: Supervision | None = None) -> OAuthAuthenticator:
         """Load and validate SIDECAR_OAUTH_CREDENTIALS_FILE (or raise :class:`ConfigError`), then build."""
         path = settings.oauth_credentials_file
         credentials = load_credentials(path) if path is not None else {}
@@ -121,6 +123,7 @@ class OAuthAuthenticator:
             path=path,
             request_timeout=settings.request_timeout,
             backoff=Backoff(settings.retry_base_delay, settings.retry_max_delay),
+            supervision=supervision,
         )
 
     # --- lifecycle
@@ -133,15 +136,14 @@ class OAuthAuthenticator:
         if self._session is None:
             self._session = aiohttp.ClientSession(raise_for_status=False)
             self._owns_session = True
+        await self._supervisor.start()
         if self._path is not None:
-            self._watcher = asyncio.create_task(self._watch(self._path), name="oauth-credentials-watch")
+            self._supervisor.keep("watcher", functools.partial(self._watch, self._path))
 
     async def stop(self) -> None:
         """Cancel the file watcher and token requests in flight, close the pool; idempotent, safe without start."""
         self._running = False
-        watcher, self._watcher = self._watcher, None
-        await cancel_and_wait([*self._tasks, watcher])
-        self._tasks.clear()
+        await self._supervisor.stop()
         if self._session is not None and self._owns_session:
             await self._session.close()
             self._session = None
@@ -218,13 +220,23 @@ class OAuthAuthenticator:
     def _begin_fetch(self, slot: _TokenSlot, region: Region) -> None:
         if self._session is None:
             raise RuntimeError("OAuthAuthenticator used before start()")
-        task = asyncio.create_task(self._fetch(slot, region), name=f"oauth-token-{slot.hashed}")
-        slot.fetch = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        fetch: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        slot.fetch = fetch
+        self._supervisor.spawn("token", functools.partial(self._fetch, slot, region, fetch))
 
-    async def _fetch(self, slot: _TokenSlot, region: Region) -> None:
-        """One token request for ``slot``; its result (token or failure) is written to the slot."""
+    async def _fetch(self, slot: _TokenSlot, region: Region, fetch: asyncio.Future[None]) -> None:
+        """One token request for ``slot``; its result (token or failure) is written to the slot, then ``fetch``,
+        which the callers waiting for it await, is resolved, or cancelled with the request (a stop)."""
+        try:
+            await self._fetch_token(slot, region)
+        except asyncio.CancelledError:
+            fetch.cancel()
+            raise
+        finally:
+            if not fetch.done():
+                fetch.set_result(None)
+
+    async def _fetch_token(self, slot: _TokenSlot, region: Region) -> None:
         assert self._session is not None
         started = self._clock()
         self.token_requests += 1
@@ -307,6 +319,7 @@ class OAuthAuthenticator:
         """Poll the file's signature; reload it when it changes."""
         while True:
             await asyncio.sleep(self._reload_interval)
+            self._supervisor.report("watcher", None)
             signature = file_signature(path)
             if signature is None or signature == self._signature:
                 continue

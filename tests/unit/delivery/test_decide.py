@@ -7,10 +7,11 @@ import random
 import pytest
 from structlog.testing import capture_logs
 
+from sidecar.backoff import Backoff
 from sidecar.delivery.decide import (
-    DeadLetter,
     Decision,
     DecisionRules,
+    GiveUp,
     ParkUntil,
     Remove,
     RemoveExcept,
@@ -21,7 +22,6 @@ from sidecar.delivery.decide import (
 from sidecar.delivery.decision_log import log_decision
 from sidecar.delivery.interfaces import DeliveryPolicy
 from sidecar.model import Batch, DeadLetterReason, Region, SpooledEvent
-from sidecar.send.backoff import Backoff
 from sidecar.send.classify import Delivered, Outcome, PartlyRejected, Permanent, Retry, Split, Unauthorized
 
 RULES = DecisionRules(Backoff(base=1.0, cap=8.0), parked_retry_interval=300.0)
@@ -41,9 +41,9 @@ def batch(events: int, attempts: int = 0) -> Batch:
         (PartlyRejected(((1, "bad"), (9, "out of range"))), 4, RemoveExcept(((1, "bad"),))),
         (PartlyRejected(()), 4, Remove()),
         (Split("HTTP 400", 400), 4, SplitBatch(2, 4, "HTTP 400")),
-        (Split("HTTP 413", 413), 1, DeadLetter(DeadLetterReason.REFUSED_EVENT, "HTTP 413")),
+        (Split("HTTP 413", 413), 1, GiveUp(DeadLetterReason.REFUSED_EVENT, "HTTP 413")),
         (Unauthorized("HTTP 401", 401), 4, ParkUntil(NOW + 300.0, "HTTP 401")),
-        (Permanent("HTTP 404", 404), 4, DeadLetter(DeadLetterReason.REFUSED_BATCH, "HTTP 404")),
+        (Permanent("HTTP 404", 404), 4, GiveUp(DeadLetterReason.REFUSED_BATCH, "HTTP 404")),
     ],
 )
 def test_outcomes_map_to_decisions(outcome: Outcome, events: int, expected: Decision) -> None:

@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
 
-from sidecar.delivery.decide import DeadLetter, ParkUntil, Remove, RetryAt, SplitBatch
-from sidecar.delivery.scheduler import Scheduler, SchedulerPolicy, Take, TakeKind, fit
+from sidecar.backoff import Backoff
+from sidecar.delivery.decide import Decision, GiveUp, ParkUntil, Remove, RetryAt, SplitBatch
+from sidecar.delivery.scheduler import Oldest, Scheduler, SchedulerPolicy, Take, TakeKind, fit
 from sidecar.model import Batch, DeadLetterReason, Region, ShardKey, SpooledEvent
 
 OVERHEAD = 100
 POLICY = SchedulerPolicy(
-    flush_interval=1.0, batch_max_bytes=10_000, batch_max_events=10, max_in_flight=4, parked_dead_letter_after=100.0
+    flush_interval=1.0,
+    batch_max_bytes=10_000,
+    batch_max_events=10,
+    max_in_flight=4,
+    parked_dead_letter_after=100.0,
+    backoff=Backoff(1.0, 1.0),
 )
 
 
-@dataclass(frozen=True)
-class Backlog:
-    """A stand-in for the spool's Backlog (the same four fields)."""
+class Ceiling(random.Random):
+    """A random source whose jitter is always its ceiling, so that a failure's backoff is known."""
 
-    events: int
-    bytes: int
-    oldest_seq: int
-    oldest_accepted_at: float
+    def uniform(self, a: float, b: float) -> float:
+        """The upper bound."""
+        return b
 
 
 class FakeSpool:
-    """A tiny in-memory spool, only so that tests can answer reads and mirror backlogs like the real one."""
+    """A tiny in-memory spool, only so that tests can answer reads and tell the scheduler what joined it."""
 
     def __init__(self, scheduler: Scheduler) -> None:
         self.events: dict[ShardKey, list[SpooledEvent]] = {}
@@ -33,20 +37,13 @@ class FakeSpool:
         self.seq = 0
 
     def append(self, key: ShardKey, count: int, at: float, size: int = 100) -> None:
-        """Append ``count`` events of ``size`` bytes accepted at ``at``, and notify."""
+        """Append ``count`` events of ``size`` bytes accepted at ``at``, and tell the scheduler."""
+        first = self.seq + 1
         for _ in range(count):
             self.seq += 1
             event = SpooledEvent(key[0], key[1], f"m{self.seq}", b"x" * size, at, seq=self.seq)
             self.events.setdefault(key, []).append(event)
-        self.notify(key, at)
-
-    def notify(self, key: ShardKey, now: float) -> None:
-        """Tell the scheduler the key's backlog."""
-        events = self.events.get(key, [])
-        backlog = None
-        if events:
-            backlog = Backlog(len(events), sum(len(e.payload) for e in events), events[0].seq, events[0].accepted_at)
-        self.scheduler.update(key, backlog, now)
+        self.scheduler.add(key, count, count * size, (first, at), at)
 
     def read(self, take: Take) -> list[SpooledEvent]:
         """The spool's per-key read."""
@@ -61,11 +58,17 @@ class FakeSpool:
             size += len(event.payload)
         return out
 
-    def remove(self, batch: Batch, now: float) -> None:
-        """Delivered or dead-lettered: the events leave."""
+    def remove(self, batch: Batch) -> Oldest | None:
+        """Delivered or dead-lettered: the events leave; the key's oldest event left, as the spool answers."""
         gone = {e.seq for e in batch.events}
-        self.events[batch.shard] = [e for e in self.events[batch.shard] if e.seq not in gone]
-        self.notify(batch.shard, now)
+        left = self.events[batch.shard] = [e for e in self.events[batch.shard] if e.seq not in gone]
+        return (left[0].seq, left[0].accepted_at) if left else None
+
+
+def settle(scheduler: Scheduler, spool: FakeSpool, batch: Batch, decision: Decision, now: float) -> None:
+    """Remove the batch's events from the spool, then settle it as the dispatcher does."""
+    oldest = spool.remove(batch)
+    scheduler.settle(batch, decision, now, batch.events, oldest)
 
 
 def key(name: str) -> ShardKey:
@@ -75,7 +78,7 @@ def key(name: str) -> ShardKey:
 
 def setup() -> tuple[Scheduler, FakeSpool]:
     """A scheduler and its spool."""
-    scheduler = Scheduler(POLICY, lambda _: OVERHEAD)
+    scheduler = Scheduler(POLICY, lambda _: OVERHEAD, rng=Ceiling())
     return scheduler, FakeSpool(scheduler)
 
 
@@ -156,15 +159,13 @@ def test_a_retry_waits_for_its_backoff_then_reads_the_oldest_events_again() -> N
     first, second = send_all(scheduler, spool, 2.0)
     scheduler.settle(first, RetryAt(5.0, "HTTP 503"), 2.1)
     assert scheduler.next_take(2.2) is None  # failing: waits for the other request in flight
-    spool.remove(second, 2.3)
-    scheduler.settle(second, Remove(), 2.3)
+    settle(scheduler, spool, second, Remove(), 2.3)
     assert scheduler.next_take(4.9) is None and scheduler.next_due(4.9) == 5.0
     again = send(scheduler, spool, 5.0)
     assert again is not None and [e.seq for e in again.events] == list(range(1, 11))
     assert again.attempts == 1
     assert scheduler.next_take(5.0) is None  # one at a time until a success
-    spool.remove(again, 5.1)
-    scheduler.settle(again, Remove(), 5.1)
+    settle(scheduler, spool, again, Remove(), 5.1)
     after = send_all(scheduler, spool, 5.1)
     assert after and after[0].attempts == 0 and after[0].events[0].seq == 21
 
@@ -182,15 +183,15 @@ def test_a_split_reads_half_as_many_events_until_past_the_refused_batch() -> Non
         half = send(scheduler, spool, 2.0)
         assert half is not None
         halves.append(len(half.events))
-        spool.remove(half, 2.0)
-        scheduler.settle(half, Remove(), 2.0)
+        settle(scheduler, spool, half, Remove(), 2.0)
     assert halves == [5, 5]
     full = send_all(scheduler, spool, 2.0)
     assert [len(b.events) for b in full] == [10, 10]
 
 
-def test_once_the_refused_event_is_dead_lettered_the_key_reads_full_batches_again() -> None:
-    """Halving ends with the bad event: the rest of the refused batch leaves in one request, not one event at a time."""
+def test_once_the_refused_event_is_dead_lettered_the_other_halves_go_then_full_batches() -> None:
+    """Halving ends with the bad event: the rest of the refused batch leaves in the halves not yet sent (1, 2 and 4
+    events, never the refused whole again), then the key reads full batches."""
     scheduler, spool = setup()
     spool.append(key("a"), 8, at=1.0)
     refused = send(scheduler, spool, 2.0)
@@ -205,10 +206,41 @@ def test_once_the_refused_event_is_dead_lettered_the_key_reads_full_batches_agai
         assert refused is not None
         sizes.append(len(refused.events))
     assert sizes == [4, 2, 1]
-    spool.remove(refused, 2.0)
-    scheduler.settle(refused, DeadLetter(DeadLetterReason.REFUSED_EVENT, "HTTP 400"), 2.0)
-    rest = send_all(scheduler, spool, 2.0)
-    assert [len(b.events) for b in rest] == [7]
+    settle(scheduler, spool, refused, GiveUp(DeadLetterReason.REFUSED_EVENT, "HTTP 400"), 2.0)
+    rest = []
+    for _ in range(3):
+        part = send(scheduler, spool, 2.0)
+        assert part is not None
+        rest.append(len(part.events))
+        settle(scheduler, spool, part, Remove(), 2.0)
+    assert rest == [1, 2, 4]
+    spool.append(key("a"), 25, at=2.0)
+    assert [len(b.events) for b in send_all(scheduler, spool, 2.0)] == [10, 10]
+
+
+def test_a_key_whose_every_event_is_refused_takes_2n_minus_1_requests() -> None:
+    """200 events, each refused alone and in any batch: every part is one request, 2 x 200 - 1 in all, and every
+    event is dead-lettered once."""
+    scheduler, spool = setup()
+    policy_events = 200
+    scheduler = Scheduler(
+        SchedulerPolicy(1.0, 10**6, 1000, 4, 100.0, Backoff(1.0, 1.0)), lambda _: OVERHEAD, rng=Ceiling()
+    )
+    spool = FakeSpool(scheduler)
+    spool.append(key("a"), policy_events, at=1.0)
+    requests = dead = 0
+    while True:
+        batch = send(scheduler, spool, 2.0)
+        if batch is None:
+            break
+        requests += 1
+        if len(batch.events) == 1:
+            dead += 1
+            settle(scheduler, spool, batch, GiveUp(DeadLetterReason.REFUSED_EVENT, "HTTP 400"), 2.0)
+        else:
+            scheduler.settle(batch, SplitBatch(len(batch.events) // 2, batch.events[-1].seq, "HTTP 400"), 2.0)
+    assert (requests, dead) == (2 * policy_events - 1, policy_events)
+    assert scheduler.keys == 0
 
 
 def test_a_key_that_emptied_and_came_back_does_not_jump_the_round() -> None:
@@ -222,10 +254,8 @@ def test_a_key_that_emptied_and_came_back_does_not_jump_the_round() -> None:
     assert first is not None and second is not None
     kept, emptied = (first, second) if first.shard == key("kept") else (second, first)
     spool.append(key("kept"), 1, at=1.1)  # arrives while its request is in flight: the key waits for the next round
-    spool.remove(kept, 1.2)
-    scheduler.settle(kept, Remove(), 1.2)
-    spool.remove(emptied, 1.2)
-    scheduler.settle(emptied, Remove(), 1.2)  # its backlog is empty: the core forgets the key
+    settle(scheduler, spool, kept, Remove(), 1.2)
+    settle(scheduler, spool, emptied, Remove(), 1.2)  # its backlog is empty: the core forgets the key
     spool.append(key("emptied"), 1, at=1.3)
     order = [send(scheduler, spool, 3.0), send(scheduler, spool, 3.0)]
     assert [b.shard for b in order if b is not None] == [key("kept"), key("emptied")]
@@ -252,8 +282,7 @@ def test_a_parked_key_holds_nothing_and_is_probed_then_dead_lettered() -> None:
     passes = 0
     while take is not None:
         (batch,) = scheduler.read_done(take, spool.read(take), 150.0)
-        spool.remove(batch, 150.0)
-        scheduler.settle(batch, DeadLetter(DeadLetterReason.PARKED_TOO_LONG, ""), 150.0)
+        settle(scheduler, spool, batch, GiveUp(DeadLetterReason.PARKED_TOO_LONG, ""), 150.0)
         passes += 1
         take = scheduler.next_take(150.0)
     assert passes == 3 and scheduler.keys == 1  # only "good" (in flight) is left
@@ -268,8 +297,7 @@ def test_a_probe_that_gets_through_unparks_the_key() -> None:
     scheduler.settle(probe, ParkUntil(10.0, "HTTP 403"), 2.0)
     probe = send(scheduler, spool, 10.0)
     assert probe is not None
-    spool.remove(probe, 10.0)
-    scheduler.settle(probe, Remove(), 10.0)
+    settle(scheduler, spool, probe, Remove(), 10.0)
     assert not scheduler.is_parked(key("a"))
     assert send(scheduler, spool, 10.0) is not None
 
@@ -280,12 +308,11 @@ def test_a_failed_read_pauses_the_key_and_keys_are_forgotten_when_empty() -> Non
     spool.append(key("a"), 10, at=1.0)
     take = scheduler.next_take(2.0)
     assert take is not None
-    scheduler.abandon(take, 3.0, 2.0)
+    assert scheduler.abandon(take, 2.0) == 1.0
     assert scheduler.in_flight == 0 and scheduler.next_take(2.5) is None
     batch = send(scheduler, spool, 3.0)
     assert batch is not None
-    spool.remove(batch, 3.0)
-    scheduler.settle(batch, Remove(), 3.0)
+    settle(scheduler, spool, batch, Remove(), 3.0)
     assert scheduler.keys == 0 and scheduler.next_due(3.0) is None
 
 
@@ -293,5 +320,5 @@ def test_appends_to_a_waiting_key_do_not_pile_up_entries() -> None:
     """A busy key's notifications keep one place in line, not one per append."""
     scheduler, spool = setup()
     for i in range(100):
-        spool.append(key("a"), 1, at=1.0 + i * 0.0001) if i < 9 else spool.notify(key("a"), 1.0)
+        spool.append(key("a"), 1, at=1.0 + i * 0.0001 if i < 9 else 1.0)
     assert len(scheduler._timers) + len(scheduler._ready) <= 2

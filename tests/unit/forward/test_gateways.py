@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from sidecar.forward.gateways import GatewayList
+from sidecar.tasks import Supervision
 
 
 class Resolver:
@@ -60,3 +61,35 @@ async def test_stop_without_start_and_a_static_list_start_no_task() -> None:
     await gateways.start()
     assert seen == [("a:1", "b:1")]
     await gateways.stop()
+
+
+async def test_a_resolver_loop_that_raises_is_reported_restarted_and_cleared() -> None:
+    """A lookup that raises something other than OSError (a resolver bug) does not end re-resolving silently: the
+    unit ``forward.resolver`` is reported (health NOT_SERVING), the loop is restarted, and once lookups work again
+    the problem is cleared and the new answer used."""
+    resolver = Resolver()
+    resolver.records["gw.ns.svc"] = ["10.0.0.1"]
+    changes: list[dict[str, str]] = []
+    supervision = Supervision(on_change=lambda: changes.append(supervision.problems))
+    gateways = GatewayList(["dns:///gw.ns.svc:50051"], 0.01, lambda _: None, resolver, supervision=supervision)
+    broken = asyncio.Event()
+
+    async def buggy(name: str, port: int) -> list[str]:
+        if not broken.is_set():
+            broken.set()
+            raise ValueError("a bug in the resolver")
+        return await resolver(name, port)
+
+    await gateways.start()
+    try:
+        gateways._lookup = buggy
+        resolver.records["gw.ns.svc"] = ["10.0.0.7"]
+        async with asyncio.timeout(10):
+            while gateways.current != ("10.0.0.7:50051",) or supervision.problems:
+                resolver.asked.clear()
+                await resolver.asked.wait()
+        assert changes[0] == {"forward.resolver": "ValueError"} and changes[-1] == {}
+        assert supervision.units() == {"forward.resolver": True}
+    finally:
+        await gateways.stop()
+    assert supervision.units() == {"forward.resolver": False}

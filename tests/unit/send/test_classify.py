@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from sidecar.send.backoff import Backoff
+from sidecar.backoff import Backoff
 from sidecar.send.classify import (
     MAX_SERVER_DELAY,
     Delivered,

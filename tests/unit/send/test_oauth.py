@@ -17,13 +17,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from structlog.testing import capture_logs
 
+from sidecar.backoff import Backoff
 from sidecar.collector.server import Collector
 from sidecar.collector.token_server import TokenServer, oauth_collector
 from sidecar.config import load
 from sidecar.errors import ConfigError
 from sidecar.model import Region, write_key_hash
 from sidecar.send.auth import Authorization
-from sidecar.send.backoff import Backoff
 from sidecar.send.classify import Retry, Unauthorized
 from sidecar.send.http import AuthorizationFailed
 from sidecar.send.oauth import (

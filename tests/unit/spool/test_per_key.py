@@ -1,19 +1,21 @@
-"""The spool's per-key API: backlogs known without loading events, change notifications, and per-key reads."""
+"""The spool's per-key API: what it tells its downstream, the oldest event it answers after a removal, and per-key
+reads."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from sidecar.errors import SpoolFailure
-from sidecar.model import Event, Region, ShardKey
-from sidecar.spool import Backlog, MemoryStore, Spool, SqliteStore
-from sidecar.spool.dead_letters import mark_for_replay
+from sidecar.model import Backlog, Event, Region, ShardKey, SpooledEvent
+from sidecar.spool import MemoryStore, Spool, SqliteStore
+from sidecar.spool.offline import mark_for_replay
 from sidecar.spool.reads import _READ_KEY
 
 A: ShardKey = ("wk-a", Region.US)
@@ -51,52 +53,65 @@ async def spool(open_spool: Callable[[], Spool]) -> AsyncIterator[Spool]:
     await started.stop()
 
 
-async def test_backlogs_follow_commits_per_key(spool: Spool) -> None:
-    """Each key's count, bytes and oldest event are known after a commit; regions are separate keys."""
+class Recorder:
+    """A downstream that records what the spool tells it."""
+
+    def __init__(self) -> None:
+        self.backlogs: dict[ShardKey, Backlog] | None = None
+        self.last_seq: int | None = None
+        self.groups: list[list[int]] = []
+
+    def recovered(self, backlogs: Mapping[ShardKey, Backlog], last_seq: int) -> None:
+        """Record what the spool held when it opened."""
+        self.backlogs = dict(backlogs)
+        self.last_seq = last_seq
+
+    def appended(self, events: Sequence[SpooledEvent]) -> None:
+        """Record a group of events that joined the queue."""
+        self.groups.append([event.seq for event in events])
+
+
+async def test_the_downstream_is_told_every_commit_in_seq_order(spool: Spool) -> None:
+    """Each commit is told once, after it is durable, with its events in seq order; the spool keeps no per-key
+    state of its own."""
+    heard = Recorder()
+    spool.subscribe(heard)
+    assert heard.backlogs == {} and heard.last_seq == 0
     first = await spool.append(interleaved(6))
-    await spool.append(make(A_EU, 2, size=7))
-    assert spool.backlog(A) == Backlog(3, 30, first[0].seq, first[0].accepted_at)
-    assert spool.backlog(B) == Backlog(3, 30, first[1].seq, first[1].accepted_at)
-    assert spool.backlog(A_EU) == Backlog(2, 14, 7, 100.0)
-    assert spool.backlog(("nobody", Region.US)) is None
-    assert set(spool.backlogs()) == {A, B, A_EU}
-    with pytest.raises(TypeError):
-        spool.backlogs()[A] = Backlog(0, 0, 0, 0.0)  # type: ignore[index]
+    second = await spool.append(make(A_EU, 2, size=7))
+    assert heard.groups == [[e.seq for e in first], [e.seq for e in second]]
+    assert spool.pending_events == 8 and spool.pending_bytes == 74
 
 
-async def test_removing_the_oldest_events_finds_the_true_next_oldest(spool: Spool) -> None:
-    """After the oldest events of a key leave (interleaved with another key's), the key's oldest is its next event;
-    when all have left, the key has no backlog."""
+async def test_removing_the_oldest_events_answers_the_true_next_oldest(spool: Spool) -> None:
+    """After the oldest events of a key leave (interleaved with another key's), the spool answers the key's next
+    event as its oldest; when all have left, the key is absent from the answer."""
     spooled = await spool.append(interleaved(10))  # A: seqs 1,3,5,7,9; B: 2,4,6,8,10
     a_events = [e for e in spooled if e.shard == A]
-    await spool.remove(a_events[:2])
-    assert spool.backlog(A) == Backlog(3, 30, 5, a_events[2].accepted_at)
-    await spool.dead_letter(a_events[2:4], "refused", "HTTP 400")
-    assert spool.backlog(A) == Backlog(1, 10, 9, a_events[4].accepted_at)
-    await spool.remove(a_events[4:])
-    assert spool.backlog(A) is None
-    assert spool.backlog(B) == Backlog(5, 50, 2, spooled[1].accepted_at), "the other key is untouched"
+    assert await spool.remove(a_events[:2]) == {A: (5, a_events[2].accepted_at)}
+    assert await spool.dead_letter(a_events[2:4], "refused", "HTTP 400") == {A: (9, a_events[4].accepted_at)}
+    assert await spool.remove(a_events[4:]) == {}
     assert spool.pending_events == 5 and spool.pending_bytes == 50
 
 
 async def test_removing_newer_events_keeps_the_oldest(spool: Spool) -> None:
-    """A removal that leaves the oldest event (a later batch settled first) keeps it as the oldest."""
+    """A removal that leaves the oldest event (a later batch settled first) answers that event."""
     spooled = await spool.append(make(A, 5))
-    await spool.remove(spooled[2:])
-    assert spool.backlog(A) == Backlog(2, 20, spooled[0].seq, spooled[0].accepted_at)
+    assert await spool.remove(spooled[2:]) == {A: (spooled[0].seq, spooled[0].accepted_at)}
 
 
-async def test_concurrent_removals_of_one_key_leave_the_right_oldest(spool: Spool) -> None:
-    """Two batches of one key removed at once, in either completion order, leave the true oldest."""
+async def test_concurrent_removals_of_one_key_answer_no_newer_than_the_truth(spool: Spool) -> None:
+    """Two batches of one key removed at once: the later answer (by seq) is the true oldest, and once both are gone
+    one of the answers says the key is empty."""
     spooled = await spool.append(make(A, 9))
-    await asyncio.gather(spool.remove(spooled[:3]), spool.remove(spooled[3:6]))
-    assert spool.backlog(A) == Backlog(3, 30, spooled[6].seq, spooled[6].accepted_at)
-    await asyncio.gather(spool.remove(spooled[7:]), spool.remove(spooled[6:7]))
-    assert spool.backlog(A) is None
+    answers = await asyncio.gather(spool.remove(spooled[:3]), spool.remove(spooled[3:6]))
+    assert max(answer[A] for answer in answers if answer) == (spooled[6].seq, spooled[6].accepted_at)
+    answers = await asyncio.gather(spool.remove(spooled[7:]), spool.remove(spooled[6:7]))
+    assert any(answer == {} for answer in answers)
 
 
-async def test_a_removal_whose_caller_gave_up_still_updates_the_backlog(tmp_path: Path) -> None:
-    """The bookkeeping follows the store, not the caller: a remove that ran while its caller stopped waiting (a
+async def test_a_removal_whose_caller_gave_up_is_still_counted(tmp_path: Path) -> None:
+    """The counters follow the store, not the caller: a remove that ran while its caller stopped waiting (a
     deadline) is still counted."""
     store = SqliteStore(tmp_path)
     in_job, release = threading.Event(), threading.Event()
@@ -117,42 +132,26 @@ async def test_a_removal_whose_caller_gave_up_still_updates_the_backlog(tmp_path
     with pytest.raises(asyncio.CancelledError):
         await removing
     release.set()
-
-    async def settled() -> None:
-        while spool.backlog(A) != Backlog(2, 20, spooled[1].seq, spooled[1].accepted_at):
-            await asyncio.sleep(0.001)
-
-    await asyncio.wait_for(settled(), 5)
+    await spool.prune()  # a later store job: the earlier one's effect is applied before its own
     assert spool.pending_events == 2
     await spool.stop()
 
 
-async def test_listeners_hear_every_change(spool: Spool) -> None:
-    """A subscriber is told each key's new backlog after a commit, a remove and a dead-letter; None when empty."""
-    heard: list[tuple[ShardKey, Backlog | None]] = []
-    spool.subscribe(lambda key, backlog: heard.append((key, backlog)))
-    spooled = await spool.append(interleaved(3))
-    assert heard == [(A, Backlog(2, 20, 1, 100.0)), (B, Backlog(1, 10, 2, 101.0))]
-    heard.clear()
-    await spool.remove(spooled[1:2])
-    assert heard == [(B, None)]
-    heard.clear()
-    await spool.dead_letter(spooled[:1], "refused", "HTTP 400")
-    assert heard == [(A, Backlog(1, 10, 3, 102.0))]
+async def test_a_failing_downstream_does_not_break_the_commit(spool: Spool) -> None:
+    """A downstream that raises is logged; the append is still acknowledged and counted."""
 
+    class Broken(Recorder):
+        """Raises on every append."""
 
-async def test_a_failing_listener_does_not_break_the_bookkeeping(spool: Spool) -> None:
-    """A listener that raises is logged; the backlog is updated and later listeners still hear."""
-    heard: list[ShardKey] = []
+        def appended(self, events: Sequence[SpooledEvent]) -> None:  # type: ignore[override]
+            """A bug."""
+            raise RuntimeError("listener bug")
 
-    def broken(key: ShardKey, backlog: Backlog | None) -> None:
-        raise RuntimeError("listener bug")
-
-    spool.subscribe(broken)
-    spool.subscribe(lambda key, backlog: heard.append(key))
-    await spool.append(make(A, 1))
-    assert heard == [A]
-    assert spool.backlog(A) is not None
+    spool.subscribe(Broken())
+    with capture_logs() as logs:
+        spooled = await spool.append(make(A, 1))
+    assert spooled[0].seq == 1 and spool.pending_events == 1
+    assert [e["event"] for e in logs] == ["spool_listener_failed"]
 
 
 async def test_reads_return_one_keys_events_within_both_budgets(spool: Spool) -> None:
@@ -218,48 +217,45 @@ async def test_appends_during_reads_are_neither_lost_nor_repeated(spool: Spool) 
     await asyncio.wait_for(asyncio.gather(writer(), reader()), 30)
     assert len(seen) == total == len(set(seen))
     assert seen == sorted(seen)
-    assert spool.backlog(A) is None
-    assert spool.backlog(B) is not None and spool.backlog(B) == Backlog(90, 900, 21, 100.0)
+    assert spool.pending_events == 90 and spool.pending_bytes == 900
 
 
 async def test_recovery_reports_every_keys_backlog(open_spool: Callable[[], Spool], tmp_path: Path) -> None:
-    """A restarted disk spool knows each key's backlog (count, bytes, oldest and its time) and tells subscribers once
-    per key; the memory spool starts empty."""
+    """A restarted disk spool tells its downstream each key's backlog (count, bytes, oldest and its time) and the
+    last seq; the memory spool starts empty."""
     first = open_spool()
     await first.start()
     spooled = await first.append(interleaved(8) + make(A_EU, 2, size=4, at=500.0))
     await first.remove([e for e in spooled if e.shard == A][:2])
     await first.stop()
     again = open_spool()
-    heard: list[tuple[ShardKey, Backlog | None]] = []
-    again.subscribe(lambda key, backlog: heard.append((key, backlog)))
+    heard = Recorder()
+    again.subscribe(heard)
+    assert heard.backlogs is None, "told only once the store is open"
     await again.start()
     try:
         if isinstance(again._store, MemoryStore):
-            assert heard == [] and dict(again.backlogs()) == {}
+            assert heard.backlogs == {} and heard.last_seq == 0
             return
         expected = {A: Backlog(2, 20, 5, 104.0), B: Backlog(4, 40, 2, 101.0), A_EU: Backlog(2, 8, 9, 500.0)}
-        assert dict(again.backlogs()) == expected
-        assert sorted(heard) == sorted(expected.items())
+        assert heard.backlogs == expected and heard.last_seq == 10
         assert again.pending_events == 8 and again.pending_bytes == 68
         assert [e.seq for e in await again.read(A, 0, 10**6, 100)] == [5, 7]
     finally:
         await again.stop()
 
 
-async def test_replayed_dead_letters_rejoin_their_keys_backlog(tmp_path: Path) -> None:
-    """A replay adds the dead letters back to their key's backlog, under new seqs, and subscribers hear it."""
+async def test_replayed_dead_letters_rejoin_the_queue_and_the_downstream_is_told(tmp_path: Path) -> None:
+    """A replay puts the dead letters back in the queue under new seqs, and the downstream hears it."""
     spool = Spool(SqliteStore(tmp_path), max_bytes=10**6)
     await spool.start()
     spooled = await spool.append(make(A, 2))
-    await spool.dead_letter(spooled, "refused", "HTTP 400")
-    assert spool.backlog(A) is None
-    heard: list[tuple[ShardKey, Backlog | None]] = []
-    spool.subscribe(lambda key, backlog: heard.append((key, backlog)))
+    assert await spool.dead_letter(spooled, "refused", "HTTP 400") == {}
+    heard = Recorder()
+    spool.subscribe(heard)
     assert mark_for_replay(tmp_path) == 2
     assert await spool.take_replays() == 2
-    assert spool.backlog(A) == Backlog(2, 20, 3, 100.0)
-    assert heard == [(A, Backlog(2, 20, 3, 100.0))]
+    assert heard.groups == [[3, 4]] and spool.pending_events == 2
     assert [e.message_id for e in await spool.read(A, 0, 10**6, 10)] == [e.message_id for e in spooled]
     await spool.stop()
 

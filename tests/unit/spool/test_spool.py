@@ -13,8 +13,7 @@ from structlog.testing import capture_logs
 from sidecar.errors import CapacityExhausted, SpoolFailure
 from sidecar.model import Event, Region, SpooledEvent
 from sidecar.spool import MemoryStore, Spool, SqliteStore
-from sidecar.spool import spool as spool_module
-from sidecar.spool.dead_letters import list_dead_letters, mark_for_replay
+from sidecar.spool.offline import list_dead_letters, mark_for_replay
 from sidecar.spool.store import Pruned
 
 
@@ -23,9 +22,9 @@ def events(n: int, start: int = 0, size: int = 100, key: str = "wk") -> list[Eve
     return [Event(key, Region.US, f"m{start + i}", b"x" * size, 1.0) for i in range(n)]
 
 
-async def all_waiting(spool: Spool) -> list[SpooledEvent]:
-    """Every event waiting in the spool, every key's read from the store's index, in seq order."""
-    found = [event for key in list(spool.backlogs()) for event in await spool.read(key, 0, 10**9, 10**9)]
+async def all_waiting(spool: Spool, keys: tuple[str, ...] = ("wk", "wk0", "wk1", "wk2")) -> list[SpooledEvent]:
+    """Every event of ``keys`` waiting in the spool, each key's read from the store's index, in seq order."""
+    found = [event for key in keys for region in Region for event in await spool.read((key, region), 0, 10**9, 10**9)]
     return sorted(found, key=lambda event: event.seq)
 
 
@@ -145,6 +144,22 @@ async def test_dead_letters_are_listed_and_replayed(tmp_path: Path) -> None:
     await spool.stop()
 
 
+async def test_a_replayed_dead_letter_is_accepted_anew(tmp_path: Path) -> None:
+    """A replay is a person's decision: the replayed event's age starts again (a fresh accepted_at), so one that died
+    older than SIDECAR_MAX_EVENT_AGE is sent rather than expired again; the untouched event keeps its own time."""
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**6)
+    await spool.start()
+    spooled = await spool.append(events(2))  # accepted at 1.0: decades old
+    await spool.dead_letter(spooled[:1], "Segment refused the event", "HTTP 400")
+    assert mark_for_replay(tmp_path) == 1
+    before = time.time()
+    assert await spool.take_replays() == 1
+    replayed = {e.message_id: e.accepted_at for e in await all_waiting(spool)}
+    await spool.stop()
+    assert replayed["m1"] == 1.0
+    assert before <= replayed["m0"] <= time.time()
+
+
 async def test_one_spool_folder_serves_one_sidecar(tmp_path: Path) -> None:
     """A second spool on a folder in use fails clearly instead of corrupting the first."""
     first = Spool(SqliteStore(tmp_path), max_bytes=10**6)
@@ -183,7 +198,7 @@ async def test_stop_is_idempotent_and_safe_without_start(tmp_path: Path) -> None
 
 async def test_replays_during_appends_never_reuse_a_seq(tmp_path: Path) -> None:
     """Dead letters replayed while appends go on keep every acknowledged event: the writer alone numbers events, so a
-    replay and an append never get the same seq (issue 13.1: they did, and one overwrote the other)."""
+    replay and an append never get the same seq (or one would overwrite the other)."""
     spool = Spool(SqliteStore(tmp_path), max_bytes=10**7)
     await spool.start()
     dead = await spool.append(events(20, start=1000))
@@ -268,15 +283,27 @@ async def test_dead_letters_beyond_their_bound_are_pruned_oldest_first(tmp_path:
     await spool.stop()
 
 
-async def test_dead_letters_past_their_age_are_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+class Wall:
+    """A wall clock a test sets: the spool's ``wall`` (dead_at, and the age of dead letters)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        """Now, moved by ``offset`` seconds."""
+        return time.time() + self.offset
+
+
+async def test_dead_letters_past_their_age_are_pruned(tmp_path: Path) -> None:
     """Dead letters older than their maximum age are pruned by the next pass, and the folder forgets their key."""
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, dead_letter_max_age=3600.0)
+    wall = Wall()
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, dead_letter_max_age=3600.0, wall=wall)
     await spool.start()
     old = await spool.append(events(3, key="old-key"))
     recent = await spool.append(events(2, start=3))
-    monkeypatch.setattr(spool_module, "now", lambda: time.time() - 7200)
+    wall.offset = -7200
     await spool.dead_letter(old, "refused", "HTTP 400")
-    monkeypatch.undo()
+    wall.offset = 0
     await spool.dead_letter(recent, "refused", "HTTP 400")
     pruned = await spool.prune()
     assert (pruned.by_age, pruned.by_bytes, pruned.keys) == (3, 0, 1)
@@ -298,16 +325,15 @@ async def test_the_memory_spool_bounds_its_dead_letters_too() -> None:
     await spool.stop()
 
 
-async def test_the_pruner_task_prunes_dead_letters_past_their_age_on_its_own(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Without any call, the spool's pruner task drops dead letters past their age at its next turn."""
-    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, dead_letter_max_age=3600.0, prune_interval=0.02)
+async def test_the_pruner_task_prunes_dead_letters_past_their_age_on_its_own(tmp_path: Path) -> None:
+    """Without any call, the spool's pruner drops dead letters past their age at its next turn."""
+    wall = Wall()
+    spool = Spool(SqliteStore(tmp_path), max_bytes=10**8, dead_letter_max_age=3600.0, prune_interval=0.02, wall=wall)
     await spool.start()
     old = await spool.append(events(2))
-    monkeypatch.setattr(spool_module, "now", lambda: time.time() - 7200)
+    wall.offset = -7200
     await spool.dead_letter(old, "refused", "HTTP 400")
-    monkeypatch.undo()
+    wall.offset = 0
 
     async def pruned() -> None:
         while spool.dead_letters_pruned < 2:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from sidecar.errors import SpoolFailure
-from sidecar.model import Event, Region
-from sidecar.spool import Backlog, SqliteStore
-from sidecar.spool.dead_letters import list_dead_letters
+from sidecar.model import Backlog, Event, Region
+from sidecar.spool import SqliteStore
+from sidecar.spool.offline import list_dead_letters
 
 
 @pytest.fixture
@@ -44,17 +44,18 @@ def test_a_read_stops_at_the_first_row_that_reaches_the_budget(store: SqliteStor
 
 
 def test_a_shard_read_returns_only_its_key_in_order(store: SqliteStore) -> None:
-    """load_shard reads one (write key, region) after a seq; another region of the same key is empty."""
-    assert [e.seq for e in store.load_shard("wk-a", Region.US, 40, 10**6)] == [41, 43, 45, 47, 49, 51, 53, 55, 57, 59]
-    assert [e.seq for e in store.load_shard("wk-b", Region.US, 0, 25)] == [2, 4, 6]
-    assert store.load_shard("wk-a", Region.EU, 0, 10**6) == []
+    """read() returns one (write key, region) after a seq; another region of the same key is empty."""
+    expected = [41, 43, 45, 47, 49, 51, 53, 55, 57, 59]
+    assert [e.seq for e in store.read(("wk-a", Region.US), 40, 10**6, 10**6)] == expected
+    assert [e.seq for e in store.read(("wk-b", Region.US), 0, 30, 100)] == [2, 4, 6]
+    assert store.read(("wk-a", Region.EU), 0, 10**6, 10**6) == []
 
 
 def test_deletes_of_scattered_and_consecutive_seqs(store: SqliteStore) -> None:
     """One key's interleaved seqs and a consecutive run are both forgotten, and nothing else is."""
     store.delete(list(range(1, 61, 2)))  # every event of wk-a
-    assert store.load_shard("wk-a", Region.US, 0, 10**9) == []
-    assert len(store.load_shard("wk-b", Region.US, 0, 10**9)) == 30
+    assert store.read(("wk-a", Region.US), 0, 10**9, 10**6) == []
+    assert len(store.read(("wk-b", Region.US), 0, 10**9, 10**6)) == 30
     store.delete(list(range(2, 21)))  # consecutive, half of them already gone
     assert [e.seq for e in store.load(0, 10**6)] == list(range(22, 61, 2))
     store.delete([])
@@ -115,12 +116,12 @@ def test_a_key_is_stored_once_however_many_events_carry_it(tmp_path: Path) -> No
 def test_a_key_with_nothing_left_is_forgotten_and_found_again(store: SqliteStore) -> None:
     """Once a key's events are gone a prune drops its row; new events of that key get a new row and read back."""
     store.delete(list(range(1, 61, 2)))  # every event of wk-a
-    assert store.settle([("wk-a", Region.US), ("wk-b", Region.US)]) == {("wk-b", Region.US): (2, 1_700_000_000.123456)}
+    assert store.oldest([("wk-a", Region.US), ("wk-b", Region.US)]) == {("wk-b", Region.US): (2, 1_700_000_000.123456)}
     assert store.prune(10**9, 0.0).keys == 1
     assert store.read(("wk-a", Region.US), 0, 10**6, 100) == []
     store.insert([Event("wk-a", Region.US, "m61", b"again", 2.0, 61)])
     assert [(e.seq, e.payload) for e in store.read(("wk-a", Region.US), 0, 10**6, 100)] == [(61, b"again")]
-    assert len(store.load_shard("wk-a", Region.US, 0, 10**9)) == 1
+    assert len(store.read(("wk-a", Region.US), 0, 10**9, 10**6)) == 1
 
 
 def test_no_seq_is_reused_after_the_newest_events_are_deleted_and_the_spool_reopens(tmp_path: Path) -> None:
