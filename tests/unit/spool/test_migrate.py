@@ -14,7 +14,7 @@ from sidecar.deadletters import main as dead_letters_main
 from sidecar.errors import ConfigError
 from sidecar.model import Region
 from sidecar.spool import migrate
-from sidecar.spool.dead_letters import list_dead_letters
+from sidecar.spool.offline import list_dead_letters
 from sidecar.spool.schema import SCHEMA_VERSION, connect
 from sidecar.spool.sqlite import SqliteStore
 from tests.support.v0_spool import WRITE_KEYS, V0Spool, build, payload
