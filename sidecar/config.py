@@ -54,6 +54,7 @@ MAX_INTEGRATION_VERSION_CHARS = 64
 with a pre-release and build tag fits in 40) has no reason to take more of that room."""
 
 Mode = Literal["standalone", "edge", "gateway"]
+"""What a sidecar is (``SIDECAR_MODE``); :mod:`sidecar.config_checks` holds what each needs and refuses."""
 
 US_ENDPOINT = "https://api.segment.io"
 EU_ENDPOINT = "https://events.eu1.segmentapis.com"
