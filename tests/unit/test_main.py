@@ -40,7 +40,7 @@ def test_help_texts_show_no_markup_backticks(command: str | None, capsys: pytest
     try:
         status = main([command, "--help"] if command else ["--help"])
     except SystemExit as exited:  # argparse exits after printing help; some subcommands return instead
-        status = exited.code  # type: ignore[assignment]
+        status = exited.code
     assert status == 0
     out = capsys.readouterr().out
     assert out.strip()
