@@ -160,6 +160,7 @@ def origin_problem(value: str) -> str | None:
 
 
 ListenAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+"""An address a listener binds."""
 
 
 def listen_addresses(listen: str) -> list[ListenAddress]:
