@@ -20,10 +20,16 @@ step "python sync client up to date" .venv/bin/python scripts/gen_sync_client.py
 # pytest in three processes at once, each with its own --basetemp (removed afterwards): the slow suites (fault, fleet,
 # fuzz: marked `slow`) spend their time waiting on real processes and clocks, so on two cores they overlap with the
 # rest instead of adding to it (about 5 minutes alone). The two background groups' output follows once they end.
+# ALONE runs afterwards, by itself: tests that failed only beside the others (the two-tier cap, measured per wall-clock
+# second, went to 52-61 of 50; the demo missed its 30 s to exit on Ctrl-C), so their figures stay meaningful.
+ALONE=(
+  tests/fleet/test_tiers.py
+  tests/integration/test_demo.py::test_keep_running_keeps_the_debugger_page_alive_until_ctrl_c
+)
 PYTEST_GROUPS=(
-  '-m "not slow"'
+  "-m 'not slow' --deselect ${ALONE[1]}"
   '-m slow tests/fault'
-  '-m slow --ignore=tests/fault'
+  "-m slow --ignore=tests/fault --ignore=${ALONE[0]}"
 )
 pytest_groups() {
   local scratch status=0 pids=() i
@@ -38,6 +44,8 @@ pytest_groups() {
     echo "-- pytest ${PYTEST_GROUPS[$i]}:"
     cat "$scratch/$i.log"
   done
+  echo "-- pytest, alone: ${ALONE[*]}"
+  .venv/bin/pytest -q -p no:cacheprovider "${ALONE[@]}" --basetemp="$scratch/alone" || status=1
   rm -rf "$scratch"
   return $status
 }
