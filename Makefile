@@ -55,8 +55,9 @@ pytest: setup
 clients-test: setup
 	scripts/test_clients.sh
 
+## Every benchmark's --quick smoke run, as bench/README.md writes it (a few minutes; CI runs it after `make test`).
 bench-smoke: setup
-	.venv/bin/python bench/bench_spec.py --quick
+	.venv/bin/python scripts/check_documented_commands.py --bench
 
 ## grpcurl (pinned), for calling the sidecar by reflection; needs Go. .ci/run installs it for the reflection test.
 GRPCURL_VERSION := v1.9.3

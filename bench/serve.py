@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sidecar.__main__ import GIL_SWITCH_INTERVAL, _settings, serve  # noqa: E402
+from sidecar.__main__ import GIL_SWITCH_INTERVAL, serve  # noqa: E402
+from sidecar.cli import settings_or_exit  # noqa: E402
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -41,7 +42,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     sys.setswitchinterval(args.switch_interval)
-    settings = _settings()
+    settings = settings_or_exit(serving=True)
     profiler = None
     if args.profile:
         from pyinstrument import Profiler  # noqa: PLC0415

@@ -11,13 +11,16 @@ Each command then gets one of three treatments:
   repository script (the system Python lacks the dependencies: write ``.venv/bin/python``);
 - **run**, as written, from the repository root, when it is quick: a ``--quick`` or ``--help`` form, or one listed in
   ``QUICK`` below; it must exit 0 within its time limit (one that needs a program listed in ``NEEDS`` is skipped,
-  saying so, on a machine without it, except in CI);
+  saying so, on a machine without it, except in CI). A benchmark's ``--quick`` smoke run (a ``bench/`` script) takes
+  half a minute or more, so by default it is only resolved; ``--bench`` runs those smoke runs and nothing else
+  (``make bench-smoke``, a CI step of its own after ``make test``). Each run gets a fresh ``TMPDIR``, removed after
+  it, so nothing a command leaves in its temporary folder outlives the check;
 - **resolved** otherwise (servers, long benchmarks, commands with placeholders such as ``<pid>``, ``FILE...``): its
   program must exist (a repository path, a Makefile target, a ``segment-sidecar`` subcommand, or a program on PATH
   or named in ``EXTERNAL``), and a repository script it names must exist.
 
-Usage: ``.venv/bin/python scripts/check_documented_commands.py [--list] [--no-run]``. Exit status 1 names every
-failing command with its file and line.
+Usage: ``.venv/bin/python scripts/check_documented_commands.py [--list] [--no-run] [--bench]``. Exit status 1 names
+every failing command with its file and line.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +222,11 @@ def is_quick(command: Command) -> bool:
     return "--quick" in words or words[-1] in ("--help", "-h") or text.startswith(QUICK)
 
 
+def is_bench(command: Command) -> bool:
+    """Whether ``command`` runs a benchmark script (``bench/...``): its smoke run belongs to ``--bench``."""
+    return any(word.startswith("bench/") for word in _words(command)[:2])
+
+
 def missing_program(command: Command) -> str | None:
     """The program ``command`` needs that this machine lacks (see ``NEEDS``), or None."""
     for script, program in NEEDS.items():
@@ -229,17 +238,20 @@ def missing_program(command: Command) -> str | None:
 def run(command: Command) -> str | None:
     """Run ``command`` as written from the repository root; the failure, or None."""
     started = time.monotonic()
-    try:
-        result = subprocess.run(  # noqa: S603 - running the documents' own commands is the point
-            ["bash", "-c", command.text],  # noqa: S607 - bash from PATH, as a reader's shell
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return f"did not finish within {RUN_TIMEOUT:.0f} s"
+    # A private TMPDIR, removed afterwards: a benchmark's scratch spool (hundreds of MB) must not pile up in /tmp.
+    with tempfile.TemporaryDirectory(prefix="documented-command-") as scratch:
+        try:
+            result = subprocess.run(  # noqa: S603 - running the documents' own commands is the point
+                ["bash", "-c", command.text],  # noqa: S607 - bash from PATH, as a reader's shell
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT,
+                check=False,
+                env={**os.environ, "TMPDIR": scratch},
+            )
+        except subprocess.TimeoutExpired:
+            return f"did not finish within {RUN_TIMEOUT:.0f} s"
     print(f"   ran in {time.monotonic() - started:.1f} s, exit {result.returncode}", flush=True)
     if result.returncode != 0:
         return f"exit {result.returncode}: {(result.stdout + result.stderr)[-1500:]}"
@@ -251,13 +263,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--list", action="store_true", help="print each command and its treatment, run nothing")
     parser.add_argument("--no-run", action="store_true", help="check without running the quick commands")
+    parser.add_argument(
+        "--bench", action="store_true", help="run only the benchmarks' --quick smoke runs (make bench-smoke)"
+    )
     args = parser.parse_args(argv)
     commands = [command for path in documents() for command in extract(path)]
+    if args.bench:
+        commands = [command for command in commands if is_bench(command) and is_quick(command)]
+        if not commands:
+            print("no benchmark smoke run found in the documents (bench/README.md)", file=sys.stderr)
+            return 1
     failures: list[str] = []
     ran = resolved = 0
     for command in commands:
         why = problem(command)
-        quick = is_quick(command)
+        quick = is_quick(command) and (args.bench or not is_bench(command))
         if args.list:
             print(f"{'REJECT' if why else 'run   ' if quick else 'check '} {command}")
             continue

@@ -15,28 +15,12 @@ import sys
 import structlog
 
 from sidecar import __version__
-from sidecar.config import Settings, describe, load
+from sidecar.cli import EXIT_CONFIG, plain, settings_or_exit
+from sidecar.config import Settings
+from sidecar.config_table import describe, markdown
 from sidecar.errors import ConfigError
-from sidecar.logs import configure
 
 log = structlog.get_logger("sidecar")
-
-EXIT_CONFIG = 2
-
-
-def _settings() -> Settings:
-    """Parse the environment or exit 2 naming every bad variable, before anything is bound."""
-    try:
-        settings, warnings = load(os.environ)
-    except ConfigError as error:
-        print(f"segment-sidecar: {error}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from None
-    configure(settings.log_level, settings.log_format)
-    for warning in warnings:
-        log.warning("unknown_setting", detail=warning)
-    if settings.integration_name == Settings.model_fields["integration_name"].default:
-        log.warning("default_integration_name", detail="set SIDECAR_INTEGRATION_NAME to the slug Segment gave you")
-    return settings
 
 
 async def serve(settings: Settings) -> int:
@@ -80,13 +64,13 @@ GIL_SWITCH_INTERVAL = 0.0002
 """Seconds a thread waiting for the GIL waits before the running one must let go (Python's default: 0.005).
 
 The spool's thread needs the GIL back after each SQLite statement; with the default, a busy event loop kept it
-waiting up to 5 ms each time, which made a commit under load take 10-60 ms instead of 0.3-0.6 ms (issue 6). The
+waiting up to 5 ms each time, which made a commit under load take 10-60 ms instead of 0.3-0.6 ms. The
 switch happens only when a thread is waiting, so a shorter interval costs the loop little."""
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    return asyncio.run(serve(_settings()))
+    return asyncio.run(serve(settings_or_exit(serving=True)))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -120,18 +104,16 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_table(args: argparse.Namespace) -> int:
-    print("| Variable | Default | Meaning |\n| --- | --- | --- |")
-    for name, default, meaning in describe():
-        print(f"| `{name}` | `{default}` | {meaning} |")
+    print(markdown())
     return 0
 
 
 def _settings_help() -> str:
     """Every setting with its default and meaning, for ``serve --help`` (the Markdown table: ``config-table``)."""
-    lines = ["settings (environment variables only; `segment-sidecar config-table` prints them as a table):"]
+    lines = ["settings (environment variables only; segment-sidecar config-table prints them as tables):"]
     for name, default, meaning in describe():
         lines.append(f"  {name} (default {default})")
-        lines.append(f"      {meaning.replace('`', '')}")
+        lines.append(f"      {plain(meaning)}")
     return "\n".join(lines)
 
 

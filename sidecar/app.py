@@ -111,8 +111,6 @@ def build_sender(
     if not settings.forward_to:
         endpoints = {region: settings.endpoint(region) for region in Region}
         return build_limiter(settings), HttpSender(endpoints, authenticator, settings.request_timeout)
-    if settings.redis_url:
-        log.warning("redis_unused_in_edge_mode", detail="edges do not call Segment; the gateways share the cap")
     forwarder = ForwardingSender(
         settings.forward_to,
         settings.forward_token.get_secret_value() if settings.forward_token is not None else None,
@@ -338,7 +336,10 @@ class Sidecar:
             debugger=self.settings.debugger_listen,
             spool=self.settings.spool,
             integration=self.settings.integration_name,
-            cap=self.settings.max_requests_per_second,
+            mode=self.settings.mode,
+            # An edge has no rate limit of its own: its gateways pace Segment's cap.
+            cap=None if self.settings.mode == "edge" else self.settings.max_requests_per_second,
+            fleet=self.settings.redis_url is not None,
             forward_to=list(self.settings.forward_to) or None,
             auth=self.settings.auth_token is not None,
         )

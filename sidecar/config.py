@@ -1,22 +1,41 @@
 """The sidecar's configuration: one frozen object parsed once, at start-up, from ``SIDECAR_*`` variables.
 
-Nothing else in the package reads ``os.environ``. :func:`load` reports *every* bad variable by its name (never its
-value: a URL may hold a password) and raises :class:`~sidecar.errors.ConfigError`, which the entrypoint turns into
-exit status 2 before any port is bound. Unknown ``SIDECAR_*`` variables only produce warnings, since deployments may
-set variables meant for a newer version. The README's variable table is generated from the field descriptions below
-(``python -m sidecar config-table``), so the two cannot drift.
+Nothing else in the package reads ``os.environ``: the ``serve``, ``healthcheck`` and ``dead-letters`` commands all
+parse it here. :func:`load` reports *every* bad variable by its name (never its value: a URL may hold a password) and
+raises :class:`~sidecar.errors.ConfigError`, which the entrypoint turns into exit status 2 before any port is bound.
+Each field is checked alone, then the settings as a whole (:mod:`sidecar.config_checks`: the mode's combinations,
+bounds that depend on each other, the beyond-loopback guard). Unknown ``SIDECAR_*`` variables only produce warnings,
+since deployments may set variables meant for a newer version; a near typo of a known name says which one it means.
+
+``SIDECAR_MODE`` says what the process is: ``standalone`` (the default: delivers to Segment itself), ``edge``
+(forwards to gateways, ``SIDECAR_FORWARD_TO``) or ``gateway`` (receives from edges, ``SIDECAR_AUTH_TOKEN``).
+``SIDECAR_REDIS_URL`` makes a standalone sidecar or a gateway a fleet member sharing the cap. An unset mode with
+``SIDECAR_FORWARD_TO`` set runs as an edge, with a warning asking for ``SIDECAR_MODE=edge``.
+
+The README's variable tables are generated from the field descriptions and :data:`GROUPS` below
+(``python -m sidecar config-table``), so the two cannot drift. No setting exists for tests alone: tests shorten
+internal intervals (health probe, dead-letter pruning, the fleet's Redis probe) through constructor arguments and
+attributes, never through the environment.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sidecar.config_checks import (
+    listen_addresses,
+    listens_on_loopback,
+    mode_problems,
+    origin_problem,
+    settings_problems,
+)
 from sidecar.errors import ConfigError
 from sidecar.model import Region
 
@@ -30,6 +49,12 @@ SEGMENT_MAX_MESSAGE_ID_CHARS = 99
 PARTNER_MAX_REQUESTS_PER_SECOND = 50.0
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"  # Prometheus' registered exporter port range; loopback only
 DEFAULT_BATCH_BYTES = 475_000  # headroom under 500 KB for sentAt and rounding, as Segment's own SDKs keep
+MAX_INTEGRATION_VERSION_CHARS = 64
+"""``context.integration.version`` rides on every event, inside Segment's 32 KB per event: a version string (semver
+with a pre-release and build tag fits in 40) has no reason to take more of that room."""
+
+Mode = Literal["standalone", "edge", "gateway"]
+"""What a sidecar is (``SIDECAR_MODE``); :mod:`sidecar.config_checks` holds what each needs and refuses."""
 
 US_ENDPOINT = "https://api.segment.io"
 EU_ENDPOINT = "https://events.eu1.segmentapis.com"
@@ -43,7 +68,7 @@ _SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": 2**20, "gb":
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
-def _parse_duration(value: Any) -> Any:
+def parse_duration(value: Any) -> Any:
     """Accept ``25``, ``25s``, ``500ms``, ``5m``, ``24h`` or ``1d``; return seconds as a float."""
     if isinstance(value, str):
         match = _DURATION.match(value)
@@ -53,7 +78,7 @@ def _parse_duration(value: Any) -> Any:
     return value
 
 
-def _parse_size(value: Any) -> Any:
+def parse_size(value: Any) -> Any:
     """Accept ``1048576``, ``512MiB``, ``2GiB`` or ``475KB``; return bytes as an int."""
     if isinstance(value, str):
         match = _SIZE.match(value)
@@ -70,8 +95,8 @@ def _parse_list(value: Any) -> Any:
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
-Bytes = Annotated[int, BeforeValidator(_parse_size), Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Bytes = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 
 
 class Settings(BaseSettings):
@@ -85,6 +110,15 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
+    # --- what the process is
+    mode: Mode = Field(
+        "standalone",
+        description="What this sidecar is: `standalone` delivers to Segment itself (with `SIDECAR_REDIS_URL`, as one "
+        "of a fleet sharing the cap); `edge` forwards to gateways (`SIDECAR_FORWARD_TO`); `gateway` receives from "
+        "edges and delivers (`SIDECAR_AUTH_TOKEN` required). Unset with `SIDECAR_FORWARD_TO` set: `edge`, with a "
+        "warning.",
+    )
+
     # --- the gRPC API
     listen: str = Field("127.0.0.1:50051", description="gRPC listen address: `host:port`, or `unix:/path/to.sock`.")
     http_listen: str | None = Field(
@@ -96,7 +130,11 @@ class Settings(BaseSettings):
         "segment-sidecar",
         description="Your tool's slug as Segment knows it; sent as `context.integration.name` on every event.",
     )
-    integration_version: str = Field("1.0.0", description="Sent as `context.integration.version`.")
+    integration_version: str = Field(
+        "1.0.0",
+        description=f"Sent as `context.integration.version`: at most {MAX_INTEGRATION_VERSION_CHARS} printable "
+        "characters.",
+    )
     default_region: Region = Field(
         Region.US, description="Region for calls that leave `region` unspecified: `us` or `eu`."
     )
@@ -223,6 +261,29 @@ class Settings(BaseSettings):
         10.0, description="Edge mode: a gateway failing this long hands its keys to the next gateway in their order."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_mode(cls, data: Any) -> Any:
+        """An unset mode with gateways to forward to is an edge (what these settings meant before the mode existed)."""
+        if isinstance(data, dict) and data.get("mode") in (None, "") and data.get("forward_to"):
+            return {**data, "mode": "edge"}
+        return data
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("integration_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not value.strip() or len(value) > MAX_INTEGRATION_VERSION_CHARS or not value.isprintable():
+            raise ValueError(
+                f"expected a version such as 1.0.0: 1 to {MAX_INTEGRATION_VERSION_CHARS} printable characters "
+                "(it is sent on every event, inside Segment's 32 KB limit)"
+            )
+        return value
+
     @field_validator("integration_name")
     @classmethod
     def _slug(cls, value: str) -> str:
@@ -241,7 +302,11 @@ class Settings(BaseSettings):
     @field_validator("listen", "http_listen", "metrics_listen", "debugger_listen")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        if value is None or value.startswith("unix:"):
+        if value is not None and value.startswith("unix:"):
+            if not value.removeprefix("unix:").strip():
+                raise ValueError("unix: needs a socket path, such as unix:/run/segment-sidecar.sock")
+            return value
+        if value is None:
             return value
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -251,8 +316,9 @@ class Settings(BaseSettings):
     @field_validator("endpoint_us", "endpoint_eu", "oauth_endpoint_us", "oauth_endpoint_eu")
     @classmethod
     def _origin(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+$", value.rstrip("/")):
-            raise ValueError("expected an origin such as https://api.segment.io (no path)")
+        problem = origin_problem(value)
+        if problem is not None:
+            raise ValueError(f"expected an origin such as https://api.segment.io: {problem}")
         return value.rstrip("/")
 
     @field_validator("redis_url")
@@ -293,63 +359,79 @@ def variable_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def load(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
-    """Parse settings from ``environ``; return them with warnings about unknown ``SIDECAR_*`` variables.
+def _unknown(key: str, known: set[str]) -> str:
+    """The warning about an unknown ``SIDECAR_*`` variable, naming a known one it is a near typo of."""
+    names = {name.removeprefix(ENV_PREFIX): name for name in known}
+    close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX), list(names), n=1, cutoff=0.8)
+    hint = f" (did you mean {names[close[0]]}?)" if close else ""
+    return f"{key} is not a setting of this version and is ignored{hint}"
 
-    Raises :class:`ConfigError` naming every invalid variable.
-    """
+
+def load(environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
+    """Parse settings from ``environ``; return them with warnings (unknown ``SIDECAR_*`` variables, an inferred mode,
+    a bound taken lower than its default). Raises :class:`ConfigError` naming every invalid variable, and every
+    combination the settings refuse as a whole."""
+    settings, notes = load_with_notes(environ)
+    return settings, [text for _, text in notes]
+
+
+def load_with_notes(environ: Mapping[str, str]) -> tuple[Settings, list[tuple[str, str]]]:
+    """:func:`load`, with each warning as (log event, text): ``unknown_setting`` for a variable this version does not
+    know, ``setting_warning`` for the others."""
     known = {variable_name(name) for name in Settings.model_fields}
     ours = {key.upper(): value for key, value in environ.items() if key.upper().startswith(ENV_PREFIX)}
-    warnings = [f"{key} is not a setting of this version and is ignored" for key in sorted(set(ours) - known)]
+    notes = [("unknown_setting", _unknown(key, known)) for key in sorted(set(ours) - known)]
     values = {key[len(ENV_PREFIX) :].lower(): value for key, value in ours.items() if key in known}
+    problems: list[str] = []
+    warnings: list[str] = []
+    settings: Settings | None = None
     try:
         settings = Settings.model_validate(values)  # values only: model_validate does not read os.environ
     except ValidationError as exc:
-        problems = []
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{variable_name(field)}: {message}")
-        raise ConfigError(problems) from None
-    if not listens_on_loopback(settings.listen) and settings.auth_token is None and not settings.allow_unauthenticated:
-        raise ConfigError(
-            [
-                f"SIDECAR_LISTEN: {settings.listen} is reachable beyond this machine, and SIDECAR_AUTH_TOKEN is unset: "
-                "set SIDECAR_AUTH_TOKEN (callers send it as `authorization: Bearer <token>`), listen on loopback, "
-                "or set SIDECAR_ALLOW_UNAUTHENTICATED=true"
-            ]
+    mode = settings.mode if settings is not None else _raw_mode(values)
+    found, noted = mode_problems(mode, values)
+    problems += found
+    warnings += noted
+    if settings is not None:
+        resolves = settings.listen.startswith("unix:") or bool(listen_addresses(settings.listen))
+        found, noted = settings_problems(
+            settings, values, SEGMENT_MAX_EVENT_BYTES, listens_on_loopback(settings.listen), resolves
         )
-    if (
-        settings.http_listen is not None
-        and not listens_on_loopback(settings.http_listen)
-        and settings.auth_token is None
-        and not settings.allow_unauthenticated
-    ):
-        raise ConfigError(
-            [
-                f"SIDECAR_HTTP_LISTEN: {settings.http_listen} is reachable beyond this machine, and SIDECAR_AUTH_TOKEN "
-                "is unset: set SIDECAR_AUTH_TOKEN (callers send it in the X-Sidecar-Token header), listen on "
-                "loopback, or set SIDECAR_ALLOW_UNAUTHENTICATED=true"
-            ]
-        )
-    return settings, warnings
+        problems += found
+        warnings += noted
+        if (
+            settings.http_listen is not None
+            and not listens_on_loopback(settings.http_listen)
+            and settings.auth_token is None
+            and not settings.allow_unauthenticated
+        ):
+            problems.append(
+                f"SIDECAR_HTTP_LISTEN: {settings.http_listen} is reachable beyond this machine, and "
+                "SIDECAR_AUTH_TOKEN is unset: set SIDECAR_AUTH_TOKEN (callers send it in the X-Sidecar-Token "
+                "header), listen on loopback, or set SIDECAR_ALLOW_UNAUTHENTICATED=true"
+            )
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings, notes + [("setting_warning", text) for text in warnings]
 
 
-def listens_on_loopback(listen: str) -> bool:
-    """Whether a ``host:port`` (or ``unix:`` path) listen address is reachable only from this machine."""
-    if listen.startswith("unix:"):
-        return True
-    host = listen.rpartition(":")[0].strip("[]")
-    return host == "localhost" or host.startswith("127.") or host == "::1"
+def _raw_mode(values: Mapping[str, str]) -> str:
+    """The mode the variables ask for, for the combination checks when another field failed to parse."""
+    mode = values.get("mode", "").strip().lower()
+    return mode or ("edge" if values.get("forward_to", "").strip() else "standalone")
 
 
-def describe() -> list[tuple[str, str, str]]:
-    """(variable, default, meaning) for every setting, in declaration order, for the README's table."""
-    rows = []
-    for name, field in Settings.model_fields.items():
-        default = field.default
-        shown = "unset" if default is None else (default.value if isinstance(default, Region) else default)
-        if isinstance(shown, tuple):
-            shown = ",".join(shown) or "empty"
-        rows.append((variable_name(name), str(shown), field.description or ""))
-    return rows
+__all__ = [
+    "ENV_PREFIX",
+    "Mode",
+    "Settings",
+    "listens_on_loopback",
+    "load",
+    "load_with_notes",
+    "origin_problem",
+    "variable_name",
+]

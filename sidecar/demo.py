@@ -20,6 +20,7 @@ import orjson
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
+from sidecar.cli import plain
 from sidecar.collector.server import Collector
 from sidecar.collector.store import ReceivedRequest
 from sidecar.config import load
@@ -174,14 +175,14 @@ async def _play(sidecar: Sidecar, collectors: list[Collector], spool_dir: str, p
 
 def main(argv: list[str]) -> int:
     """Run the demo."""
-    parser = argparse.ArgumentParser(prog="segment-sidecar demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="segment-sidecar demo", description=plain(__doc__ or ""))
     parser.add_argument("--pause", type=float, default=0.4, help="seconds between calls (default 0.4)")
     parser.add_argument("--keep-running", action="store_true", help="keep serving after the flow, until Ctrl-C")
     parser.add_argument(
         "--debugger",
         default="127.0.0.1:0",
         metavar="HOST:PORT",
-        help="address of the live debugger page (default: a free loopback port; `off` to disable)",
+        help="address of the live debugger page (default: a free loopback port; off to disable)",
     )
     args = parser.parse_args(argv)
     configure("warning", "console" if sys.stderr.isatty() else "json")

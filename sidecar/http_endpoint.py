@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sidecar.config import listens_on_loopback
 from sidecar.errors import ConfigError
 
 
 def is_loopback(listen: str) -> bool:
-    """Whether a ``host:port`` (or ``unix:`` path) listen address is reachable only from this machine."""
-    if listen.startswith("unix:"):
-        return True
-    host = listen.rpartition(":")[0].strip("[]")
-    return host == "localhost" or host.startswith("127.") or host == "::1"
+    """Whether a ``host:port`` (or ``unix:`` path) listen address is reachable only from this machine, decided by the
+    addresses it binds as the gRPC listener's guard decides (:func:`sidecar.config.listens_on_loopback`)."""
+    return listens_on_loopback(listen)
 
 
 class HttpEndpoint:

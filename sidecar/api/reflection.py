@@ -13,6 +13,11 @@ protocol under two package names (identical messages and field numbers), so one 
 ``grpc/reflection/v1/reflection.proto`` descriptor is derived from the v1alpha one so that ``v1`` itself can be
 described too.
 
+The index also holds ``google/rpc/status.proto`` and ``google/rpc/error_details.proto``: a refused call carries its
+``BadRequest``, ``RetryInfo`` or ``QuotaFailure`` as an ``Any`` in the status details, and a reflection client such as
+grpcurl can print those fields only when it can look their type up (without them it prints "google.rpc.BadRequest is
+not recognized" and the raw bytes).
+
 Requests and what answers them:
 
 ============================  ==========================================================================
@@ -32,6 +37,7 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
+from google.rpc import error_details_pb2, status_pb2
 from grpc_reflection.v1alpha import reflection_pb2 as rpb
 
 V1_SERVICE = "grpc.reflection.v1.ServerReflection"
@@ -232,7 +238,9 @@ def _service_files(service_names: Iterable[str]) -> list[FileDescriptor]:
 def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> ReflectionServicer:
     """Serve reflection for ``service_names`` (each in the default descriptor pool) on v1 and v1alpha."""
     names = tuple(service_names)
-    index = SymbolIndex([*_service_files(names), rpb.DESCRIPTOR], extra=[_v1_file_descriptor()])
+    # The error details' files are no service's import, yet every refused call refers to their types.
+    details = (status_pb2.DESCRIPTOR, error_details_pb2.DESCRIPTOR)
+    index = SymbolIndex([*_service_files(names), rpb.DESCRIPTOR, *details], extra=[_v1_file_descriptor()])
     servicer = ReflectionServicer((*names, V1_SERVICE, V1ALPHA_SERVICE), index)
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.info,

@@ -116,7 +116,7 @@ async def test_a_refused_event_is_isolated_and_dead_lettered(
         check=True,
         timeout=30,
     )
-    rows = [json.loads(line) for line in listing.stdout.splitlines()]
+    rows = json.loads(listing.stdout)
     assert [row["message_id"] for row in rows] == ["m-0000017"]
     assert "invalid_event" in rows[0]["response"] and rows[0]["reason"] == "Segment refused the event"
 

@@ -50,7 +50,7 @@ async def dead_letters(spool_dir: str, action: str) -> list[dict[str, object]]:
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err.decode()
-    return [orjson.loads(line) for line in out.splitlines()] if action == "list" else []
+    return orjson.loads(out) if action == "list" else []
 
 
 def spool_counts(spool_dir: str) -> tuple[int, int]:

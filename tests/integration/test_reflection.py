@@ -99,6 +99,20 @@ async def test_every_symbol_of_every_service_resolves(sidecar: SidecarUnderTest,
     } <= api
 
 
+DETAIL_TYPES = ("google.rpc.BadRequest", "google.rpc.RetryInfo", "google.rpc.QuotaFailure", "google.rpc.Status")
+
+
+@pytest.mark.parametrize("version", [V1_SERVICE, V1ALPHA_SERVICE])
+async def test_error_detail_types_resolve(sidecar: SidecarUnderTest, version: str) -> None:
+    """The types a refused call carries in its status details (BadRequest, RetryInfo, QuotaFailure, and Status
+    itself) resolve on both reflection versions, so a client without the proto files can decode them."""
+    replies = await ask(
+        sidecar.channel, version, [rpb.ServerReflectionRequest(file_containing_symbol=name) for name in DETAIL_TYPES]
+    )
+    files = [files_of(reply)[0].name for reply in replies]
+    assert files == ["google/rpc/error_details.proto"] * 3 + ["google/rpc/status.proto"]
+
+
 async def test_imports_come_along_and_unknown_symbols_are_not_found(sidecar: SidecarUnderTest) -> None:
     """A file comes with every file it imports (Struct's), and an unknown symbol answers NOT_FOUND, not an error."""
     found, missing = await ask(
@@ -125,8 +139,11 @@ def grpcurl_or_skip() -> str:
     return found
 
 
-async def grpcurl(binary: str, port: int | None, *args: str, flags: tuple[str, ...] = ()) -> str:
-    """Run ``grpcurl -plaintext [flags] <sidecar> [args]`` (by reflection only); return its output, fail on non-zero."""
+async def grpcurl(
+    binary: str, port: int | None, *args: str, flags: tuple[str, ...] = (), expect_failure: bool = False
+) -> str:
+    """Run ``grpcurl -plaintext [flags] <sidecar> [args]`` (by reflection only); return its output, fail on non-zero
+    (or, with ``expect_failure``, on zero: a refused call)."""
     process = await asyncio.create_subprocess_exec(
         binary,
         "-plaintext",
@@ -138,7 +155,7 @@ async def grpcurl(binary: str, port: int | None, *args: str, flags: tuple[str, .
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
     text = output.decode()
-    assert process.returncode == 0, f"grpcurl {' '.join(args)}: {text}"
+    assert (process.returncode != 0) is expect_failure, f"grpcurl {' '.join(args)}: {text}"
     return text
 
 
@@ -160,3 +177,16 @@ async def test_grpcurl_lists_describes_and_calls_by_reflection(
     reply = orjson.loads(await grpcurl(binary, port, f"{SERVICE}/Track", flags=("-d", data)))
     await collectors.us.store.wait_for_events(1, timeout=10)
     assert collectors.us.store.message_ids("wk-grpcurl") == [reply["message_id"]]
+
+
+async def test_grpcurl_prints_the_field_violations_of_a_refused_call(sidecar: SidecarUnderTest) -> None:
+    """A Track without user_id, made with grpcurl and no proto files, prints its BadRequest's field violation
+    (field and description), not "google.rpc.BadRequest is not recognized" and raw bytes."""
+    binary = grpcurl_or_skip()
+    data = orjson.dumps({"write_key": "wk-grpcurl", "event": "Email Opened"}).decode()
+    output = await grpcurl(binary, sidecar.app.port, f"{SERVICE}/Track", flags=("-d", data), expect_failure=True)
+    assert "Code: InvalidArgument" in output
+    assert "not recognized" not in output
+    assert '"@type": "type.googleapis.com/google.rpc.BadRequest"' in output
+    assert '"field": "user_id"' in output
+    assert '"description": "is required' in output

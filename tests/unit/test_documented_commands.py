@@ -1,5 +1,6 @@
 """scripts/check_documented_commands.py finds the commands documents show and rejects those that cannot work as
-written; the repository's own documents pass its static checks (``make test`` also runs their quick commands)."""
+written; the repository's own documents pass its static checks (``make test`` also runs their quick commands,
+except the benchmarks' smoke runs, which ``make bench-smoke`` runs)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,27 @@ def test_the_repository_documents_pass_the_static_checks(checker: ModuleType) ->
     rejected = [f"{command}: {checker.problem(command)}" for command in commands if checker.problem(command)]
     assert rejected == []
     assert any(checker.is_quick(command) and "--quick" in command.text for command in commands)
+
+
+def test_benchmark_smoke_runs_are_left_to_bench_smoke(checker: ModuleType) -> None:
+    """A bench's --quick form is resolved, not run, by the default check (it would cost make test minutes); --bench
+    selects exactly those smoke runs, and every bench script in bench/README.md's table is among them."""
+    smoke = checker.Command(".venv/bin/python bench/ingest.py --quick", "doc.md", 1)
+    help_form = checker.Command(".venv/bin/segment-sidecar serve --help", "doc.md", 1)
+    assert checker.is_bench(smoke)
+    assert not checker.is_bench(help_form)
+    commands = [command for path in checker.documents() for command in checker.extract(path)]
+    benches = {word for c in commands if checker.is_bench(c) and checker.is_quick(c) for word in c.text.split()}
+    scripts = {f"bench/{path.name}" for path in (ROOT / "bench").glob("*.py")}
+    documented = {path for path in scripts if path in (ROOT / "bench" / "README.md").read_text()}
+    assert documented - {"bench/common.py", "bench/serve.py", "bench/echo_server.py"} <= benches
+
+
+def test_a_run_gets_a_private_temporary_folder_removed_afterwards(checker: ModuleType, tmp_path: Path) -> None:
+    """A documented command writing to its TMPDIR leaves nothing behind (bench_spool.py's scratch spools did)."""
+    record = tmp_path / "tmpdir.txt"
+    command = checker.Command(f'touch "$TMPDIR/left-behind" && echo "$TMPDIR" > {record}', "doc.md", 1)
+    assert checker.run(command) is None
+    scratch = Path(record.read_text().strip())
+    assert scratch != Path("/tmp")
+    assert not scratch.exists()

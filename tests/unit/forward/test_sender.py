@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from sidecar._proto import sidecar_pb2 as pb
+from sidecar.app import Sidecar
+from sidecar.config import load
 from sidecar.enrich.enricher import Enricher
 from sidecar.forward.metrics import ForwardMetrics
 from sidecar.forward.sender import ForwardingSender
 from sidecar.model import Batch, Event, Region
 from sidecar.send.classify import Delivered, PartlyRejected, Retry
-from tests.support.harness import Collectors, SidecarUnderTest, free_port, start_sidecar
+from tests.support.harness import TEST_ENV, Collectors, SidecarUnderTest, free_port, start_sidecar
 from tests.unit.forward.test_convert import enrich
 
 TOKEN = "tier-secret-1"
@@ -90,10 +92,19 @@ async def test_unreachable_and_full_gateways_are_retried_with_retry_info(
         await unreachable.stop()
     failures = next(m for m in metrics.collect() if m.name == "sidecar_forward_failures")
     assert [(s.labels, s.value) for s in failures.samples] == [({"gateway": address, "code": "unavailable"}, 1)]
-    full = await start_sidecar(
-        collectors, tmp_path / "full", {"SIDECAR_AUTH_TOKEN": TOKEN, "SIDECAR_SPOOL_MAX_BYTES": "10"}
+    settings, _ = load(
+        {
+            **TEST_ENV,
+            **collectors.env(),
+            "SIDECAR_LISTEN": "127.0.0.1:0",
+            "SIDECAR_SPOOL_DIR": str(tmp_path / "full"),
+            "SIDECAR_AUTH_TOKEN": TOKEN,
+        }
     )
-    sender = ForwardingSender((f"127.0.0.1:{full.app.port}",), TOKEN, 5.0, 10.0, 10.0)
+    # A spool bound of 10 bytes (below what the settings accept: never anything but full).
+    full = Sidecar(settings.model_copy(update={"spool_max_bytes": 10}))
+    await full.start()
+    sender = ForwardingSender((f"127.0.0.1:{full.port}",), TOKEN, 5.0, 10.0, 10.0)
     await sender.start()
     try:
         outcome = await sender.send(batch(events("Report Generated")))
@@ -101,7 +112,7 @@ async def test_unreachable_and_full_gateways_are_retried_with_retry_info(
         assert outcome.after is not None and outcome.after > 0
     finally:
         await sender.stop()
-        await full.close()
+        await full.stop(grace=0)
 
 
 async def test_keys_fail_over_to_the_next_gateway_after_failover_after(
