@@ -16,9 +16,56 @@ class Region(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REGION_UNSPECIFIED: _ClassVar[Region]
     REGION_US: _ClassVar[Region]
     REGION_EU: _ClassVar[Region]
+
+class WriteKeyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WRITE_KEY_STATE_UNSPECIFIED: _ClassVar[WriteKeyState]
+    WRITE_KEY_STATE_UNKNOWN: _ClassVar[WriteKeyState]
+    WRITE_KEY_STATE_OK: _ClassVar[WriteKeyState]
+    WRITE_KEY_STATE_REFUSED: _ClassVar[WriteKeyState]
+    WRITE_KEY_STATE_RETRYING: _ClassVar[WriteKeyState]
+
+class OutcomeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_KIND_UNSPECIFIED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_DELIVERED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_DEAD_LETTERED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_EXPIRED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_KEY_REFUSED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_KEY_RECOVERED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_KEY_RETRYING: _ClassVar[OutcomeKind]
+
+class MessageState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MESSAGE_STATE_UNSPECIFIED: _ClassVar[MessageState]
+    MESSAGE_STATE_UNKNOWN: _ClassVar[MessageState]
+    MESSAGE_STATE_WAITING: _ClassVar[MessageState]
+    MESSAGE_STATE_IN_FLIGHT: _ClassVar[MessageState]
+    MESSAGE_STATE_DELIVERED: _ClassVar[MessageState]
+    MESSAGE_STATE_DEAD_LETTERED: _ClassVar[MessageState]
+    MESSAGE_STATE_EXPIRED: _ClassVar[MessageState]
 REGION_UNSPECIFIED: Region
 REGION_US: Region
 REGION_EU: Region
+WRITE_KEY_STATE_UNSPECIFIED: WriteKeyState
+WRITE_KEY_STATE_UNKNOWN: WriteKeyState
+WRITE_KEY_STATE_OK: WriteKeyState
+WRITE_KEY_STATE_REFUSED: WriteKeyState
+WRITE_KEY_STATE_RETRYING: WriteKeyState
+OUTCOME_KIND_UNSPECIFIED: OutcomeKind
+OUTCOME_KIND_DELIVERED: OutcomeKind
+OUTCOME_KIND_DEAD_LETTERED: OutcomeKind
+OUTCOME_KIND_EXPIRED: OutcomeKind
+OUTCOME_KIND_KEY_REFUSED: OutcomeKind
+OUTCOME_KIND_KEY_RECOVERED: OutcomeKind
+OUTCOME_KIND_KEY_RETRYING: OutcomeKind
+MESSAGE_STATE_UNSPECIFIED: MessageState
+MESSAGE_STATE_UNKNOWN: MessageState
+MESSAGE_STATE_WAITING: MessageState
+MESSAGE_STATE_IN_FLIGHT: MessageState
+MESSAGE_STATE_DELIVERED: MessageState
+MESSAGE_STATE_DEAD_LETTERED: MessageState
+MESSAGE_STATE_EXPIRED: MessageState
 
 class TrackRequest(_message.Message):
     __slots__ = ("write_key", "region", "user_id", "anonymous_id", "message_id", "timestamp", "context", "context_json", "integrations", "integrations_json", "event", "properties", "properties_json")
@@ -329,3 +376,128 @@ class FlushResponse(_message.Message):
     parked: int
     parked_write_key_hashes: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, delivered: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., parked: _Optional[int] = ..., parked_write_key_hashes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WriteKeyStatus(_message.Message):
+    __slots__ = ("fingerprint", "region", "state", "state_since", "last_status", "last_response", "backlog_events", "oldest_accepted_at", "last_delivered_at", "dead_letters_by_reason")
+    class DeadLettersByReasonEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_SINCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_STATUS_FIELD_NUMBER: _ClassVar[int]
+    LAST_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_ACCEPTED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_DELIVERED_AT_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERS_BY_REASON_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    region: Region
+    state: WriteKeyState
+    state_since: _timestamp_pb2.Timestamp
+    last_status: int
+    last_response: str
+    backlog_events: int
+    oldest_accepted_at: _timestamp_pb2.Timestamp
+    last_delivered_at: _timestamp_pb2.Timestamp
+    dead_letters_by_reason: _containers.ScalarMap[str, int]
+    def __init__(self, fingerprint: _Optional[str] = ..., region: _Optional[_Union[Region, str]] = ..., state: _Optional[_Union[WriteKeyState, str]] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_status: _Optional[int] = ..., last_response: _Optional[str] = ..., backlog_events: _Optional[int] = ..., oldest_accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_delivered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_letters_by_reason: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class GetWriteKeyStatusRequest(_message.Message):
+    __slots__ = ("write_key", "region")
+    WRITE_KEY_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    write_key: str
+    region: Region
+    def __init__(self, write_key: _Optional[str] = ..., region: _Optional[_Union[Region, str]] = ...) -> None: ...
+
+class GetWriteKeyStatusResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: WriteKeyStatus
+    def __init__(self, status: _Optional[_Union[WriteKeyStatus, _Mapping]] = ...) -> None: ...
+
+class ListWriteKeysRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "state")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    state: WriteKeyState
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[WriteKeyState, str]] = ...) -> None: ...
+
+class ListWriteKeysResponse(_message.Message):
+    __slots__ = ("write_keys", "next_page_token")
+    WRITE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    write_keys: _containers.RepeatedCompositeFieldContainer[WriteKeyStatus]
+    next_page_token: str
+    def __init__(self, write_keys: _Optional[_Iterable[_Union[WriteKeyStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Outcome(_message.Message):
+    __slots__ = ("cursor", "kind", "time", "write_key_fingerprint", "region", "message_id", "dead_letter_reason", "segment_status", "segment_response")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    WRITE_KEY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_REASON_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_STATUS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    kind: OutcomeKind
+    time: _timestamp_pb2.Timestamp
+    write_key_fingerprint: str
+    region: Region
+    message_id: str
+    dead_letter_reason: str
+    segment_status: int
+    segment_response: str
+    def __init__(self, cursor: _Optional[str] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., write_key_fingerprint: _Optional[str] = ..., region: _Optional[_Union[Region, str]] = ..., message_id: _Optional[str] = ..., dead_letter_reason: _Optional[str] = ..., segment_status: _Optional[int] = ..., segment_response: _Optional[str] = ...) -> None: ...
+
+class WatchOutcomesRequest(_message.Message):
+    __slots__ = ("after_cursor", "write_keys", "kinds", "from_now")
+    AFTER_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    WRITE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    FROM_NOW_FIELD_NUMBER: _ClassVar[int]
+    after_cursor: str
+    write_keys: _containers.RepeatedScalarFieldContainer[str]
+    kinds: _containers.RepeatedScalarFieldContainer[OutcomeKind]
+    from_now: bool
+    def __init__(self, after_cursor: _Optional[str] = ..., write_keys: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[_Union[OutcomeKind, str]]] = ..., from_now: _Optional[bool] = ...) -> None: ...
+
+class WatchOutcomesResponse(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: Outcome
+    def __init__(self, outcome: _Optional[_Union[Outcome, _Mapping]] = ...) -> None: ...
+
+class GetMessageOutcomeRequest(_message.Message):
+    __slots__ = ("message_id", "write_key")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    WRITE_KEY_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    write_key: str
+    def __init__(self, message_id: _Optional[str] = ..., write_key: _Optional[str] = ...) -> None: ...
+
+class GetMessageOutcomeResponse(_message.Message):
+    __slots__ = ("state", "outcome", "write_key_fingerprint", "region", "accepted_at")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    WRITE_KEY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_AT_FIELD_NUMBER: _ClassVar[int]
+    state: MessageState
+    outcome: Outcome
+    write_key_fingerprint: str
+    region: Region
+    accepted_at: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[MessageState, str]] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ..., write_key_fingerprint: _Optional[str] = ..., region: _Optional[_Union[Region, str]] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

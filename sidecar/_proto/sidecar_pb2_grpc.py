@@ -81,6 +81,26 @@ class SidecarServiceStub:
                 request_serializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.FlushRequest.SerializeToString,
                 response_deserializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.FlushResponse.FromString,
                 _registered_method=True)
+        self.GetWriteKeyStatus = channel.unary_unary(
+                '/segment.sidecar.v1.SidecarService/GetWriteKeyStatus',
+                request_serializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetWriteKeyStatusRequest.SerializeToString,
+                response_deserializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetWriteKeyStatusResponse.FromString,
+                _registered_method=True)
+        self.ListWriteKeys = channel.unary_unary(
+                '/segment.sidecar.v1.SidecarService/ListWriteKeys',
+                request_serializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.ListWriteKeysRequest.SerializeToString,
+                response_deserializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.ListWriteKeysResponse.FromString,
+                _registered_method=True)
+        self.WatchOutcomes = channel.unary_stream(
+                '/segment.sidecar.v1.SidecarService/WatchOutcomes',
+                request_serializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.WatchOutcomesRequest.SerializeToString,
+                response_deserializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.WatchOutcomesResponse.FromString,
+                _registered_method=True)
+        self.GetMessageOutcome = channel.unary_unary(
+                '/segment.sidecar.v1.SidecarService/GetMessageOutcome',
+                request_serializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetMessageOutcomeRequest.SerializeToString,
+                response_deserializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetMessageOutcomeResponse.FromString,
+                _registered_method=True)
 
 
 class SidecarServiceServicer:
@@ -152,6 +172,41 @@ class SidecarServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWriteKeyStatus(self, request, context):
+        """GetWriteKeyStatus says what the sidecar knows of one write key in one region: whether Segment accepts it, its
+        backlog, its last delivery and its dead letters. Built for a partner's settings page ("your Segment connection").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWriteKeys(self, request, context):
+        """ListWriteKeys pages through the status of every write key the sidecar holds, each named by its fingerprint
+        (never the key itself), optionally only those in one state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchOutcomes(self, request, context):
+        """WatchOutcomes streams the outcome log: one final record per accepted event (delivered, dead-lettered, expired)
+        and one record per change of a write key's state. Every record carries an opaque cursor; a watcher that
+        reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
+        Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
+        the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMessageOutcome(self, request, context):
+        """GetMessageOutcome says where one event is: waiting, in flight, delivered, dead-lettered, expired, or not known
+        within the outcome log's window. It answers "did event X reach Segment?".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SidecarServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +249,26 @@ def add_SidecarServiceServicer_to_server(servicer, server):
                     servicer.Flush,
                     request_deserializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.FlushRequest.FromString,
                     response_serializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.FlushResponse.SerializeToString,
+            ),
+            'GetWriteKeyStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWriteKeyStatus,
+                    request_deserializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetWriteKeyStatusRequest.FromString,
+                    response_serializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetWriteKeyStatusResponse.SerializeToString,
+            ),
+            'ListWriteKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWriteKeys,
+                    request_deserializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.ListWriteKeysRequest.FromString,
+                    response_serializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.ListWriteKeysResponse.SerializeToString,
+            ),
+            'WatchOutcomes': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchOutcomes,
+                    request_deserializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.WatchOutcomesRequest.FromString,
+                    response_serializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.WatchOutcomesResponse.SerializeToString,
+            ),
+            'GetMessageOutcome': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMessageOutcome,
+                    request_deserializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetMessageOutcomeRequest.FromString,
+                    response_serializer=segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetMessageOutcomeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -419,6 +494,114 @@ class SidecarService:
             '/segment.sidecar.v1.SidecarService/Flush',
             segment_dot_sidecar_dot_v1_dot_sidecar__pb2.FlushRequest.SerializeToString,
             segment_dot_sidecar_dot_v1_dot_sidecar__pb2.FlushResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWriteKeyStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segment.sidecar.v1.SidecarService/GetWriteKeyStatus',
+            segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetWriteKeyStatusRequest.SerializeToString,
+            segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetWriteKeyStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWriteKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segment.sidecar.v1.SidecarService/ListWriteKeys',
+            segment_dot_sidecar_dot_v1_dot_sidecar__pb2.ListWriteKeysRequest.SerializeToString,
+            segment_dot_sidecar_dot_v1_dot_sidecar__pb2.ListWriteKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchOutcomes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/segment.sidecar.v1.SidecarService/WatchOutcomes',
+            segment_dot_sidecar_dot_v1_dot_sidecar__pb2.WatchOutcomesRequest.SerializeToString,
+            segment_dot_sidecar_dot_v1_dot_sidecar__pb2.WatchOutcomesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMessageOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segment.sidecar.v1.SidecarService/GetMessageOutcome',
+            segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetMessageOutcomeRequest.SerializeToString,
+            segment_dot_sidecar_dot_v1_dot_sidecar__pb2.GetMessageOutcomeResponse.FromString,
             options,
             channel_credentials,
             insecure,

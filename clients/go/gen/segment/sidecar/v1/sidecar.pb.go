@@ -82,6 +82,207 @@ func (Region) EnumDescriptor() ([]byte, []int) {
 	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{0}
 }
 
+// WriteKeyState is what Segment's last answers say of a write key in one region.
+type WriteKeyState int32
+
+const (
+	// Not used by the sidecar; a filter with this value matches every state.
+	WriteKeyState_WRITE_KEY_STATE_UNSPECIFIED WriteKeyState = 0
+	// No request for this key has been answered yet.
+	WriteKeyState_WRITE_KEY_STATE_UNKNOWN WriteKeyState = 1
+	// Segment accepted the last request (2xx).
+	WriteKeyState_WRITE_KEY_STATE_OK WriteKeyState = 2
+	// Segment refused the key (401 or 403): the customer's key is wrong or was revoked; its events wait, then become
+	// dead letters (parked_too_long).
+	WriteKeyState_WRITE_KEY_STATE_REFUSED WriteKeyState = 3
+	// The last attempt failed with 5xx, 429 or a network error; the sidecar retries.
+	WriteKeyState_WRITE_KEY_STATE_RETRYING WriteKeyState = 4
+)
+
+// Enum value maps for WriteKeyState.
+var (
+	WriteKeyState_name = map[int32]string{
+		0: "WRITE_KEY_STATE_UNSPECIFIED",
+		1: "WRITE_KEY_STATE_UNKNOWN",
+		2: "WRITE_KEY_STATE_OK",
+		3: "WRITE_KEY_STATE_REFUSED",
+		4: "WRITE_KEY_STATE_RETRYING",
+	}
+	WriteKeyState_value = map[string]int32{
+		"WRITE_KEY_STATE_UNSPECIFIED": 0,
+		"WRITE_KEY_STATE_UNKNOWN":     1,
+		"WRITE_KEY_STATE_OK":          2,
+		"WRITE_KEY_STATE_REFUSED":     3,
+		"WRITE_KEY_STATE_RETRYING":    4,
+	}
+)
+
+func (x WriteKeyState) Enum() *WriteKeyState {
+	p := new(WriteKeyState)
+	*p = x
+	return p
+}
+
+func (x WriteKeyState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WriteKeyState) Descriptor() protoreflect.EnumDescriptor {
+	return file_segment_sidecar_v1_sidecar_proto_enumTypes[1].Descriptor()
+}
+
+func (WriteKeyState) Type() protoreflect.EnumType {
+	return &file_segment_sidecar_v1_sidecar_proto_enumTypes[1]
+}
+
+func (x WriteKeyState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WriteKeyState.Descriptor instead.
+func (WriteKeyState) EnumDescriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{1}
+}
+
+// OutcomeKind is what a record of the outcome log says.
+type OutcomeKind int32
+
+const (
+	// Not used by the sidecar; a filter with this value alone matches every kind.
+	OutcomeKind_OUTCOME_KIND_UNSPECIFIED OutcomeKind = 0
+	// Segment answered 2xx for the request that held the event. Segment's 200 means its API took the request, not
+	// that the event reached the customer's destinations (Segment drops some events it answered 200 for).
+	OutcomeKind_OUTCOME_KIND_DELIVERED OutcomeKind = 1
+	// The event was given up on and stored as a dead letter (reason, Segment's status and answer in the record).
+	OutcomeKind_OUTCOME_KIND_DEAD_LETTERED OutcomeKind = 2
+	// The event was older than SIDECAR_MAX_EVENT_AGE before it could be delivered (kept as a dead letter too).
+	OutcomeKind_OUTCOME_KIND_EXPIRED OutcomeKind = 3
+	// The write key went to REFUSED (Segment answered 401 or 403).
+	OutcomeKind_OUTCOME_KIND_KEY_REFUSED OutcomeKind = 4
+	// The write key went back to OK after REFUSED or RETRYING.
+	OutcomeKind_OUTCOME_KIND_KEY_RECOVERED OutcomeKind = 5
+	// The write key went to RETRYING (5xx, 429 or network errors) from OK or UNKNOWN.
+	OutcomeKind_OUTCOME_KIND_KEY_RETRYING OutcomeKind = 6
+)
+
+// Enum value maps for OutcomeKind.
+var (
+	OutcomeKind_name = map[int32]string{
+		0: "OUTCOME_KIND_UNSPECIFIED",
+		1: "OUTCOME_KIND_DELIVERED",
+		2: "OUTCOME_KIND_DEAD_LETTERED",
+		3: "OUTCOME_KIND_EXPIRED",
+		4: "OUTCOME_KIND_KEY_REFUSED",
+		5: "OUTCOME_KIND_KEY_RECOVERED",
+		6: "OUTCOME_KIND_KEY_RETRYING",
+	}
+	OutcomeKind_value = map[string]int32{
+		"OUTCOME_KIND_UNSPECIFIED":   0,
+		"OUTCOME_KIND_DELIVERED":     1,
+		"OUTCOME_KIND_DEAD_LETTERED": 2,
+		"OUTCOME_KIND_EXPIRED":       3,
+		"OUTCOME_KIND_KEY_REFUSED":   4,
+		"OUTCOME_KIND_KEY_RECOVERED": 5,
+		"OUTCOME_KIND_KEY_RETRYING":  6,
+	}
+)
+
+func (x OutcomeKind) Enum() *OutcomeKind {
+	p := new(OutcomeKind)
+	*p = x
+	return p
+}
+
+func (x OutcomeKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OutcomeKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_segment_sidecar_v1_sidecar_proto_enumTypes[2].Descriptor()
+}
+
+func (OutcomeKind) Type() protoreflect.EnumType {
+	return &file_segment_sidecar_v1_sidecar_proto_enumTypes[2]
+}
+
+func (x OutcomeKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OutcomeKind.Descriptor instead.
+func (OutcomeKind) EnumDescriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{2}
+}
+
+// MessageState is where one event is.
+type MessageState int32
+
+const (
+	// Not used by the sidecar.
+	MessageState_MESSAGE_STATE_UNSPECIFIED MessageState = 0
+	// Neither in the spool nor in the outcome log's window.
+	MessageState_MESSAGE_STATE_UNKNOWN MessageState = 1
+	// In the spool, waiting for its turn (or for a refused key).
+	MessageState_MESSAGE_STATE_WAITING MessageState = 2
+	// In a request to Segment right now.
+	MessageState_MESSAGE_STATE_IN_FLIGHT MessageState = 3
+	// Final: see outcome.
+	MessageState_MESSAGE_STATE_DELIVERED MessageState = 4
+	// Final: see outcome.
+	MessageState_MESSAGE_STATE_DEAD_LETTERED MessageState = 5
+	// Final: see outcome.
+	MessageState_MESSAGE_STATE_EXPIRED MessageState = 6
+)
+
+// Enum value maps for MessageState.
+var (
+	MessageState_name = map[int32]string{
+		0: "MESSAGE_STATE_UNSPECIFIED",
+		1: "MESSAGE_STATE_UNKNOWN",
+		2: "MESSAGE_STATE_WAITING",
+		3: "MESSAGE_STATE_IN_FLIGHT",
+		4: "MESSAGE_STATE_DELIVERED",
+		5: "MESSAGE_STATE_DEAD_LETTERED",
+		6: "MESSAGE_STATE_EXPIRED",
+	}
+	MessageState_value = map[string]int32{
+		"MESSAGE_STATE_UNSPECIFIED":   0,
+		"MESSAGE_STATE_UNKNOWN":       1,
+		"MESSAGE_STATE_WAITING":       2,
+		"MESSAGE_STATE_IN_FLIGHT":     3,
+		"MESSAGE_STATE_DELIVERED":     4,
+		"MESSAGE_STATE_DEAD_LETTERED": 5,
+		"MESSAGE_STATE_EXPIRED":       6,
+	}
+)
+
+func (x MessageState) Enum() *MessageState {
+	p := new(MessageState)
+	*p = x
+	return p
+}
+
+func (x MessageState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MessageState) Descriptor() protoreflect.EnumDescriptor {
+	return file_segment_sidecar_v1_sidecar_proto_enumTypes[3].Descriptor()
+}
+
+func (MessageState) Type() protoreflect.EnumType {
+	return &file_segment_sidecar_v1_sidecar_proto_enumTypes[3]
+}
+
+func (x MessageState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MessageState.Descriptor instead.
+func (MessageState) EnumDescriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{3}
+}
+
 // TrackRequest records that a user performed an action.
 type TrackRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -1869,6 +2070,713 @@ func (x *FlushResponse) GetParkedWriteKeyHashes() []string {
 	return nil
 }
 
+// WriteKeyStatus is what the sidecar knows of one write key in one region.
+type WriteKeyStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A short hash of the write key, the same one logs, metrics and the debugger page show.
+	Fingerprint string        `protobuf:"bytes,1,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	Region      Region        `protobuf:"varint,2,opt,name=region,proto3,enum=segment.sidecar.v1.Region" json:"region,omitempty"`
+	State       WriteKeyState `protobuf:"varint,3,opt,name=state,proto3,enum=segment.sidecar.v1.WriteKeyState" json:"state,omitempty"`
+	// When the key entered its state (for REFUSED: Segment's first refusal; kept across restarts).
+	StateSince *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=state_since,json=stateSince,proto3" json:"state_since,omitempty"`
+	// Segment's HTTP status in its last answer (0: a network error, or no answer yet).
+	LastStatus int32 `protobuf:"varint,5,opt,name=last_status,json=lastStatus,proto3" json:"last_status,omitempty"`
+	// Segment's last answer body, clipped to 1,000 characters.
+	LastResponse string `protobuf:"bytes,6,opt,name=last_response,json=lastResponse,proto3" json:"last_response,omitempty"`
+	// Events accepted and not yet settled.
+	BacklogEvents int64 `protobuf:"varint,7,opt,name=backlog_events,json=backlogEvents,proto3" json:"backlog_events,omitempty"`
+	// When the oldest of those was accepted (unset without a backlog).
+	OldestAcceptedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=oldest_accepted_at,json=oldestAcceptedAt,proto3" json:"oldest_accepted_at,omitempty"`
+	// When Segment last answered 2xx for this key (unset if never, as far as the outcome log remembers).
+	LastDeliveredAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_delivered_at,json=lastDeliveredAt,proto3" json:"last_delivered_at,omitempty"`
+	// Dead letters held now, by reason (the dead-letter reason codes of the README).
+	DeadLettersByReason map[string]int64 `protobuf:"bytes,10,rep,name=dead_letters_by_reason,json=deadLettersByReason,proto3" json:"dead_letters_by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *WriteKeyStatus) Reset() {
+	*x = WriteKeyStatus{}
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteKeyStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteKeyStatus) ProtoMessage() {}
+
+func (x *WriteKeyStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteKeyStatus.ProtoReflect.Descriptor instead.
+func (*WriteKeyStatus) Descriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WriteKeyStatus) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *WriteKeyStatus) GetRegion() Region {
+	if x != nil {
+		return x.Region
+	}
+	return Region_REGION_UNSPECIFIED
+}
+
+func (x *WriteKeyStatus) GetState() WriteKeyState {
+	if x != nil {
+		return x.State
+	}
+	return WriteKeyState_WRITE_KEY_STATE_UNSPECIFIED
+}
+
+func (x *WriteKeyStatus) GetStateSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StateSince
+	}
+	return nil
+}
+
+func (x *WriteKeyStatus) GetLastStatus() int32 {
+	if x != nil {
+		return x.LastStatus
+	}
+	return 0
+}
+
+func (x *WriteKeyStatus) GetLastResponse() string {
+	if x != nil {
+		return x.LastResponse
+	}
+	return ""
+}
+
+func (x *WriteKeyStatus) GetBacklogEvents() int64 {
+	if x != nil {
+		return x.BacklogEvents
+	}
+	return 0
+}
+
+func (x *WriteKeyStatus) GetOldestAcceptedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestAcceptedAt
+	}
+	return nil
+}
+
+func (x *WriteKeyStatus) GetLastDeliveredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastDeliveredAt
+	}
+	return nil
+}
+
+func (x *WriteKeyStatus) GetDeadLettersByReason() map[string]int64 {
+	if x != nil {
+		return x.DeadLettersByReason
+	}
+	return nil
+}
+
+// GetWriteKeyStatusRequest names a write key and a region.
+type GetWriteKeyStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WriteKey      string                 `protobuf:"bytes,1,opt,name=write_key,json=writeKey,proto3" json:"write_key,omitempty"`
+	Region        Region                 `protobuf:"varint,2,opt,name=region,proto3,enum=segment.sidecar.v1.Region" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWriteKeyStatusRequest) Reset() {
+	*x = GetWriteKeyStatusRequest{}
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWriteKeyStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWriteKeyStatusRequest) ProtoMessage() {}
+
+func (x *GetWriteKeyStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWriteKeyStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetWriteKeyStatusRequest) Descriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetWriteKeyStatusRequest) GetWriteKey() string {
+	if x != nil {
+		return x.WriteKey
+	}
+	return ""
+}
+
+func (x *GetWriteKeyStatusRequest) GetRegion() Region {
+	if x != nil {
+		return x.Region
+	}
+	return Region_REGION_UNSPECIFIED
+}
+
+// GetWriteKeyStatusResponse is the key's status (state UNKNOWN for a key the sidecar never sent).
+type GetWriteKeyStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *WriteKeyStatus        `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWriteKeyStatusResponse) Reset() {
+	*x = GetWriteKeyStatusResponse{}
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWriteKeyStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWriteKeyStatusResponse) ProtoMessage() {}
+
+func (x *GetWriteKeyStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWriteKeyStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetWriteKeyStatusResponse) Descriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetWriteKeyStatusResponse) GetStatus() *WriteKeyStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// ListWriteKeysRequest asks for one page of write key statuses.
+type ListWriteKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many keys (default 100, at most 1,000).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only keys in this state; UNSPECIFIED for every key.
+	State         WriteKeyState `protobuf:"varint,3,opt,name=state,proto3,enum=segment.sidecar.v1.WriteKeyState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWriteKeysRequest) Reset() {
+	*x = ListWriteKeysRequest{}
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWriteKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWriteKeysRequest) ProtoMessage() {}
+
+func (x *ListWriteKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWriteKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListWriteKeysRequest) Descriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListWriteKeysRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWriteKeysRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListWriteKeysRequest) GetState() WriteKeyState {
+	if x != nil {
+		return x.State
+	}
+	return WriteKeyState_WRITE_KEY_STATE_UNSPECIFIED
+}
+
+// ListWriteKeysResponse is one page, ordered by fingerprint and region.
+type ListWriteKeysResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	WriteKeys []*WriteKeyStatus      `protobuf:"bytes,1,rep,name=write_keys,json=writeKeys,proto3" json:"write_keys,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWriteKeysResponse) Reset() {
+	*x = ListWriteKeysResponse{}
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWriteKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWriteKeysResponse) ProtoMessage() {}
+
+func (x *ListWriteKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWriteKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListWriteKeysResponse) Descriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListWriteKeysResponse) GetWriteKeys() []*WriteKeyStatus {
+	if x != nil {
+		return x.WriteKeys
+	}
+	return nil
+}
+
+func (x *ListWriteKeysResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Outcome is one record of the outcome log.
+type Outcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opaque; pass the last one received as WatchOutcomesRequest.after_cursor to resume after it.
+	Cursor string      `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Kind   OutcomeKind `protobuf:"varint,2,opt,name=kind,proto3,enum=segment.sidecar.v1.OutcomeKind" json:"kind,omitempty"`
+	// When the outcome happened.
+	Time                *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	WriteKeyFingerprint string                 `protobuf:"bytes,4,opt,name=write_key_fingerprint,json=writeKeyFingerprint,proto3" json:"write_key_fingerprint,omitempty"`
+	Region              Region                 `protobuf:"varint,5,opt,name=region,proto3,enum=segment.sidecar.v1.Region" json:"region,omitempty"`
+	// The event's message id (event records only).
+	MessageId string `protobuf:"bytes,6,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// The dead-letter reason code (DEAD_LETTERED and EXPIRED).
+	DeadLetterReason string `protobuf:"bytes,7,opt,name=dead_letter_reason,json=deadLetterReason,proto3" json:"dead_letter_reason,omitempty"`
+	// Segment's HTTP status in the answer that decided the outcome (0: none or a network error).
+	SegmentStatus int32 `protobuf:"varint,8,opt,name=segment_status,json=segmentStatus,proto3" json:"segment_status,omitempty"`
+	// Segment's answer body, clipped to 1,000 characters.
+	SegmentResponse string `protobuf:"bytes,9,opt,name=segment_response,json=segmentResponse,proto3" json:"segment_response,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Outcome) Reset() {
+	*x = Outcome{}
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Outcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Outcome) ProtoMessage() {}
+
+func (x *Outcome) ProtoReflect() protoreflect.Message {
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
+func (*Outcome) Descriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Outcome) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *Outcome) GetKind() OutcomeKind {
+	if x != nil {
+		return x.Kind
+	}
+	return OutcomeKind_OUTCOME_KIND_UNSPECIFIED
+}
+
+func (x *Outcome) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Outcome) GetWriteKeyFingerprint() string {
+	if x != nil {
+		return x.WriteKeyFingerprint
+	}
+	return ""
+}
+
+func (x *Outcome) GetRegion() Region {
+	if x != nil {
+		return x.Region
+	}
+	return Region_REGION_UNSPECIFIED
+}
+
+func (x *Outcome) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *Outcome) GetDeadLetterReason() string {
+	if x != nil {
+		return x.DeadLetterReason
+	}
+	return ""
+}
+
+func (x *Outcome) GetSegmentStatus() int32 {
+	if x != nil {
+		return x.SegmentStatus
+	}
+	return 0
+}
+
+func (x *Outcome) GetSegmentResponse() string {
+	if x != nil {
+		return x.SegmentResponse
+	}
+	return ""
+}
+
+// WatchOutcomesRequest says where to start and which records to send.
+type WatchOutcomesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resume after this cursor. Empty: start with the oldest record held (or, with from_now, after the newest).
+	AfterCursor string `protobuf:"bytes,1,opt,name=after_cursor,json=afterCursor,proto3" json:"after_cursor,omitempty"`
+	// Only records of these write keys (the keys themselves; empty for every key).
+	WriteKeys []string `protobuf:"bytes,2,rep,name=write_keys,json=writeKeys,proto3" json:"write_keys,omitempty"`
+	// Only records of these kinds (empty for every kind).
+	Kinds []OutcomeKind `protobuf:"varint,3,rep,packed,name=kinds,proto3,enum=segment.sidecar.v1.OutcomeKind" json:"kinds,omitempty"`
+	// With an empty after_cursor: start after the newest record instead of the oldest.
+	FromNow       bool `protobuf:"varint,4,opt,name=from_now,json=fromNow,proto3" json:"from_now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOutcomesRequest) Reset() {
+	*x = WatchOutcomesRequest{}
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOutcomesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOutcomesRequest) ProtoMessage() {}
+
+func (x *WatchOutcomesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOutcomesRequest.ProtoReflect.Descriptor instead.
+func (*WatchOutcomesRequest) Descriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *WatchOutcomesRequest) GetAfterCursor() string {
+	if x != nil {
+		return x.AfterCursor
+	}
+	return ""
+}
+
+func (x *WatchOutcomesRequest) GetWriteKeys() []string {
+	if x != nil {
+		return x.WriteKeys
+	}
+	return nil
+}
+
+func (x *WatchOutcomesRequest) GetKinds() []OutcomeKind {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
+}
+
+func (x *WatchOutcomesRequest) GetFromNow() bool {
+	if x != nil {
+		return x.FromNow
+	}
+	return false
+}
+
+// WatchOutcomesResponse carries one record of the outcome log.
+type WatchOutcomesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcome       *Outcome               `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOutcomesResponse) Reset() {
+	*x = WatchOutcomesResponse{}
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOutcomesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOutcomesResponse) ProtoMessage() {}
+
+func (x *WatchOutcomesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOutcomesResponse.ProtoReflect.Descriptor instead.
+func (*WatchOutcomesResponse) Descriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WatchOutcomesResponse) GetOutcome() *Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+// GetMessageOutcomeRequest names one event by its message id.
+type GetMessageOutcomeRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	MessageId string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// Optional: the event's write key, when several keys may share message ids.
+	WriteKey      string `protobuf:"bytes,2,opt,name=write_key,json=writeKey,proto3" json:"write_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMessageOutcomeRequest) Reset() {
+	*x = GetMessageOutcomeRequest{}
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMessageOutcomeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMessageOutcomeRequest) ProtoMessage() {}
+
+func (x *GetMessageOutcomeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMessageOutcomeRequest.ProtoReflect.Descriptor instead.
+func (*GetMessageOutcomeRequest) Descriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetMessageOutcomeRequest) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *GetMessageOutcomeRequest) GetWriteKey() string {
+	if x != nil {
+		return x.WriteKey
+	}
+	return ""
+}
+
+// GetMessageOutcomeResponse says where the event is, with its final record once it has one.
+type GetMessageOutcomeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State MessageState           `protobuf:"varint,1,opt,name=state,proto3,enum=segment.sidecar.v1.MessageState" json:"state,omitempty"`
+	// The final record (DELIVERED, DEAD_LETTERED, EXPIRED); unset otherwise.
+	Outcome             *Outcome `protobuf:"bytes,2,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	WriteKeyFingerprint string   `protobuf:"bytes,3,opt,name=write_key_fingerprint,json=writeKeyFingerprint,proto3" json:"write_key_fingerprint,omitempty"`
+	Region              Region   `protobuf:"varint,4,opt,name=region,proto3,enum=segment.sidecar.v1.Region" json:"region,omitempty"`
+	// When the sidecar accepted the event (unset when UNKNOWN).
+	AcceptedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMessageOutcomeResponse) Reset() {
+	*x = GetMessageOutcomeResponse{}
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMessageOutcomeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMessageOutcomeResponse) ProtoMessage() {}
+
+func (x *GetMessageOutcomeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_segment_sidecar_v1_sidecar_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMessageOutcomeResponse.ProtoReflect.Descriptor instead.
+func (*GetMessageOutcomeResponse) Descriptor() ([]byte, []int) {
+	return file_segment_sidecar_v1_sidecar_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetMessageOutcomeResponse) GetState() MessageState {
+	if x != nil {
+		return x.State
+	}
+	return MessageState_MESSAGE_STATE_UNSPECIFIED
+}
+
+func (x *GetMessageOutcomeResponse) GetOutcome() *Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *GetMessageOutcomeResponse) GetWriteKeyFingerprint() string {
+	if x != nil {
+		return x.WriteKeyFingerprint
+	}
+	return ""
+}
+
+func (x *GetMessageOutcomeResponse) GetRegion() Region {
+	if x != nil {
+		return x.Region
+	}
+	return Region_REGION_UNSPECIFIED
+}
+
+func (x *GetMessageOutcomeResponse) GetAcceptedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptedAt
+	}
+	return nil
+}
+
 var File_segment_sidecar_v1_sidecar_proto protoreflect.FileDescriptor
 
 const file_segment_sidecar_v1_sidecar_proto_rawDesc = "" +
@@ -2038,11 +2946,94 @@ const file_segment_sidecar_v1_sidecar_proto_rawDesc = "" +
 	"\tdelivered\x18\x01 \x01(\x03R\tdelivered\x12#\n" +
 	"\rdead_lettered\x18\x02 \x01(\x03R\fdeadLettered\x12\x16\n" +
 	"\x06parked\x18\x03 \x01(\x03R\x06parked\x125\n" +
-	"\x17parked_write_key_hashes\x18\x04 \x03(\tR\x14parkedWriteKeyHashes*>\n" +
+	"\x17parked_write_key_hashes\x18\x04 \x03(\tR\x14parkedWriteKeyHashes\"\x95\x05\n" +
+	"\x0eWriteKeyStatus\x12 \n" +
+	"\vfingerprint\x18\x01 \x01(\tR\vfingerprint\x122\n" +
+	"\x06region\x18\x02 \x01(\x0e2\x1a.segment.sidecar.v1.RegionR\x06region\x127\n" +
+	"\x05state\x18\x03 \x01(\x0e2!.segment.sidecar.v1.WriteKeyStateR\x05state\x12;\n" +
+	"\vstate_since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"stateSince\x12\x1f\n" +
+	"\vlast_status\x18\x05 \x01(\x05R\n" +
+	"lastStatus\x12#\n" +
+	"\rlast_response\x18\x06 \x01(\tR\flastResponse\x12%\n" +
+	"\x0ebacklog_events\x18\a \x01(\x03R\rbacklogEvents\x12H\n" +
+	"\x12oldest_accepted_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x10oldestAcceptedAt\x12F\n" +
+	"\x11last_delivered_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0flastDeliveredAt\x12p\n" +
+	"\x16dead_letters_by_reason\x18\n" +
+	" \x03(\v2;.segment.sidecar.v1.WriteKeyStatus.DeadLettersByReasonEntryR\x13deadLettersByReason\x1aF\n" +
+	"\x18DeadLettersByReasonEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"k\n" +
+	"\x18GetWriteKeyStatusRequest\x12\x1b\n" +
+	"\twrite_key\x18\x01 \x01(\tR\bwriteKey\x122\n" +
+	"\x06region\x18\x02 \x01(\x0e2\x1a.segment.sidecar.v1.RegionR\x06region\"W\n" +
+	"\x19GetWriteKeyStatusResponse\x12:\n" +
+	"\x06status\x18\x01 \x01(\v2\".segment.sidecar.v1.WriteKeyStatusR\x06status\"\x8b\x01\n" +
+	"\x14ListWriteKeysRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x127\n" +
+	"\x05state\x18\x03 \x01(\x0e2!.segment.sidecar.v1.WriteKeyStateR\x05state\"\x82\x01\n" +
+	"\x15ListWriteKeysResponse\x12A\n" +
+	"\n" +
+	"write_keys\x18\x01 \x03(\v2\".segment.sidecar.v1.WriteKeyStatusR\twriteKeys\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8d\x03\n" +
+	"\aOutcome\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x123\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1f.segment.sidecar.v1.OutcomeKindR\x04kind\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x122\n" +
+	"\x15write_key_fingerprint\x18\x04 \x01(\tR\x13writeKeyFingerprint\x122\n" +
+	"\x06region\x18\x05 \x01(\x0e2\x1a.segment.sidecar.v1.RegionR\x06region\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x06 \x01(\tR\tmessageId\x12,\n" +
+	"\x12dead_letter_reason\x18\a \x01(\tR\x10deadLetterReason\x12%\n" +
+	"\x0esegment_status\x18\b \x01(\x05R\rsegmentStatus\x12)\n" +
+	"\x10segment_response\x18\t \x01(\tR\x0fsegmentResponse\"\xaa\x01\n" +
+	"\x14WatchOutcomesRequest\x12!\n" +
+	"\fafter_cursor\x18\x01 \x01(\tR\vafterCursor\x12\x1d\n" +
+	"\n" +
+	"write_keys\x18\x02 \x03(\tR\twriteKeys\x125\n" +
+	"\x05kinds\x18\x03 \x03(\x0e2\x1f.segment.sidecar.v1.OutcomeKindR\x05kinds\x12\x19\n" +
+	"\bfrom_now\x18\x04 \x01(\bR\afromNow\"N\n" +
+	"\x15WatchOutcomesResponse\x125\n" +
+	"\aoutcome\x18\x01 \x01(\v2\x1b.segment.sidecar.v1.OutcomeR\aoutcome\"V\n" +
+	"\x18GetMessageOutcomeRequest\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1b\n" +
+	"\twrite_key\x18\x02 \x01(\tR\bwriteKey\"\xaf\x02\n" +
+	"\x19GetMessageOutcomeResponse\x126\n" +
+	"\x05state\x18\x01 \x01(\x0e2 .segment.sidecar.v1.MessageStateR\x05state\x125\n" +
+	"\aoutcome\x18\x02 \x01(\v2\x1b.segment.sidecar.v1.OutcomeR\aoutcome\x122\n" +
+	"\x15write_key_fingerprint\x18\x03 \x01(\tR\x13writeKeyFingerprint\x122\n" +
+	"\x06region\x18\x04 \x01(\x0e2\x1a.segment.sidecar.v1.RegionR\x06region\x12;\n" +
+	"\vaccepted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"acceptedAt*>\n" +
 	"\x06Region\x12\x16\n" +
 	"\x12REGION_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tREGION_US\x10\x01\x12\r\n" +
-	"\tREGION_EU\x10\x022\x89\x05\n" +
+	"\tREGION_EU\x10\x02*\xa0\x01\n" +
+	"\rWriteKeyState\x12\x1f\n" +
+	"\x1bWRITE_KEY_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17WRITE_KEY_STATE_UNKNOWN\x10\x01\x12\x16\n" +
+	"\x12WRITE_KEY_STATE_OK\x10\x02\x12\x1b\n" +
+	"\x17WRITE_KEY_STATE_REFUSED\x10\x03\x12\x1c\n" +
+	"\x18WRITE_KEY_STATE_RETRYING\x10\x04*\xde\x01\n" +
+	"\vOutcomeKind\x12\x1c\n" +
+	"\x18OUTCOME_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16OUTCOME_KIND_DELIVERED\x10\x01\x12\x1e\n" +
+	"\x1aOUTCOME_KIND_DEAD_LETTERED\x10\x02\x12\x18\n" +
+	"\x14OUTCOME_KIND_EXPIRED\x10\x03\x12\x1c\n" +
+	"\x18OUTCOME_KIND_KEY_REFUSED\x10\x04\x12\x1e\n" +
+	"\x1aOUTCOME_KIND_KEY_RECOVERED\x10\x05\x12\x1d\n" +
+	"\x19OUTCOME_KIND_KEY_RETRYING\x10\x06*\xd9\x01\n" +
+	"\fMessageState\x12\x1d\n" +
+	"\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15MESSAGE_STATE_UNKNOWN\x10\x01\x12\x19\n" +
+	"\x15MESSAGE_STATE_WAITING\x10\x02\x12\x1b\n" +
+	"\x17MESSAGE_STATE_IN_FLIGHT\x10\x03\x12\x1b\n" +
+	"\x17MESSAGE_STATE_DELIVERED\x10\x04\x12\x1f\n" +
+	"\x1bMESSAGE_STATE_DEAD_LETTERED\x10\x05\x12\x19\n" +
+	"\x15MESSAGE_STATE_EXPIRED\x10\x062\xbb\b\n" +
 	"\x0eSidecarService\x12L\n" +
 	"\x05Track\x12 .segment.sidecar.v1.TrackRequest\x1a!.segment.sidecar.v1.TrackResponse\x12U\n" +
 	"\bIdentify\x12#.segment.sidecar.v1.IdentifyRequest\x1a$.segment.sidecar.v1.IdentifyResponse\x12I\n" +
@@ -2051,7 +3042,11 @@ const file_segment_sidecar_v1_sidecar_proto_rawDesc = "" +
 	"\x05Group\x12 .segment.sidecar.v1.GroupRequest\x1a!.segment.sidecar.v1.GroupResponse\x12L\n" +
 	"\x05Alias\x12 .segment.sidecar.v1.AliasRequest\x1a!.segment.sidecar.v1.AliasResponse\x12L\n" +
 	"\x05Batch\x12 .segment.sidecar.v1.BatchRequest\x1a!.segment.sidecar.v1.BatchResponse\x12L\n" +
-	"\x05Flush\x12 .segment.sidecar.v1.FlushRequest\x1a!.segment.sidecar.v1.FlushResponseB~\n" +
+	"\x05Flush\x12 .segment.sidecar.v1.FlushRequest\x1a!.segment.sidecar.v1.FlushResponse\x12p\n" +
+	"\x11GetWriteKeyStatus\x12,.segment.sidecar.v1.GetWriteKeyStatusRequest\x1a-.segment.sidecar.v1.GetWriteKeyStatusResponse\x12d\n" +
+	"\rListWriteKeys\x12(.segment.sidecar.v1.ListWriteKeysRequest\x1a).segment.sidecar.v1.ListWriteKeysResponse\x12f\n" +
+	"\rWatchOutcomes\x12(.segment.sidecar.v1.WatchOutcomesRequest\x1a).segment.sidecar.v1.WatchOutcomesResponse0\x01\x12p\n" +
+	"\x11GetMessageOutcome\x12,.segment.sidecar.v1.GetMessageOutcomeRequest\x1a-.segment.sidecar.v1.GetMessageOutcomeResponseB~\n" +
 	"\x14io.segmentsidecar.v1B\fSidecarProtoP\x01ZVgithub.com/segment-sidecar/segment-sidecar/clients/go/gen/segment/sidecar/v1;sidecarv1b\x06proto3"
 
 var (
@@ -2066,102 +3061,143 @@ func file_segment_sidecar_v1_sidecar_proto_rawDescGZIP() []byte {
 	return file_segment_sidecar_v1_sidecar_proto_rawDescData
 }
 
-var file_segment_sidecar_v1_sidecar_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_segment_sidecar_v1_sidecar_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_segment_sidecar_v1_sidecar_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_segment_sidecar_v1_sidecar_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_segment_sidecar_v1_sidecar_proto_goTypes = []any{
-	(Region)(0),                   // 0: segment.sidecar.v1.Region
-	(*TrackRequest)(nil),          // 1: segment.sidecar.v1.TrackRequest
-	(*TrackResponse)(nil),         // 2: segment.sidecar.v1.TrackResponse
-	(*IdentifyRequest)(nil),       // 3: segment.sidecar.v1.IdentifyRequest
-	(*IdentifyResponse)(nil),      // 4: segment.sidecar.v1.IdentifyResponse
-	(*PageRequest)(nil),           // 5: segment.sidecar.v1.PageRequest
-	(*PageResponse)(nil),          // 6: segment.sidecar.v1.PageResponse
-	(*ScreenRequest)(nil),         // 7: segment.sidecar.v1.ScreenRequest
-	(*ScreenResponse)(nil),        // 8: segment.sidecar.v1.ScreenResponse
-	(*GroupRequest)(nil),          // 9: segment.sidecar.v1.GroupRequest
-	(*GroupResponse)(nil),         // 10: segment.sidecar.v1.GroupResponse
-	(*AliasRequest)(nil),          // 11: segment.sidecar.v1.AliasRequest
-	(*AliasResponse)(nil),         // 12: segment.sidecar.v1.AliasResponse
-	(*Warning)(nil),               // 13: segment.sidecar.v1.Warning
-	(*FieldViolation)(nil),        // 14: segment.sidecar.v1.FieldViolation
-	(*BatchEvent)(nil),            // 15: segment.sidecar.v1.BatchEvent
-	(*BatchRequest)(nil),          // 16: segment.sidecar.v1.BatchRequest
-	(*BatchResult)(nil),           // 17: segment.sidecar.v1.BatchResult
-	(*Rejection)(nil),             // 18: segment.sidecar.v1.Rejection
-	(*BatchResponse)(nil),         // 19: segment.sidecar.v1.BatchResponse
-	(*FlushRequest)(nil),          // 20: segment.sidecar.v1.FlushRequest
-	(*FlushResponse)(nil),         // 21: segment.sidecar.v1.FlushResponse
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 23: google.protobuf.Struct
+	(Region)(0),                       // 0: segment.sidecar.v1.Region
+	(WriteKeyState)(0),                // 1: segment.sidecar.v1.WriteKeyState
+	(OutcomeKind)(0),                  // 2: segment.sidecar.v1.OutcomeKind
+	(MessageState)(0),                 // 3: segment.sidecar.v1.MessageState
+	(*TrackRequest)(nil),              // 4: segment.sidecar.v1.TrackRequest
+	(*TrackResponse)(nil),             // 5: segment.sidecar.v1.TrackResponse
+	(*IdentifyRequest)(nil),           // 6: segment.sidecar.v1.IdentifyRequest
+	(*IdentifyResponse)(nil),          // 7: segment.sidecar.v1.IdentifyResponse
+	(*PageRequest)(nil),               // 8: segment.sidecar.v1.PageRequest
+	(*PageResponse)(nil),              // 9: segment.sidecar.v1.PageResponse
+	(*ScreenRequest)(nil),             // 10: segment.sidecar.v1.ScreenRequest
+	(*ScreenResponse)(nil),            // 11: segment.sidecar.v1.ScreenResponse
+	(*GroupRequest)(nil),              // 12: segment.sidecar.v1.GroupRequest
+	(*GroupResponse)(nil),             // 13: segment.sidecar.v1.GroupResponse
+	(*AliasRequest)(nil),              // 14: segment.sidecar.v1.AliasRequest
+	(*AliasResponse)(nil),             // 15: segment.sidecar.v1.AliasResponse
+	(*Warning)(nil),                   // 16: segment.sidecar.v1.Warning
+	(*FieldViolation)(nil),            // 17: segment.sidecar.v1.FieldViolation
+	(*BatchEvent)(nil),                // 18: segment.sidecar.v1.BatchEvent
+	(*BatchRequest)(nil),              // 19: segment.sidecar.v1.BatchRequest
+	(*BatchResult)(nil),               // 20: segment.sidecar.v1.BatchResult
+	(*Rejection)(nil),                 // 21: segment.sidecar.v1.Rejection
+	(*BatchResponse)(nil),             // 22: segment.sidecar.v1.BatchResponse
+	(*FlushRequest)(nil),              // 23: segment.sidecar.v1.FlushRequest
+	(*FlushResponse)(nil),             // 24: segment.sidecar.v1.FlushResponse
+	(*WriteKeyStatus)(nil),            // 25: segment.sidecar.v1.WriteKeyStatus
+	(*GetWriteKeyStatusRequest)(nil),  // 26: segment.sidecar.v1.GetWriteKeyStatusRequest
+	(*GetWriteKeyStatusResponse)(nil), // 27: segment.sidecar.v1.GetWriteKeyStatusResponse
+	(*ListWriteKeysRequest)(nil),      // 28: segment.sidecar.v1.ListWriteKeysRequest
+	(*ListWriteKeysResponse)(nil),     // 29: segment.sidecar.v1.ListWriteKeysResponse
+	(*Outcome)(nil),                   // 30: segment.sidecar.v1.Outcome
+	(*WatchOutcomesRequest)(nil),      // 31: segment.sidecar.v1.WatchOutcomesRequest
+	(*WatchOutcomesResponse)(nil),     // 32: segment.sidecar.v1.WatchOutcomesResponse
+	(*GetMessageOutcomeRequest)(nil),  // 33: segment.sidecar.v1.GetMessageOutcomeRequest
+	(*GetMessageOutcomeResponse)(nil), // 34: segment.sidecar.v1.GetMessageOutcomeResponse
+	nil,                               // 35: segment.sidecar.v1.WriteKeyStatus.DeadLettersByReasonEntry
+	(*timestamppb.Timestamp)(nil),     // 36: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),           // 37: google.protobuf.Struct
 }
 var file_segment_sidecar_v1_sidecar_proto_depIdxs = []int32{
 	0,  // 0: segment.sidecar.v1.TrackRequest.region:type_name -> segment.sidecar.v1.Region
-	22, // 1: segment.sidecar.v1.TrackRequest.timestamp:type_name -> google.protobuf.Timestamp
-	23, // 2: segment.sidecar.v1.TrackRequest.context:type_name -> google.protobuf.Struct
-	23, // 3: segment.sidecar.v1.TrackRequest.integrations:type_name -> google.protobuf.Struct
-	23, // 4: segment.sidecar.v1.TrackRequest.properties:type_name -> google.protobuf.Struct
-	13, // 5: segment.sidecar.v1.TrackResponse.warnings:type_name -> segment.sidecar.v1.Warning
+	36, // 1: segment.sidecar.v1.TrackRequest.timestamp:type_name -> google.protobuf.Timestamp
+	37, // 2: segment.sidecar.v1.TrackRequest.context:type_name -> google.protobuf.Struct
+	37, // 3: segment.sidecar.v1.TrackRequest.integrations:type_name -> google.protobuf.Struct
+	37, // 4: segment.sidecar.v1.TrackRequest.properties:type_name -> google.protobuf.Struct
+	16, // 5: segment.sidecar.v1.TrackResponse.warnings:type_name -> segment.sidecar.v1.Warning
 	0,  // 6: segment.sidecar.v1.IdentifyRequest.region:type_name -> segment.sidecar.v1.Region
-	22, // 7: segment.sidecar.v1.IdentifyRequest.timestamp:type_name -> google.protobuf.Timestamp
-	23, // 8: segment.sidecar.v1.IdentifyRequest.context:type_name -> google.protobuf.Struct
-	23, // 9: segment.sidecar.v1.IdentifyRequest.integrations:type_name -> google.protobuf.Struct
-	23, // 10: segment.sidecar.v1.IdentifyRequest.traits:type_name -> google.protobuf.Struct
-	13, // 11: segment.sidecar.v1.IdentifyResponse.warnings:type_name -> segment.sidecar.v1.Warning
+	36, // 7: segment.sidecar.v1.IdentifyRequest.timestamp:type_name -> google.protobuf.Timestamp
+	37, // 8: segment.sidecar.v1.IdentifyRequest.context:type_name -> google.protobuf.Struct
+	37, // 9: segment.sidecar.v1.IdentifyRequest.integrations:type_name -> google.protobuf.Struct
+	37, // 10: segment.sidecar.v1.IdentifyRequest.traits:type_name -> google.protobuf.Struct
+	16, // 11: segment.sidecar.v1.IdentifyResponse.warnings:type_name -> segment.sidecar.v1.Warning
 	0,  // 12: segment.sidecar.v1.PageRequest.region:type_name -> segment.sidecar.v1.Region
-	22, // 13: segment.sidecar.v1.PageRequest.timestamp:type_name -> google.protobuf.Timestamp
-	23, // 14: segment.sidecar.v1.PageRequest.context:type_name -> google.protobuf.Struct
-	23, // 15: segment.sidecar.v1.PageRequest.integrations:type_name -> google.protobuf.Struct
-	23, // 16: segment.sidecar.v1.PageRequest.properties:type_name -> google.protobuf.Struct
-	13, // 17: segment.sidecar.v1.PageResponse.warnings:type_name -> segment.sidecar.v1.Warning
+	36, // 13: segment.sidecar.v1.PageRequest.timestamp:type_name -> google.protobuf.Timestamp
+	37, // 14: segment.sidecar.v1.PageRequest.context:type_name -> google.protobuf.Struct
+	37, // 15: segment.sidecar.v1.PageRequest.integrations:type_name -> google.protobuf.Struct
+	37, // 16: segment.sidecar.v1.PageRequest.properties:type_name -> google.protobuf.Struct
+	16, // 17: segment.sidecar.v1.PageResponse.warnings:type_name -> segment.sidecar.v1.Warning
 	0,  // 18: segment.sidecar.v1.ScreenRequest.region:type_name -> segment.sidecar.v1.Region
-	22, // 19: segment.sidecar.v1.ScreenRequest.timestamp:type_name -> google.protobuf.Timestamp
-	23, // 20: segment.sidecar.v1.ScreenRequest.context:type_name -> google.protobuf.Struct
-	23, // 21: segment.sidecar.v1.ScreenRequest.integrations:type_name -> google.protobuf.Struct
-	23, // 22: segment.sidecar.v1.ScreenRequest.properties:type_name -> google.protobuf.Struct
-	13, // 23: segment.sidecar.v1.ScreenResponse.warnings:type_name -> segment.sidecar.v1.Warning
+	36, // 19: segment.sidecar.v1.ScreenRequest.timestamp:type_name -> google.protobuf.Timestamp
+	37, // 20: segment.sidecar.v1.ScreenRequest.context:type_name -> google.protobuf.Struct
+	37, // 21: segment.sidecar.v1.ScreenRequest.integrations:type_name -> google.protobuf.Struct
+	37, // 22: segment.sidecar.v1.ScreenRequest.properties:type_name -> google.protobuf.Struct
+	16, // 23: segment.sidecar.v1.ScreenResponse.warnings:type_name -> segment.sidecar.v1.Warning
 	0,  // 24: segment.sidecar.v1.GroupRequest.region:type_name -> segment.sidecar.v1.Region
-	22, // 25: segment.sidecar.v1.GroupRequest.timestamp:type_name -> google.protobuf.Timestamp
-	23, // 26: segment.sidecar.v1.GroupRequest.context:type_name -> google.protobuf.Struct
-	23, // 27: segment.sidecar.v1.GroupRequest.integrations:type_name -> google.protobuf.Struct
-	23, // 28: segment.sidecar.v1.GroupRequest.traits:type_name -> google.protobuf.Struct
-	13, // 29: segment.sidecar.v1.GroupResponse.warnings:type_name -> segment.sidecar.v1.Warning
+	36, // 25: segment.sidecar.v1.GroupRequest.timestamp:type_name -> google.protobuf.Timestamp
+	37, // 26: segment.sidecar.v1.GroupRequest.context:type_name -> google.protobuf.Struct
+	37, // 27: segment.sidecar.v1.GroupRequest.integrations:type_name -> google.protobuf.Struct
+	37, // 28: segment.sidecar.v1.GroupRequest.traits:type_name -> google.protobuf.Struct
+	16, // 29: segment.sidecar.v1.GroupResponse.warnings:type_name -> segment.sidecar.v1.Warning
 	0,  // 30: segment.sidecar.v1.AliasRequest.region:type_name -> segment.sidecar.v1.Region
-	22, // 31: segment.sidecar.v1.AliasRequest.timestamp:type_name -> google.protobuf.Timestamp
-	23, // 32: segment.sidecar.v1.AliasRequest.context:type_name -> google.protobuf.Struct
-	23, // 33: segment.sidecar.v1.AliasRequest.integrations:type_name -> google.protobuf.Struct
-	13, // 34: segment.sidecar.v1.AliasResponse.warnings:type_name -> segment.sidecar.v1.Warning
-	1,  // 35: segment.sidecar.v1.BatchEvent.track:type_name -> segment.sidecar.v1.TrackRequest
-	3,  // 36: segment.sidecar.v1.BatchEvent.identify:type_name -> segment.sidecar.v1.IdentifyRequest
-	5,  // 37: segment.sidecar.v1.BatchEvent.page:type_name -> segment.sidecar.v1.PageRequest
-	7,  // 38: segment.sidecar.v1.BatchEvent.screen:type_name -> segment.sidecar.v1.ScreenRequest
-	9,  // 39: segment.sidecar.v1.BatchEvent.group:type_name -> segment.sidecar.v1.GroupRequest
-	11, // 40: segment.sidecar.v1.BatchEvent.alias:type_name -> segment.sidecar.v1.AliasRequest
-	15, // 41: segment.sidecar.v1.BatchRequest.events:type_name -> segment.sidecar.v1.BatchEvent
-	18, // 42: segment.sidecar.v1.BatchResult.rejected:type_name -> segment.sidecar.v1.Rejection
-	13, // 43: segment.sidecar.v1.BatchResult.warnings:type_name -> segment.sidecar.v1.Warning
-	14, // 44: segment.sidecar.v1.Rejection.field_violations:type_name -> segment.sidecar.v1.FieldViolation
-	17, // 45: segment.sidecar.v1.BatchResponse.results:type_name -> segment.sidecar.v1.BatchResult
-	1,  // 46: segment.sidecar.v1.SidecarService.Track:input_type -> segment.sidecar.v1.TrackRequest
-	3,  // 47: segment.sidecar.v1.SidecarService.Identify:input_type -> segment.sidecar.v1.IdentifyRequest
-	5,  // 48: segment.sidecar.v1.SidecarService.Page:input_type -> segment.sidecar.v1.PageRequest
-	7,  // 49: segment.sidecar.v1.SidecarService.Screen:input_type -> segment.sidecar.v1.ScreenRequest
-	9,  // 50: segment.sidecar.v1.SidecarService.Group:input_type -> segment.sidecar.v1.GroupRequest
-	11, // 51: segment.sidecar.v1.SidecarService.Alias:input_type -> segment.sidecar.v1.AliasRequest
-	16, // 52: segment.sidecar.v1.SidecarService.Batch:input_type -> segment.sidecar.v1.BatchRequest
-	20, // 53: segment.sidecar.v1.SidecarService.Flush:input_type -> segment.sidecar.v1.FlushRequest
-	2,  // 54: segment.sidecar.v1.SidecarService.Track:output_type -> segment.sidecar.v1.TrackResponse
-	4,  // 55: segment.sidecar.v1.SidecarService.Identify:output_type -> segment.sidecar.v1.IdentifyResponse
-	6,  // 56: segment.sidecar.v1.SidecarService.Page:output_type -> segment.sidecar.v1.PageResponse
-	8,  // 57: segment.sidecar.v1.SidecarService.Screen:output_type -> segment.sidecar.v1.ScreenResponse
-	10, // 58: segment.sidecar.v1.SidecarService.Group:output_type -> segment.sidecar.v1.GroupResponse
-	12, // 59: segment.sidecar.v1.SidecarService.Alias:output_type -> segment.sidecar.v1.AliasResponse
-	19, // 60: segment.sidecar.v1.SidecarService.Batch:output_type -> segment.sidecar.v1.BatchResponse
-	21, // 61: segment.sidecar.v1.SidecarService.Flush:output_type -> segment.sidecar.v1.FlushResponse
-	54, // [54:62] is the sub-list for method output_type
-	46, // [46:54] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	36, // 31: segment.sidecar.v1.AliasRequest.timestamp:type_name -> google.protobuf.Timestamp
+	37, // 32: segment.sidecar.v1.AliasRequest.context:type_name -> google.protobuf.Struct
+	37, // 33: segment.sidecar.v1.AliasRequest.integrations:type_name -> google.protobuf.Struct
+	16, // 34: segment.sidecar.v1.AliasResponse.warnings:type_name -> segment.sidecar.v1.Warning
+	4,  // 35: segment.sidecar.v1.BatchEvent.track:type_name -> segment.sidecar.v1.TrackRequest
+	6,  // 36: segment.sidecar.v1.BatchEvent.identify:type_name -> segment.sidecar.v1.IdentifyRequest
+	8,  // 37: segment.sidecar.v1.BatchEvent.page:type_name -> segment.sidecar.v1.PageRequest
+	10, // 38: segment.sidecar.v1.BatchEvent.screen:type_name -> segment.sidecar.v1.ScreenRequest
+	12, // 39: segment.sidecar.v1.BatchEvent.group:type_name -> segment.sidecar.v1.GroupRequest
+	14, // 40: segment.sidecar.v1.BatchEvent.alias:type_name -> segment.sidecar.v1.AliasRequest
+	18, // 41: segment.sidecar.v1.BatchRequest.events:type_name -> segment.sidecar.v1.BatchEvent
+	21, // 42: segment.sidecar.v1.BatchResult.rejected:type_name -> segment.sidecar.v1.Rejection
+	16, // 43: segment.sidecar.v1.BatchResult.warnings:type_name -> segment.sidecar.v1.Warning
+	17, // 44: segment.sidecar.v1.Rejection.field_violations:type_name -> segment.sidecar.v1.FieldViolation
+	20, // 45: segment.sidecar.v1.BatchResponse.results:type_name -> segment.sidecar.v1.BatchResult
+	0,  // 46: segment.sidecar.v1.WriteKeyStatus.region:type_name -> segment.sidecar.v1.Region
+	1,  // 47: segment.sidecar.v1.WriteKeyStatus.state:type_name -> segment.sidecar.v1.WriteKeyState
+	36, // 48: segment.sidecar.v1.WriteKeyStatus.state_since:type_name -> google.protobuf.Timestamp
+	36, // 49: segment.sidecar.v1.WriteKeyStatus.oldest_accepted_at:type_name -> google.protobuf.Timestamp
+	36, // 50: segment.sidecar.v1.WriteKeyStatus.last_delivered_at:type_name -> google.protobuf.Timestamp
+	35, // 51: segment.sidecar.v1.WriteKeyStatus.dead_letters_by_reason:type_name -> segment.sidecar.v1.WriteKeyStatus.DeadLettersByReasonEntry
+	0,  // 52: segment.sidecar.v1.GetWriteKeyStatusRequest.region:type_name -> segment.sidecar.v1.Region
+	25, // 53: segment.sidecar.v1.GetWriteKeyStatusResponse.status:type_name -> segment.sidecar.v1.WriteKeyStatus
+	1,  // 54: segment.sidecar.v1.ListWriteKeysRequest.state:type_name -> segment.sidecar.v1.WriteKeyState
+	25, // 55: segment.sidecar.v1.ListWriteKeysResponse.write_keys:type_name -> segment.sidecar.v1.WriteKeyStatus
+	2,  // 56: segment.sidecar.v1.Outcome.kind:type_name -> segment.sidecar.v1.OutcomeKind
+	36, // 57: segment.sidecar.v1.Outcome.time:type_name -> google.protobuf.Timestamp
+	0,  // 58: segment.sidecar.v1.Outcome.region:type_name -> segment.sidecar.v1.Region
+	2,  // 59: segment.sidecar.v1.WatchOutcomesRequest.kinds:type_name -> segment.sidecar.v1.OutcomeKind
+	30, // 60: segment.sidecar.v1.WatchOutcomesResponse.outcome:type_name -> segment.sidecar.v1.Outcome
+	3,  // 61: segment.sidecar.v1.GetMessageOutcomeResponse.state:type_name -> segment.sidecar.v1.MessageState
+	30, // 62: segment.sidecar.v1.GetMessageOutcomeResponse.outcome:type_name -> segment.sidecar.v1.Outcome
+	0,  // 63: segment.sidecar.v1.GetMessageOutcomeResponse.region:type_name -> segment.sidecar.v1.Region
+	36, // 64: segment.sidecar.v1.GetMessageOutcomeResponse.accepted_at:type_name -> google.protobuf.Timestamp
+	4,  // 65: segment.sidecar.v1.SidecarService.Track:input_type -> segment.sidecar.v1.TrackRequest
+	6,  // 66: segment.sidecar.v1.SidecarService.Identify:input_type -> segment.sidecar.v1.IdentifyRequest
+	8,  // 67: segment.sidecar.v1.SidecarService.Page:input_type -> segment.sidecar.v1.PageRequest
+	10, // 68: segment.sidecar.v1.SidecarService.Screen:input_type -> segment.sidecar.v1.ScreenRequest
+	12, // 69: segment.sidecar.v1.SidecarService.Group:input_type -> segment.sidecar.v1.GroupRequest
+	14, // 70: segment.sidecar.v1.SidecarService.Alias:input_type -> segment.sidecar.v1.AliasRequest
+	19, // 71: segment.sidecar.v1.SidecarService.Batch:input_type -> segment.sidecar.v1.BatchRequest
+	23, // 72: segment.sidecar.v1.SidecarService.Flush:input_type -> segment.sidecar.v1.FlushRequest
+	26, // 73: segment.sidecar.v1.SidecarService.GetWriteKeyStatus:input_type -> segment.sidecar.v1.GetWriteKeyStatusRequest
+	28, // 74: segment.sidecar.v1.SidecarService.ListWriteKeys:input_type -> segment.sidecar.v1.ListWriteKeysRequest
+	31, // 75: segment.sidecar.v1.SidecarService.WatchOutcomes:input_type -> segment.sidecar.v1.WatchOutcomesRequest
+	33, // 76: segment.sidecar.v1.SidecarService.GetMessageOutcome:input_type -> segment.sidecar.v1.GetMessageOutcomeRequest
+	5,  // 77: segment.sidecar.v1.SidecarService.Track:output_type -> segment.sidecar.v1.TrackResponse
+	7,  // 78: segment.sidecar.v1.SidecarService.Identify:output_type -> segment.sidecar.v1.IdentifyResponse
+	9,  // 79: segment.sidecar.v1.SidecarService.Page:output_type -> segment.sidecar.v1.PageResponse
+	11, // 80: segment.sidecar.v1.SidecarService.Screen:output_type -> segment.sidecar.v1.ScreenResponse
+	13, // 81: segment.sidecar.v1.SidecarService.Group:output_type -> segment.sidecar.v1.GroupResponse
+	15, // 82: segment.sidecar.v1.SidecarService.Alias:output_type -> segment.sidecar.v1.AliasResponse
+	22, // 83: segment.sidecar.v1.SidecarService.Batch:output_type -> segment.sidecar.v1.BatchResponse
+	24, // 84: segment.sidecar.v1.SidecarService.Flush:output_type -> segment.sidecar.v1.FlushResponse
+	27, // 85: segment.sidecar.v1.SidecarService.GetWriteKeyStatus:output_type -> segment.sidecar.v1.GetWriteKeyStatusResponse
+	29, // 86: segment.sidecar.v1.SidecarService.ListWriteKeys:output_type -> segment.sidecar.v1.ListWriteKeysResponse
+	32, // 87: segment.sidecar.v1.SidecarService.WatchOutcomes:output_type -> segment.sidecar.v1.WatchOutcomesResponse
+	34, // 88: segment.sidecar.v1.SidecarService.GetMessageOutcome:output_type -> segment.sidecar.v1.GetMessageOutcomeResponse
+	77, // [77:89] is the sub-list for method output_type
+	65, // [65:77] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_segment_sidecar_v1_sidecar_proto_init() }
@@ -2186,8 +3222,8 @@ func file_segment_sidecar_v1_sidecar_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_segment_sidecar_v1_sidecar_proto_rawDesc), len(file_segment_sidecar_v1_sidecar_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   21,
+			NumEnums:      4,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,14 +25,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SidecarService_Track_FullMethodName    = "/segment.sidecar.v1.SidecarService/Track"
-	SidecarService_Identify_FullMethodName = "/segment.sidecar.v1.SidecarService/Identify"
-	SidecarService_Page_FullMethodName     = "/segment.sidecar.v1.SidecarService/Page"
-	SidecarService_Screen_FullMethodName   = "/segment.sidecar.v1.SidecarService/Screen"
-	SidecarService_Group_FullMethodName    = "/segment.sidecar.v1.SidecarService/Group"
-	SidecarService_Alias_FullMethodName    = "/segment.sidecar.v1.SidecarService/Alias"
-	SidecarService_Batch_FullMethodName    = "/segment.sidecar.v1.SidecarService/Batch"
-	SidecarService_Flush_FullMethodName    = "/segment.sidecar.v1.SidecarService/Flush"
+	SidecarService_Track_FullMethodName             = "/segment.sidecar.v1.SidecarService/Track"
+	SidecarService_Identify_FullMethodName          = "/segment.sidecar.v1.SidecarService/Identify"
+	SidecarService_Page_FullMethodName              = "/segment.sidecar.v1.SidecarService/Page"
+	SidecarService_Screen_FullMethodName            = "/segment.sidecar.v1.SidecarService/Screen"
+	SidecarService_Group_FullMethodName             = "/segment.sidecar.v1.SidecarService/Group"
+	SidecarService_Alias_FullMethodName             = "/segment.sidecar.v1.SidecarService/Alias"
+	SidecarService_Batch_FullMethodName             = "/segment.sidecar.v1.SidecarService/Batch"
+	SidecarService_Flush_FullMethodName             = "/segment.sidecar.v1.SidecarService/Flush"
+	SidecarService_GetWriteKeyStatus_FullMethodName = "/segment.sidecar.v1.SidecarService/GetWriteKeyStatus"
+	SidecarService_ListWriteKeys_FullMethodName     = "/segment.sidecar.v1.SidecarService/ListWriteKeys"
+	SidecarService_WatchOutcomes_FullMethodName     = "/segment.sidecar.v1.SidecarService/WatchOutcomes"
+	SidecarService_GetMessageOutcome_FullMethodName = "/segment.sidecar.v1.SidecarService/GetMessageOutcome"
 )
 
 // SidecarServiceClient is the client API for SidecarService service.
@@ -66,6 +70,21 @@ type SidecarServiceClient interface {
 	// Flush returns when every event accepted before the call has been delivered or given up on, or fails with
 	// DEADLINE_EXCEEDED at the call's deadline.
 	Flush(ctx context.Context, in *FlushRequest, opts ...grpc.CallOption) (*FlushResponse, error)
+	// GetWriteKeyStatus says what the sidecar knows of one write key in one region: whether Segment accepts it, its
+	// backlog, its last delivery and its dead letters. Built for a partner's settings page ("your Segment connection").
+	GetWriteKeyStatus(ctx context.Context, in *GetWriteKeyStatusRequest, opts ...grpc.CallOption) (*GetWriteKeyStatusResponse, error)
+	// ListWriteKeys pages through the status of every write key the sidecar holds, each named by its fingerprint
+	// (never the key itself), optionally only those in one state.
+	ListWriteKeys(ctx context.Context, in *ListWriteKeysRequest, opts ...grpc.CallOption) (*ListWriteKeysResponse, error)
+	// WatchOutcomes streams the outcome log: one final record per accepted event (delivered, dead-lettered, expired)
+	// and one record per change of a write key's state. Every record carries an opaque cursor; a watcher that
+	// reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
+	// Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
+	// the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+	WatchOutcomes(ctx context.Context, in *WatchOutcomesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOutcomesResponse], error)
+	// GetMessageOutcome says where one event is: waiting, in flight, delivered, dead-lettered, expired, or not known
+	// within the outcome log's window. It answers "did event X reach Segment?".
+	GetMessageOutcome(ctx context.Context, in *GetMessageOutcomeRequest, opts ...grpc.CallOption) (*GetMessageOutcomeResponse, error)
 }
 
 type sidecarServiceClient struct {
@@ -156,6 +175,55 @@ func (c *sidecarServiceClient) Flush(ctx context.Context, in *FlushRequest, opts
 	return out, nil
 }
 
+func (c *sidecarServiceClient) GetWriteKeyStatus(ctx context.Context, in *GetWriteKeyStatusRequest, opts ...grpc.CallOption) (*GetWriteKeyStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetWriteKeyStatusResponse)
+	err := c.cc.Invoke(ctx, SidecarService_GetWriteKeyStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sidecarServiceClient) ListWriteKeys(ctx context.Context, in *ListWriteKeysRequest, opts ...grpc.CallOption) (*ListWriteKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWriteKeysResponse)
+	err := c.cc.Invoke(ctx, SidecarService_ListWriteKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sidecarServiceClient) WatchOutcomes(ctx context.Context, in *WatchOutcomesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOutcomesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SidecarService_ServiceDesc.Streams[0], SidecarService_WatchOutcomes_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchOutcomesRequest, WatchOutcomesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SidecarService_WatchOutcomesClient = grpc.ServerStreamingClient[WatchOutcomesResponse]
+
+func (c *sidecarServiceClient) GetMessageOutcome(ctx context.Context, in *GetMessageOutcomeRequest, opts ...grpc.CallOption) (*GetMessageOutcomeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetMessageOutcomeResponse)
+	err := c.cc.Invoke(ctx, SidecarService_GetMessageOutcome_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SidecarServiceServer is the server API for SidecarService service.
 // All implementations must embed UnimplementedSidecarServiceServer
 // for forward compatibility.
@@ -187,6 +255,21 @@ type SidecarServiceServer interface {
 	// Flush returns when every event accepted before the call has been delivered or given up on, or fails with
 	// DEADLINE_EXCEEDED at the call's deadline.
 	Flush(context.Context, *FlushRequest) (*FlushResponse, error)
+	// GetWriteKeyStatus says what the sidecar knows of one write key in one region: whether Segment accepts it, its
+	// backlog, its last delivery and its dead letters. Built for a partner's settings page ("your Segment connection").
+	GetWriteKeyStatus(context.Context, *GetWriteKeyStatusRequest) (*GetWriteKeyStatusResponse, error)
+	// ListWriteKeys pages through the status of every write key the sidecar holds, each named by its fingerprint
+	// (never the key itself), optionally only those in one state.
+	ListWriteKeys(context.Context, *ListWriteKeysRequest) (*ListWriteKeysResponse, error)
+	// WatchOutcomes streams the outcome log: one final record per accepted event (delivered, dead-lettered, expired)
+	// and one record per change of a write key's state. Every record carries an opaque cursor; a watcher that
+	// reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
+	// Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
+	// the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+	WatchOutcomes(*WatchOutcomesRequest, grpc.ServerStreamingServer[WatchOutcomesResponse]) error
+	// GetMessageOutcome says where one event is: waiting, in flight, delivered, dead-lettered, expired, or not known
+	// within the outcome log's window. It answers "did event X reach Segment?".
+	GetMessageOutcome(context.Context, *GetMessageOutcomeRequest) (*GetMessageOutcomeResponse, error)
 	mustEmbedUnimplementedSidecarServiceServer()
 }
 
@@ -220,6 +303,18 @@ func (UnimplementedSidecarServiceServer) Batch(context.Context, *BatchRequest) (
 }
 func (UnimplementedSidecarServiceServer) Flush(context.Context, *FlushRequest) (*FlushResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Flush not implemented")
+}
+func (UnimplementedSidecarServiceServer) GetWriteKeyStatus(context.Context, *GetWriteKeyStatusRequest) (*GetWriteKeyStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetWriteKeyStatus not implemented")
+}
+func (UnimplementedSidecarServiceServer) ListWriteKeys(context.Context, *ListWriteKeysRequest) (*ListWriteKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWriteKeys not implemented")
+}
+func (UnimplementedSidecarServiceServer) WatchOutcomes(*WatchOutcomesRequest, grpc.ServerStreamingServer[WatchOutcomesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchOutcomes not implemented")
+}
+func (UnimplementedSidecarServiceServer) GetMessageOutcome(context.Context, *GetMessageOutcomeRequest) (*GetMessageOutcomeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMessageOutcome not implemented")
 }
 func (UnimplementedSidecarServiceServer) mustEmbedUnimplementedSidecarServiceServer() {}
 func (UnimplementedSidecarServiceServer) testEmbeddedByValue()                        {}
@@ -386,6 +481,71 @@ func _SidecarService_Flush_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SidecarService_GetWriteKeyStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWriteKeyStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SidecarServiceServer).GetWriteKeyStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SidecarService_GetWriteKeyStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SidecarServiceServer).GetWriteKeyStatus(ctx, req.(*GetWriteKeyStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SidecarService_ListWriteKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWriteKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SidecarServiceServer).ListWriteKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SidecarService_ListWriteKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SidecarServiceServer).ListWriteKeys(ctx, req.(*ListWriteKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SidecarService_WatchOutcomes_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchOutcomesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SidecarServiceServer).WatchOutcomes(m, &grpc.GenericServerStream[WatchOutcomesRequest, WatchOutcomesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SidecarService_WatchOutcomesServer = grpc.ServerStreamingServer[WatchOutcomesResponse]
+
+func _SidecarService_GetMessageOutcome_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMessageOutcomeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SidecarServiceServer).GetMessageOutcome(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SidecarService_GetMessageOutcome_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SidecarServiceServer).GetMessageOutcome(ctx, req.(*GetMessageOutcomeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SidecarService_ServiceDesc is the grpc.ServiceDesc for SidecarService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -425,7 +585,25 @@ var SidecarService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Flush",
 			Handler:    _SidecarService_Flush_Handler,
 		},
+		{
+			MethodName: "GetWriteKeyStatus",
+			Handler:    _SidecarService_GetWriteKeyStatus_Handler,
+		},
+		{
+			MethodName: "ListWriteKeys",
+			Handler:    _SidecarService_ListWriteKeys_Handler,
+		},
+		{
+			MethodName: "GetMessageOutcome",
+			Handler:    _SidecarService_GetMessageOutcome_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchOutcomes",
+			Handler:       _SidecarService_WatchOutcomes_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "segment/sidecar/v1/sidecar.proto",
 }

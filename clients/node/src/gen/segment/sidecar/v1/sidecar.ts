@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -71,6 +73,211 @@ export function regionToJSON(object: Region): string {
     case Region.REGION_EU:
       return "REGION_EU";
     case Region.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** WriteKeyState is what Segment's last answers say of a write key in one region. */
+export enum WriteKeyState {
+  /** WRITE_KEY_STATE_UNSPECIFIED - Not used by the sidecar; a filter with this value matches every state. */
+  WRITE_KEY_STATE_UNSPECIFIED = 0,
+  /** WRITE_KEY_STATE_UNKNOWN - No request for this key has been answered yet. */
+  WRITE_KEY_STATE_UNKNOWN = 1,
+  /** WRITE_KEY_STATE_OK - Segment accepted the last request (2xx). */
+  WRITE_KEY_STATE_OK = 2,
+  /**
+   * WRITE_KEY_STATE_REFUSED - Segment refused the key (401 or 403): the customer's key is wrong or was revoked; its events wait, then become
+   * dead letters (parked_too_long).
+   */
+  WRITE_KEY_STATE_REFUSED = 3,
+  /** WRITE_KEY_STATE_RETRYING - The last attempt failed with 5xx, 429 or a network error; the sidecar retries. */
+  WRITE_KEY_STATE_RETRYING = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function writeKeyStateFromJSON(object: any): WriteKeyState {
+  switch (object) {
+    case 0:
+    case "WRITE_KEY_STATE_UNSPECIFIED":
+      return WriteKeyState.WRITE_KEY_STATE_UNSPECIFIED;
+    case 1:
+    case "WRITE_KEY_STATE_UNKNOWN":
+      return WriteKeyState.WRITE_KEY_STATE_UNKNOWN;
+    case 2:
+    case "WRITE_KEY_STATE_OK":
+      return WriteKeyState.WRITE_KEY_STATE_OK;
+    case 3:
+    case "WRITE_KEY_STATE_REFUSED":
+      return WriteKeyState.WRITE_KEY_STATE_REFUSED;
+    case 4:
+    case "WRITE_KEY_STATE_RETRYING":
+      return WriteKeyState.WRITE_KEY_STATE_RETRYING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return WriteKeyState.UNRECOGNIZED;
+  }
+}
+
+export function writeKeyStateToJSON(object: WriteKeyState): string {
+  switch (object) {
+    case WriteKeyState.WRITE_KEY_STATE_UNSPECIFIED:
+      return "WRITE_KEY_STATE_UNSPECIFIED";
+    case WriteKeyState.WRITE_KEY_STATE_UNKNOWN:
+      return "WRITE_KEY_STATE_UNKNOWN";
+    case WriteKeyState.WRITE_KEY_STATE_OK:
+      return "WRITE_KEY_STATE_OK";
+    case WriteKeyState.WRITE_KEY_STATE_REFUSED:
+      return "WRITE_KEY_STATE_REFUSED";
+    case WriteKeyState.WRITE_KEY_STATE_RETRYING:
+      return "WRITE_KEY_STATE_RETRYING";
+    case WriteKeyState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** OutcomeKind is what a record of the outcome log says. */
+export enum OutcomeKind {
+  /** OUTCOME_KIND_UNSPECIFIED - Not used by the sidecar; a filter with this value alone matches every kind. */
+  OUTCOME_KIND_UNSPECIFIED = 0,
+  /**
+   * OUTCOME_KIND_DELIVERED - Segment answered 2xx for the request that held the event. Segment's 200 means its API took the request, not
+   * that the event reached the customer's destinations (Segment drops some events it answered 200 for).
+   */
+  OUTCOME_KIND_DELIVERED = 1,
+  /** OUTCOME_KIND_DEAD_LETTERED - The event was given up on and stored as a dead letter (reason, Segment's status and answer in the record). */
+  OUTCOME_KIND_DEAD_LETTERED = 2,
+  /** OUTCOME_KIND_EXPIRED - The event was older than SIDECAR_MAX_EVENT_AGE before it could be delivered (kept as a dead letter too). */
+  OUTCOME_KIND_EXPIRED = 3,
+  /** OUTCOME_KIND_KEY_REFUSED - The write key went to REFUSED (Segment answered 401 or 403). */
+  OUTCOME_KIND_KEY_REFUSED = 4,
+  /** OUTCOME_KIND_KEY_RECOVERED - The write key went back to OK after REFUSED or RETRYING. */
+  OUTCOME_KIND_KEY_RECOVERED = 5,
+  /** OUTCOME_KIND_KEY_RETRYING - The write key went to RETRYING (5xx, 429 or network errors) from OK or UNKNOWN. */
+  OUTCOME_KIND_KEY_RETRYING = 6,
+  UNRECOGNIZED = -1,
+}
+
+export function outcomeKindFromJSON(object: any): OutcomeKind {
+  switch (object) {
+    case 0:
+    case "OUTCOME_KIND_UNSPECIFIED":
+      return OutcomeKind.OUTCOME_KIND_UNSPECIFIED;
+    case 1:
+    case "OUTCOME_KIND_DELIVERED":
+      return OutcomeKind.OUTCOME_KIND_DELIVERED;
+    case 2:
+    case "OUTCOME_KIND_DEAD_LETTERED":
+      return OutcomeKind.OUTCOME_KIND_DEAD_LETTERED;
+    case 3:
+    case "OUTCOME_KIND_EXPIRED":
+      return OutcomeKind.OUTCOME_KIND_EXPIRED;
+    case 4:
+    case "OUTCOME_KIND_KEY_REFUSED":
+      return OutcomeKind.OUTCOME_KIND_KEY_REFUSED;
+    case 5:
+    case "OUTCOME_KIND_KEY_RECOVERED":
+      return OutcomeKind.OUTCOME_KIND_KEY_RECOVERED;
+    case 6:
+    case "OUTCOME_KIND_KEY_RETRYING":
+      return OutcomeKind.OUTCOME_KIND_KEY_RETRYING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return OutcomeKind.UNRECOGNIZED;
+  }
+}
+
+export function outcomeKindToJSON(object: OutcomeKind): string {
+  switch (object) {
+    case OutcomeKind.OUTCOME_KIND_UNSPECIFIED:
+      return "OUTCOME_KIND_UNSPECIFIED";
+    case OutcomeKind.OUTCOME_KIND_DELIVERED:
+      return "OUTCOME_KIND_DELIVERED";
+    case OutcomeKind.OUTCOME_KIND_DEAD_LETTERED:
+      return "OUTCOME_KIND_DEAD_LETTERED";
+    case OutcomeKind.OUTCOME_KIND_EXPIRED:
+      return "OUTCOME_KIND_EXPIRED";
+    case OutcomeKind.OUTCOME_KIND_KEY_REFUSED:
+      return "OUTCOME_KIND_KEY_REFUSED";
+    case OutcomeKind.OUTCOME_KIND_KEY_RECOVERED:
+      return "OUTCOME_KIND_KEY_RECOVERED";
+    case OutcomeKind.OUTCOME_KIND_KEY_RETRYING:
+      return "OUTCOME_KIND_KEY_RETRYING";
+    case OutcomeKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** MessageState is where one event is. */
+export enum MessageState {
+  /** MESSAGE_STATE_UNSPECIFIED - Not used by the sidecar. */
+  MESSAGE_STATE_UNSPECIFIED = 0,
+  /** MESSAGE_STATE_UNKNOWN - Neither in the spool nor in the outcome log's window. */
+  MESSAGE_STATE_UNKNOWN = 1,
+  /** MESSAGE_STATE_WAITING - In the spool, waiting for its turn (or for a refused key). */
+  MESSAGE_STATE_WAITING = 2,
+  /** MESSAGE_STATE_IN_FLIGHT - In a request to Segment right now. */
+  MESSAGE_STATE_IN_FLIGHT = 3,
+  /** MESSAGE_STATE_DELIVERED - Final: see outcome. */
+  MESSAGE_STATE_DELIVERED = 4,
+  /** MESSAGE_STATE_DEAD_LETTERED - Final: see outcome. */
+  MESSAGE_STATE_DEAD_LETTERED = 5,
+  /** MESSAGE_STATE_EXPIRED - Final: see outcome. */
+  MESSAGE_STATE_EXPIRED = 6,
+  UNRECOGNIZED = -1,
+}
+
+export function messageStateFromJSON(object: any): MessageState {
+  switch (object) {
+    case 0:
+    case "MESSAGE_STATE_UNSPECIFIED":
+      return MessageState.MESSAGE_STATE_UNSPECIFIED;
+    case 1:
+    case "MESSAGE_STATE_UNKNOWN":
+      return MessageState.MESSAGE_STATE_UNKNOWN;
+    case 2:
+    case "MESSAGE_STATE_WAITING":
+      return MessageState.MESSAGE_STATE_WAITING;
+    case 3:
+    case "MESSAGE_STATE_IN_FLIGHT":
+      return MessageState.MESSAGE_STATE_IN_FLIGHT;
+    case 4:
+    case "MESSAGE_STATE_DELIVERED":
+      return MessageState.MESSAGE_STATE_DELIVERED;
+    case 5:
+    case "MESSAGE_STATE_DEAD_LETTERED":
+      return MessageState.MESSAGE_STATE_DEAD_LETTERED;
+    case 6:
+    case "MESSAGE_STATE_EXPIRED":
+      return MessageState.MESSAGE_STATE_EXPIRED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MessageState.UNRECOGNIZED;
+  }
+}
+
+export function messageStateToJSON(object: MessageState): string {
+  switch (object) {
+    case MessageState.MESSAGE_STATE_UNSPECIFIED:
+      return "MESSAGE_STATE_UNSPECIFIED";
+    case MessageState.MESSAGE_STATE_UNKNOWN:
+      return "MESSAGE_STATE_UNKNOWN";
+    case MessageState.MESSAGE_STATE_WAITING:
+      return "MESSAGE_STATE_WAITING";
+    case MessageState.MESSAGE_STATE_IN_FLIGHT:
+      return "MESSAGE_STATE_IN_FLIGHT";
+    case MessageState.MESSAGE_STATE_DELIVERED:
+      return "MESSAGE_STATE_DELIVERED";
+    case MessageState.MESSAGE_STATE_DEAD_LETTERED:
+      return "MESSAGE_STATE_DEAD_LETTERED";
+    case MessageState.MESSAGE_STATE_EXPIRED:
+      return "MESSAGE_STATE_EXPIRED";
+    case MessageState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -287,6 +494,121 @@ export interface FlushResponse {
   parked: number;
   /** Short hashes of the parked write keys. */
   parkedWriteKeyHashes: string[];
+}
+
+/** WriteKeyStatus is what the sidecar knows of one write key in one region. */
+export interface WriteKeyStatus {
+  /** A short hash of the write key, the same one logs, metrics and the debugger page show. */
+  fingerprint: string;
+  region: Region;
+  state: WriteKeyState;
+  /** When the key entered its state (for REFUSED: Segment's first refusal; kept across restarts). */
+  stateSince?:
+    | Date
+    | undefined;
+  /** Segment's HTTP status in its last answer (0: a network error, or no answer yet). */
+  lastStatus: number;
+  /** Segment's last answer body, clipped to 1,000 characters. */
+  lastResponse: string;
+  /** Events accepted and not yet settled. */
+  backlogEvents: number;
+  /** When the oldest of those was accepted (unset without a backlog). */
+  oldestAcceptedAt?:
+    | Date
+    | undefined;
+  /** When Segment last answered 2xx for this key (unset if never, as far as the outcome log remembers). */
+  lastDeliveredAt?:
+    | Date
+    | undefined;
+  /** Dead letters held now, by reason (the dead-letter reason codes of the README). */
+  deadLettersByReason: { [key: string]: number };
+}
+
+export interface WriteKeyStatus_DeadLettersByReasonEntry {
+  key: string;
+  value: number;
+}
+
+/** GetWriteKeyStatusRequest names a write key and a region. */
+export interface GetWriteKeyStatusRequest {
+  writeKey: string;
+  region: Region;
+}
+
+/** GetWriteKeyStatusResponse is the key's status (state UNKNOWN for a key the sidecar never sent). */
+export interface GetWriteKeyStatusResponse {
+  status?: WriteKeyStatus | undefined;
+}
+
+/** ListWriteKeysRequest asks for one page of write key statuses. */
+export interface ListWriteKeysRequest {
+  /** At most this many keys (default 100, at most 1,000). */
+  pageSize: number;
+  /** The next_page_token of the previous page; empty for the first page. */
+  pageToken: string;
+  /** Only keys in this state; UNSPECIFIED for every key. */
+  state: WriteKeyState;
+}
+
+/** ListWriteKeysResponse is one page, ordered by fingerprint and region. */
+export interface ListWriteKeysResponse {
+  writeKeys: WriteKeyStatus[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+/** Outcome is one record of the outcome log. */
+export interface Outcome {
+  /** Opaque; pass the last one received as WatchOutcomesRequest.after_cursor to resume after it. */
+  cursor: string;
+  kind: OutcomeKind;
+  /** When the outcome happened. */
+  time?: Date | undefined;
+  writeKeyFingerprint: string;
+  region: Region;
+  /** The event's message id (event records only). */
+  messageId: string;
+  /** The dead-letter reason code (DEAD_LETTERED and EXPIRED). */
+  deadLetterReason: string;
+  /** Segment's HTTP status in the answer that decided the outcome (0: none or a network error). */
+  segmentStatus: number;
+  /** Segment's answer body, clipped to 1,000 characters. */
+  segmentResponse: string;
+}
+
+/** WatchOutcomesRequest says where to start and which records to send. */
+export interface WatchOutcomesRequest {
+  /** Resume after this cursor. Empty: start with the oldest record held (or, with from_now, after the newest). */
+  afterCursor: string;
+  /** Only records of these write keys (the keys themselves; empty for every key). */
+  writeKeys: string[];
+  /** Only records of these kinds (empty for every kind). */
+  kinds: OutcomeKind[];
+  /** With an empty after_cursor: start after the newest record instead of the oldest. */
+  fromNow: boolean;
+}
+
+/** WatchOutcomesResponse carries one record of the outcome log. */
+export interface WatchOutcomesResponse {
+  outcome?: Outcome | undefined;
+}
+
+/** GetMessageOutcomeRequest names one event by its message id. */
+export interface GetMessageOutcomeRequest {
+  messageId: string;
+  /** Optional: the event's write key, when several keys may share message ids. */
+  writeKey: string;
+}
+
+/** GetMessageOutcomeResponse says where the event is, with its final record once it has one. */
+export interface GetMessageOutcomeResponse {
+  state: MessageState;
+  /** The final record (DELIVERED, DEAD_LETTERED, EXPIRED); unset otherwise. */
+  outcome?: Outcome | undefined;
+  writeKeyFingerprint: string;
+  region: Region;
+  /** When the sidecar accepted the event (unset when UNKNOWN). */
+  acceptedAt?: Date | undefined;
 }
 
 function createBaseTrackRequest(): TrackRequest {
@@ -3524,6 +3846,1419 @@ export const FlushResponse: MessageFns<FlushResponse> = {
   },
 };
 
+function createBaseWriteKeyStatus(): WriteKeyStatus {
+  return {
+    fingerprint: "",
+    region: 0,
+    state: 0,
+    stateSince: undefined,
+    lastStatus: 0,
+    lastResponse: "",
+    backlogEvents: 0,
+    oldestAcceptedAt: undefined,
+    lastDeliveredAt: undefined,
+    deadLettersByReason: {},
+  };
+}
+
+export const WriteKeyStatus: MessageFns<WriteKeyStatus> = {
+  encode(message: WriteKeyStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fingerprint !== "") {
+      writer.uint32(10).string(message.fingerprint);
+    }
+    if (message.region !== 0) {
+      writer.uint32(16).int32(message.region);
+    }
+    if (message.state !== 0) {
+      writer.uint32(24).int32(message.state);
+    }
+    if (message.stateSince !== undefined) {
+      Timestamp.encode(toTimestamp(message.stateSince), writer.uint32(34).fork()).join();
+    }
+    if (message.lastStatus !== 0) {
+      writer.uint32(40).int32(message.lastStatus);
+    }
+    if (message.lastResponse !== "") {
+      writer.uint32(50).string(message.lastResponse);
+    }
+    if (message.backlogEvents !== 0) {
+      writer.uint32(56).int64(message.backlogEvents);
+    }
+    if (message.oldestAcceptedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.oldestAcceptedAt), writer.uint32(66).fork()).join();
+    }
+    if (message.lastDeliveredAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastDeliveredAt), writer.uint32(74).fork()).join();
+    }
+    globalThis.Object.entries(message.deadLettersByReason).forEach(([key, value]: [string, number]) => {
+      WriteKeyStatus_DeadLettersByReasonEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteKeyStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteKeyStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fingerprint = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.region = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.stateSince = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lastStatus = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.lastResponse = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.backlogEvents = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.oldestAcceptedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.lastDeliveredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            const entry10 = WriteKeyStatus_DeadLettersByReasonEntry.decode(reader, reader.uint32());
+            if (entry10.value !== undefined) {
+              message.deadLettersByReason[entry10.key] = entry10.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteKeyStatus {
+    return {
+      fingerprint: isSet(object.fingerprint) ? globalThis.String(object.fingerprint) : "",
+      region: isSet(object.region) ? regionFromJSON(object.region) : 0,
+      state: isSet(object.state) ? writeKeyStateFromJSON(object.state) : 0,
+      stateSince: isSet(object.stateSince)
+        ? fromJsonTimestamp(object.stateSince)
+        : isSet(object.state_since)
+        ? fromJsonTimestamp(object.state_since)
+        : undefined,
+      lastStatus: isSet(object.lastStatus)
+        ? globalThis.Number(object.lastStatus)
+        : isSet(object.last_status)
+        ? globalThis.Number(object.last_status)
+        : 0,
+      lastResponse: isSet(object.lastResponse)
+        ? globalThis.String(object.lastResponse)
+        : isSet(object.last_response)
+        ? globalThis.String(object.last_response)
+        : "",
+      backlogEvents: isSet(object.backlogEvents)
+        ? globalThis.Number(object.backlogEvents)
+        : isSet(object.backlog_events)
+        ? globalThis.Number(object.backlog_events)
+        : 0,
+      oldestAcceptedAt: isSet(object.oldestAcceptedAt)
+        ? fromJsonTimestamp(object.oldestAcceptedAt)
+        : isSet(object.oldest_accepted_at)
+        ? fromJsonTimestamp(object.oldest_accepted_at)
+        : undefined,
+      lastDeliveredAt: isSet(object.lastDeliveredAt)
+        ? fromJsonTimestamp(object.lastDeliveredAt)
+        : isSet(object.last_delivered_at)
+        ? fromJsonTimestamp(object.last_delivered_at)
+        : undefined,
+      deadLettersByReason: isObject(object.deadLettersByReason)
+        ? (globalThis.Object.entries(object.deadLettersByReason) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.dead_letters_by_reason)
+        ? (globalThis.Object.entries(object.dead_letters_by_reason) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: WriteKeyStatus): unknown {
+    const obj: any = {};
+    if (message.fingerprint !== "") {
+      obj.fingerprint = message.fingerprint;
+    }
+    if (message.region !== 0) {
+      obj.region = regionToJSON(message.region);
+    }
+    if (message.state !== 0) {
+      obj.state = writeKeyStateToJSON(message.state);
+    }
+    if (message.stateSince !== undefined) {
+      obj.stateSince = message.stateSince.toISOString();
+    }
+    if (message.lastStatus !== 0) {
+      obj.lastStatus = Math.round(message.lastStatus);
+    }
+    if (message.lastResponse !== "") {
+      obj.lastResponse = message.lastResponse;
+    }
+    if (message.backlogEvents !== 0) {
+      obj.backlogEvents = Math.round(message.backlogEvents);
+    }
+    if (message.oldestAcceptedAt !== undefined) {
+      obj.oldestAcceptedAt = message.oldestAcceptedAt.toISOString();
+    }
+    if (message.lastDeliveredAt !== undefined) {
+      obj.lastDeliveredAt = message.lastDeliveredAt.toISOString();
+    }
+    if (message.deadLettersByReason) {
+      const entries = globalThis.Object.entries(message.deadLettersByReason) as [string, number][];
+      if (entries.length > 0) {
+        obj.deadLettersByReason = {};
+        entries.forEach(([k, v]) => {
+          obj.deadLettersByReason[k] = Math.round(v);
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WriteKeyStatus>, I>>(base?: I): WriteKeyStatus {
+    return WriteKeyStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WriteKeyStatus>, I>>(object: I): WriteKeyStatus {
+    const message = createBaseWriteKeyStatus();
+    message.fingerprint = object.fingerprint ?? "";
+    message.region = object.region ?? 0;
+    message.state = object.state ?? 0;
+    message.stateSince = object.stateSince ?? undefined;
+    message.lastStatus = object.lastStatus ?? 0;
+    message.lastResponse = object.lastResponse ?? "";
+    message.backlogEvents = object.backlogEvents ?? 0;
+    message.oldestAcceptedAt = object.oldestAcceptedAt ?? undefined;
+    message.lastDeliveredAt = object.lastDeliveredAt ?? undefined;
+    message.deadLettersByReason = (globalThis.Object.entries(object.deadLettersByReason ?? {}) as [string, number][])
+      .reduce((acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      }, {});
+    return message;
+  },
+};
+
+function createBaseWriteKeyStatus_DeadLettersByReasonEntry(): WriteKeyStatus_DeadLettersByReasonEntry {
+  return { key: "", value: 0 };
+}
+
+export const WriteKeyStatus_DeadLettersByReasonEntry: MessageFns<WriteKeyStatus_DeadLettersByReasonEntry> = {
+  encode(message: WriteKeyStatus_DeadLettersByReasonEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteKeyStatus_DeadLettersByReasonEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteKeyStatus_DeadLettersByReasonEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteKeyStatus_DeadLettersByReasonEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: WriteKeyStatus_DeadLettersByReasonEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WriteKeyStatus_DeadLettersByReasonEntry>, I>>(
+    base?: I,
+  ): WriteKeyStatus_DeadLettersByReasonEntry {
+    return WriteKeyStatus_DeadLettersByReasonEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WriteKeyStatus_DeadLettersByReasonEntry>, I>>(
+    object: I,
+  ): WriteKeyStatus_DeadLettersByReasonEntry {
+    const message = createBaseWriteKeyStatus_DeadLettersByReasonEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetWriteKeyStatusRequest(): GetWriteKeyStatusRequest {
+  return { writeKey: "", region: 0 };
+}
+
+export const GetWriteKeyStatusRequest: MessageFns<GetWriteKeyStatusRequest> = {
+  encode(message: GetWriteKeyStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.writeKey !== "") {
+      writer.uint32(10).string(message.writeKey);
+    }
+    if (message.region !== 0) {
+      writer.uint32(16).int32(message.region);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetWriteKeyStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetWriteKeyStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.writeKey = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.region = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetWriteKeyStatusRequest {
+    return {
+      writeKey: isSet(object.writeKey)
+        ? globalThis.String(object.writeKey)
+        : isSet(object.write_key)
+        ? globalThis.String(object.write_key)
+        : "",
+      region: isSet(object.region) ? regionFromJSON(object.region) : 0,
+    };
+  },
+
+  toJSON(message: GetWriteKeyStatusRequest): unknown {
+    const obj: any = {};
+    if (message.writeKey !== "") {
+      obj.writeKey = message.writeKey;
+    }
+    if (message.region !== 0) {
+      obj.region = regionToJSON(message.region);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetWriteKeyStatusRequest>, I>>(base?: I): GetWriteKeyStatusRequest {
+    return GetWriteKeyStatusRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetWriteKeyStatusRequest>, I>>(object: I): GetWriteKeyStatusRequest {
+    const message = createBaseGetWriteKeyStatusRequest();
+    message.writeKey = object.writeKey ?? "";
+    message.region = object.region ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetWriteKeyStatusResponse(): GetWriteKeyStatusResponse {
+  return { status: undefined };
+}
+
+export const GetWriteKeyStatusResponse: MessageFns<GetWriteKeyStatusResponse> = {
+  encode(message: GetWriteKeyStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== undefined) {
+      WriteKeyStatus.encode(message.status, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetWriteKeyStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetWriteKeyStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.status = WriteKeyStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetWriteKeyStatusResponse {
+    return { status: isSet(object.status) ? WriteKeyStatus.fromJSON(object.status) : undefined };
+  },
+
+  toJSON(message: GetWriteKeyStatusResponse): unknown {
+    const obj: any = {};
+    if (message.status !== undefined) {
+      obj.status = WriteKeyStatus.toJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetWriteKeyStatusResponse>, I>>(base?: I): GetWriteKeyStatusResponse {
+    return GetWriteKeyStatusResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetWriteKeyStatusResponse>, I>>(object: I): GetWriteKeyStatusResponse {
+    const message = createBaseGetWriteKeyStatusResponse();
+    message.status = (object.status !== undefined && object.status !== null)
+      ? WriteKeyStatus.fromPartial(object.status)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListWriteKeysRequest(): ListWriteKeysRequest {
+  return { pageSize: 0, pageToken: "", state: 0 };
+}
+
+export const ListWriteKeysRequest: MessageFns<ListWriteKeysRequest> = {
+  encode(message: ListWriteKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    if (message.state !== 0) {
+      writer.uint32(24).int32(message.state);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListWriteKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListWriteKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListWriteKeysRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      state: isSet(object.state) ? writeKeyStateFromJSON(object.state) : 0,
+    };
+  },
+
+  toJSON(message: ListWriteKeysRequest): unknown {
+    const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.state !== 0) {
+      obj.state = writeKeyStateToJSON(message.state);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListWriteKeysRequest>, I>>(base?: I): ListWriteKeysRequest {
+    return ListWriteKeysRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListWriteKeysRequest>, I>>(object: I): ListWriteKeysRequest {
+    const message = createBaseListWriteKeysRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.state = object.state ?? 0;
+    return message;
+  },
+};
+
+function createBaseListWriteKeysResponse(): ListWriteKeysResponse {
+  return { writeKeys: [], nextPageToken: "" };
+}
+
+export const ListWriteKeysResponse: MessageFns<ListWriteKeysResponse> = {
+  encode(message: ListWriteKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.writeKeys) {
+      WriteKeyStatus.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListWriteKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListWriteKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.writeKeys.push(WriteKeyStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListWriteKeysResponse {
+    return {
+      writeKeys: globalThis.Array.isArray(object?.writeKeys)
+        ? object.writeKeys.map((e: any) => WriteKeyStatus.fromJSON(e))
+        : globalThis.Array.isArray(object?.write_keys)
+        ? object.write_keys.map((e: any) => WriteKeyStatus.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListWriteKeysResponse): unknown {
+    const obj: any = {};
+    if (message.writeKeys?.length) {
+      obj.writeKeys = message.writeKeys.map((e) => WriteKeyStatus.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListWriteKeysResponse>, I>>(base?: I): ListWriteKeysResponse {
+    return ListWriteKeysResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListWriteKeysResponse>, I>>(object: I): ListWriteKeysResponse {
+    const message = createBaseListWriteKeysResponse();
+    message.writeKeys = object.writeKeys?.map((e) => WriteKeyStatus.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseOutcome(): Outcome {
+  return {
+    cursor: "",
+    kind: 0,
+    time: undefined,
+    writeKeyFingerprint: "",
+    region: 0,
+    messageId: "",
+    deadLetterReason: "",
+    segmentStatus: 0,
+    segmentResponse: "",
+  };
+}
+
+export const Outcome: MessageFns<Outcome> = {
+  encode(message: Outcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cursor !== "") {
+      writer.uint32(10).string(message.cursor);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(26).fork()).join();
+    }
+    if (message.writeKeyFingerprint !== "") {
+      writer.uint32(34).string(message.writeKeyFingerprint);
+    }
+    if (message.region !== 0) {
+      writer.uint32(40).int32(message.region);
+    }
+    if (message.messageId !== "") {
+      writer.uint32(50).string(message.messageId);
+    }
+    if (message.deadLetterReason !== "") {
+      writer.uint32(58).string(message.deadLetterReason);
+    }
+    if (message.segmentStatus !== 0) {
+      writer.uint32(64).int32(message.segmentStatus);
+    }
+    if (message.segmentResponse !== "") {
+      writer.uint32(74).string(message.segmentResponse);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Outcome {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOutcome();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.cursor = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.writeKeyFingerprint = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.region = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.messageId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.deadLetterReason = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.segmentStatus = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.segmentResponse = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Outcome {
+    return {
+      cursor: isSet(object.cursor) ? globalThis.String(object.cursor) : "",
+      kind: isSet(object.kind) ? outcomeKindFromJSON(object.kind) : 0,
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      writeKeyFingerprint: isSet(object.writeKeyFingerprint)
+        ? globalThis.String(object.writeKeyFingerprint)
+        : isSet(object.write_key_fingerprint)
+        ? globalThis.String(object.write_key_fingerprint)
+        : "",
+      region: isSet(object.region) ? regionFromJSON(object.region) : 0,
+      messageId: isSet(object.messageId)
+        ? globalThis.String(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.String(object.message_id)
+        : "",
+      deadLetterReason: isSet(object.deadLetterReason)
+        ? globalThis.String(object.deadLetterReason)
+        : isSet(object.dead_letter_reason)
+        ? globalThis.String(object.dead_letter_reason)
+        : "",
+      segmentStatus: isSet(object.segmentStatus)
+        ? globalThis.Number(object.segmentStatus)
+        : isSet(object.segment_status)
+        ? globalThis.Number(object.segment_status)
+        : 0,
+      segmentResponse: isSet(object.segmentResponse)
+        ? globalThis.String(object.segmentResponse)
+        : isSet(object.segment_response)
+        ? globalThis.String(object.segment_response)
+        : "",
+    };
+  },
+
+  toJSON(message: Outcome): unknown {
+    const obj: any = {};
+    if (message.cursor !== "") {
+      obj.cursor = message.cursor;
+    }
+    if (message.kind !== 0) {
+      obj.kind = outcomeKindToJSON(message.kind);
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    if (message.writeKeyFingerprint !== "") {
+      obj.writeKeyFingerprint = message.writeKeyFingerprint;
+    }
+    if (message.region !== 0) {
+      obj.region = regionToJSON(message.region);
+    }
+    if (message.messageId !== "") {
+      obj.messageId = message.messageId;
+    }
+    if (message.deadLetterReason !== "") {
+      obj.deadLetterReason = message.deadLetterReason;
+    }
+    if (message.segmentStatus !== 0) {
+      obj.segmentStatus = Math.round(message.segmentStatus);
+    }
+    if (message.segmentResponse !== "") {
+      obj.segmentResponse = message.segmentResponse;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Outcome>, I>>(base?: I): Outcome {
+    return Outcome.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Outcome>, I>>(object: I): Outcome {
+    const message = createBaseOutcome();
+    message.cursor = object.cursor ?? "";
+    message.kind = object.kind ?? 0;
+    message.time = object.time ?? undefined;
+    message.writeKeyFingerprint = object.writeKeyFingerprint ?? "";
+    message.region = object.region ?? 0;
+    message.messageId = object.messageId ?? "";
+    message.deadLetterReason = object.deadLetterReason ?? "";
+    message.segmentStatus = object.segmentStatus ?? 0;
+    message.segmentResponse = object.segmentResponse ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchOutcomesRequest(): WatchOutcomesRequest {
+  return { afterCursor: "", writeKeys: [], kinds: [], fromNow: false };
+}
+
+export const WatchOutcomesRequest: MessageFns<WatchOutcomesRequest> = {
+  encode(message: WatchOutcomesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.afterCursor !== "") {
+      writer.uint32(10).string(message.afterCursor);
+    }
+    for (const v of message.writeKeys) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.kinds.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.kinds) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.fromNow !== false) {
+      writer.uint32(32).bool(message.fromNow);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchOutcomesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchOutcomesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.afterCursor = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.writeKeys.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.kinds.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.kinds.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.fromNow = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchOutcomesRequest {
+    return {
+      afterCursor: isSet(object.afterCursor)
+        ? globalThis.String(object.afterCursor)
+        : isSet(object.after_cursor)
+        ? globalThis.String(object.after_cursor)
+        : "",
+      writeKeys: globalThis.Array.isArray(object?.writeKeys)
+        ? object.writeKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.write_keys)
+        ? object.write_keys.map((e: any) => globalThis.String(e))
+        : [],
+      kinds: globalThis.Array.isArray(object?.kinds) ? object.kinds.map((e: any) => outcomeKindFromJSON(e)) : [],
+      fromNow: isSet(object.fromNow)
+        ? globalThis.Boolean(object.fromNow)
+        : isSet(object.from_now)
+        ? globalThis.Boolean(object.from_now)
+        : false,
+    };
+  },
+
+  toJSON(message: WatchOutcomesRequest): unknown {
+    const obj: any = {};
+    if (message.afterCursor !== "") {
+      obj.afterCursor = message.afterCursor;
+    }
+    if (message.writeKeys?.length) {
+      obj.writeKeys = message.writeKeys;
+    }
+    if (message.kinds?.length) {
+      obj.kinds = message.kinds.map((e) => outcomeKindToJSON(e));
+    }
+    if (message.fromNow !== false) {
+      obj.fromNow = message.fromNow;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchOutcomesRequest>, I>>(base?: I): WatchOutcomesRequest {
+    return WatchOutcomesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchOutcomesRequest>, I>>(object: I): WatchOutcomesRequest {
+    const message = createBaseWatchOutcomesRequest();
+    message.afterCursor = object.afterCursor ?? "";
+    message.writeKeys = object.writeKeys?.map((e) => e) || [];
+    message.kinds = object.kinds?.map((e) => e) || [];
+    message.fromNow = object.fromNow ?? false;
+    return message;
+  },
+};
+
+function createBaseWatchOutcomesResponse(): WatchOutcomesResponse {
+  return { outcome: undefined };
+}
+
+export const WatchOutcomesResponse: MessageFns<WatchOutcomesResponse> = {
+  encode(message: WatchOutcomesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.outcome !== undefined) {
+      Outcome.encode(message.outcome, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchOutcomesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchOutcomesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.outcome = Outcome.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchOutcomesResponse {
+    return { outcome: isSet(object.outcome) ? Outcome.fromJSON(object.outcome) : undefined };
+  },
+
+  toJSON(message: WatchOutcomesResponse): unknown {
+    const obj: any = {};
+    if (message.outcome !== undefined) {
+      obj.outcome = Outcome.toJSON(message.outcome);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchOutcomesResponse>, I>>(base?: I): WatchOutcomesResponse {
+    return WatchOutcomesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchOutcomesResponse>, I>>(object: I): WatchOutcomesResponse {
+    const message = createBaseWatchOutcomesResponse();
+    message.outcome = (object.outcome !== undefined && object.outcome !== null)
+      ? Outcome.fromPartial(object.outcome)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetMessageOutcomeRequest(): GetMessageOutcomeRequest {
+  return { messageId: "", writeKey: "" };
+}
+
+export const GetMessageOutcomeRequest: MessageFns<GetMessageOutcomeRequest> = {
+  encode(message: GetMessageOutcomeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.messageId !== "") {
+      writer.uint32(10).string(message.messageId);
+    }
+    if (message.writeKey !== "") {
+      writer.uint32(18).string(message.writeKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetMessageOutcomeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetMessageOutcomeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.messageId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.writeKey = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetMessageOutcomeRequest {
+    return {
+      messageId: isSet(object.messageId)
+        ? globalThis.String(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.String(object.message_id)
+        : "",
+      writeKey: isSet(object.writeKey)
+        ? globalThis.String(object.writeKey)
+        : isSet(object.write_key)
+        ? globalThis.String(object.write_key)
+        : "",
+    };
+  },
+
+  toJSON(message: GetMessageOutcomeRequest): unknown {
+    const obj: any = {};
+    if (message.messageId !== "") {
+      obj.messageId = message.messageId;
+    }
+    if (message.writeKey !== "") {
+      obj.writeKey = message.writeKey;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetMessageOutcomeRequest>, I>>(base?: I): GetMessageOutcomeRequest {
+    return GetMessageOutcomeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetMessageOutcomeRequest>, I>>(object: I): GetMessageOutcomeRequest {
+    const message = createBaseGetMessageOutcomeRequest();
+    message.messageId = object.messageId ?? "";
+    message.writeKey = object.writeKey ?? "";
+    return message;
+  },
+};
+
+function createBaseGetMessageOutcomeResponse(): GetMessageOutcomeResponse {
+  return { state: 0, outcome: undefined, writeKeyFingerprint: "", region: 0, acceptedAt: undefined };
+}
+
+export const GetMessageOutcomeResponse: MessageFns<GetMessageOutcomeResponse> = {
+  encode(message: GetMessageOutcomeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    if (message.outcome !== undefined) {
+      Outcome.encode(message.outcome, writer.uint32(18).fork()).join();
+    }
+    if (message.writeKeyFingerprint !== "") {
+      writer.uint32(26).string(message.writeKeyFingerprint);
+    }
+    if (message.region !== 0) {
+      writer.uint32(32).int32(message.region);
+    }
+    if (message.acceptedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.acceptedAt), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetMessageOutcomeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetMessageOutcomeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.outcome = Outcome.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.writeKeyFingerprint = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.region = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.acceptedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetMessageOutcomeResponse {
+    return {
+      state: isSet(object.state) ? messageStateFromJSON(object.state) : 0,
+      outcome: isSet(object.outcome) ? Outcome.fromJSON(object.outcome) : undefined,
+      writeKeyFingerprint: isSet(object.writeKeyFingerprint)
+        ? globalThis.String(object.writeKeyFingerprint)
+        : isSet(object.write_key_fingerprint)
+        ? globalThis.String(object.write_key_fingerprint)
+        : "",
+      region: isSet(object.region) ? regionFromJSON(object.region) : 0,
+      acceptedAt: isSet(object.acceptedAt)
+        ? fromJsonTimestamp(object.acceptedAt)
+        : isSet(object.accepted_at)
+        ? fromJsonTimestamp(object.accepted_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetMessageOutcomeResponse): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = messageStateToJSON(message.state);
+    }
+    if (message.outcome !== undefined) {
+      obj.outcome = Outcome.toJSON(message.outcome);
+    }
+    if (message.writeKeyFingerprint !== "") {
+      obj.writeKeyFingerprint = message.writeKeyFingerprint;
+    }
+    if (message.region !== 0) {
+      obj.region = regionToJSON(message.region);
+    }
+    if (message.acceptedAt !== undefined) {
+      obj.acceptedAt = message.acceptedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetMessageOutcomeResponse>, I>>(base?: I): GetMessageOutcomeResponse {
+    return GetMessageOutcomeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetMessageOutcomeResponse>, I>>(object: I): GetMessageOutcomeResponse {
+    const message = createBaseGetMessageOutcomeResponse();
+    message.state = object.state ?? 0;
+    message.outcome = (object.outcome !== undefined && object.outcome !== null)
+      ? Outcome.fromPartial(object.outcome)
+      : undefined;
+    message.writeKeyFingerprint = object.writeKeyFingerprint ?? "";
+    message.region = object.region ?? 0;
+    message.acceptedAt = object.acceptedAt ?? undefined;
+    return message;
+  },
+};
+
 /**
  * SidecarService accepts Segment Spec calls. A call returns OK only once the event is durably spooled;
  * from then on the sidecar delivers it at least once or records it as a dead letter with its reason.
@@ -3622,6 +5357,67 @@ export const SidecarServiceService = {
     responseSerialize: (value: FlushResponse): Buffer => Buffer.from(FlushResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FlushResponse => FlushResponse.decode(value),
   },
+  /**
+   * GetWriteKeyStatus says what the sidecar knows of one write key in one region: whether Segment accepts it, its
+   * backlog, its last delivery and its dead letters. Built for a partner's settings page ("your Segment connection").
+   */
+  getWriteKeyStatus: {
+    path: "/segment.sidecar.v1.SidecarService/GetWriteKeyStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetWriteKeyStatusRequest): Buffer =>
+      Buffer.from(GetWriteKeyStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetWriteKeyStatusRequest => GetWriteKeyStatusRequest.decode(value),
+    responseSerialize: (value: GetWriteKeyStatusResponse): Buffer =>
+      Buffer.from(GetWriteKeyStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetWriteKeyStatusResponse => GetWriteKeyStatusResponse.decode(value),
+  },
+  /**
+   * ListWriteKeys pages through the status of every write key the sidecar holds, each named by its fingerprint
+   * (never the key itself), optionally only those in one state.
+   */
+  listWriteKeys: {
+    path: "/segment.sidecar.v1.SidecarService/ListWriteKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListWriteKeysRequest): Buffer => Buffer.from(ListWriteKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListWriteKeysRequest => ListWriteKeysRequest.decode(value),
+    responseSerialize: (value: ListWriteKeysResponse): Buffer =>
+      Buffer.from(ListWriteKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListWriteKeysResponse => ListWriteKeysResponse.decode(value),
+  },
+  /**
+   * WatchOutcomes streams the outcome log: one final record per accepted event (delivered, dead-lettered, expired)
+   * and one record per change of a write key's state. Every record carries an opaque cursor; a watcher that
+   * reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
+   * Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
+   * the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+   */
+  watchOutcomes: {
+    path: "/segment.sidecar.v1.SidecarService/WatchOutcomes" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchOutcomesRequest): Buffer => Buffer.from(WatchOutcomesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchOutcomesRequest => WatchOutcomesRequest.decode(value),
+    responseSerialize: (value: WatchOutcomesResponse): Buffer =>
+      Buffer.from(WatchOutcomesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchOutcomesResponse => WatchOutcomesResponse.decode(value),
+  },
+  /**
+   * GetMessageOutcome says where one event is: waiting, in flight, delivered, dead-lettered, expired, or not known
+   * within the outcome log's window. It answers "did event X reach Segment?".
+   */
+  getMessageOutcome: {
+    path: "/segment.sidecar.v1.SidecarService/GetMessageOutcome" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetMessageOutcomeRequest): Buffer =>
+      Buffer.from(GetMessageOutcomeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetMessageOutcomeRequest => GetMessageOutcomeRequest.decode(value),
+    responseSerialize: (value: GetMessageOutcomeResponse): Buffer =>
+      Buffer.from(GetMessageOutcomeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetMessageOutcomeResponse => GetMessageOutcomeResponse.decode(value),
+  },
 } as const;
 
 export interface SidecarServiceServer extends UntypedServiceImplementation {
@@ -3648,6 +5444,29 @@ export interface SidecarServiceServer extends UntypedServiceImplementation {
    * DEADLINE_EXCEEDED at the call's deadline.
    */
   flush: handleUnaryCall<FlushRequest, FlushResponse>;
+  /**
+   * GetWriteKeyStatus says what the sidecar knows of one write key in one region: whether Segment accepts it, its
+   * backlog, its last delivery and its dead letters. Built for a partner's settings page ("your Segment connection").
+   */
+  getWriteKeyStatus: handleUnaryCall<GetWriteKeyStatusRequest, GetWriteKeyStatusResponse>;
+  /**
+   * ListWriteKeys pages through the status of every write key the sidecar holds, each named by its fingerprint
+   * (never the key itself), optionally only those in one state.
+   */
+  listWriteKeys: handleUnaryCall<ListWriteKeysRequest, ListWriteKeysResponse>;
+  /**
+   * WatchOutcomes streams the outcome log: one final record per accepted event (delivered, dead-lettered, expired)
+   * and one record per change of a write key's state. Every record carries an opaque cursor; a watcher that
+   * reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
+   * Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
+   * the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+   */
+  watchOutcomes: handleServerStreamingCall<WatchOutcomesRequest, WatchOutcomesResponse>;
+  /**
+   * GetMessageOutcome says where one event is: waiting, in flight, delivered, dead-lettered, expired, or not known
+   * within the outcome log's window. It answers "did event X reach Segment?".
+   */
+  getMessageOutcome: handleUnaryCall<GetMessageOutcomeRequest, GetMessageOutcomeResponse>;
 }
 
 export interface SidecarServiceClient extends Client {
@@ -3782,6 +5601,79 @@ export interface SidecarServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: FlushResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetWriteKeyStatus says what the sidecar knows of one write key in one region: whether Segment accepts it, its
+   * backlog, its last delivery and its dead letters. Built for a partner's settings page ("your Segment connection").
+   */
+  getWriteKeyStatus(
+    request: GetWriteKeyStatusRequest,
+    callback: (error: ServiceError | null, response: GetWriteKeyStatusResponse) => void,
+  ): ClientUnaryCall;
+  getWriteKeyStatus(
+    request: GetWriteKeyStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetWriteKeyStatusResponse) => void,
+  ): ClientUnaryCall;
+  getWriteKeyStatus(
+    request: GetWriteKeyStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetWriteKeyStatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ListWriteKeys pages through the status of every write key the sidecar holds, each named by its fingerprint
+   * (never the key itself), optionally only those in one state.
+   */
+  listWriteKeys(
+    request: ListWriteKeysRequest,
+    callback: (error: ServiceError | null, response: ListWriteKeysResponse) => void,
+  ): ClientUnaryCall;
+  listWriteKeys(
+    request: ListWriteKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListWriteKeysResponse) => void,
+  ): ClientUnaryCall;
+  listWriteKeys(
+    request: ListWriteKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListWriteKeysResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * WatchOutcomes streams the outcome log: one final record per accepted event (delivered, dead-lettered, expired)
+   * and one record per change of a write key's state. Every record carries an opaque cursor; a watcher that
+   * reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
+   * Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
+   * the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+   */
+  watchOutcomes(
+    request: WatchOutcomesRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchOutcomesResponse>;
+  watchOutcomes(
+    request: WatchOutcomesRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchOutcomesResponse>;
+  /**
+   * GetMessageOutcome says where one event is: waiting, in flight, delivered, dead-lettered, expired, or not known
+   * within the outcome log's window. It answers "did event X reach Segment?".
+   */
+  getMessageOutcome(
+    request: GetMessageOutcomeRequest,
+    callback: (error: ServiceError | null, response: GetMessageOutcomeResponse) => void,
+  ): ClientUnaryCall;
+  getMessageOutcome(
+    request: GetMessageOutcomeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetMessageOutcomeResponse) => void,
+  ): ClientUnaryCall;
+  getMessageOutcome(
+    request: GetMessageOutcomeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetMessageOutcomeResponse) => void,
   ): ClientUnaryCall;
 }
 
