@@ -189,7 +189,7 @@ class ClockOffset:
     Each round trip bounds the offset to ``[now - received, now - sent]``; the intersection with what was known
     before is kept, widened by :data:`CLOCK_DRIFT` per elapsed second (the two clocks may run at slightly different
     rates). After a few replies the interval is as narrow as the fastest round trip, so one slow reply (a busy event
-    loop) no longer blurs the mapping. Replies that contradict the interval (Redis restarted on another host, its
+    loop) does not blur the mapping. Replies that contradict the interval (Redis restarted on another host, its
     clock stepped) start it over. Mapping with the *lowest* offset never places a slot early.
     """
 

@@ -4,6 +4,7 @@ in ``sidecar/`` is too long to read in one sitting."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,3 +69,41 @@ def test_no_module_is_over_450_lines() -> None:
         if lines > MAX_LINES:
             too_long.append(f"{name}: {lines} lines")
     assert not too_long, too_long
+
+
+HISTORY = re.compile(r"\bissues? #?\d+", re.IGNORECASE)
+"""An issue number in a comment tells the code's history, which belongs in git and the CHANGELOG."""
+
+
+def test_no_comment_in_sidecar_tells_history() -> None:
+    """No module of sidecar/ names an issue number: comments explain the code as it is."""
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in modules()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if HISTORY.search(line)
+    ]
+    assert not found, found
+
+
+def test_no_background_task_is_started_outside_the_supervisor() -> None:
+    """Every background task runs under sidecar/tasks.py's Supervisor: no create_task or ensure_future elsewhere."""
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in modules()
+        if path.name != "tasks.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if "create_task(" in line or "ensure_future(" in line
+    ]
+    assert not found, found
+
+
+def test_nothing_in_send_calls_up_into_delivery() -> None:
+    """The senders (sidecar/send/) import nothing from sidecar/delivery/: the dispatcher hands them what they need."""
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((PACKAGE / "send").rglob("*.py"))
+        for name in sorted(imported(path))
+        if name.startswith("sidecar.delivery")
+    ]
+    assert not offenders, offenders

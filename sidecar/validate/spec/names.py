@@ -196,7 +196,7 @@ class NameIndex:
                     for form in _one_edit_forms(word):
                         self._typo_forms.setdefault(form, set()).add(word)
         # A word one edit away from a Spec word is at most one letter longer than it; a longer unknown word is never
-        # expanded into its one-edit forms (that costs the square of its length: issue 13.2).
+        # expanded into its one-edit forms (that would cost the square of its length, and a caller chooses the length).
         self._longest_typo_word = max((len(form) for form in self._typo_forms), default=0)
 
     def __len__(self) -> int:
