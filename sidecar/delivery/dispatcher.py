@@ -119,6 +119,8 @@ class Dispatcher:
         self._ahead = 0  # requests being read or waiting for a grant (with a limiter)
         self.delivered = 0
         self.dead_lettered_total = 0
+        self._last_flush_totals = (0, 0)
+        """(delivered, dead-lettered) when the last flush answered: a flush reports what settled since then."""
         self.requests = 0
 
     def _clock_of(self, accepted_at: float) -> float:
@@ -240,7 +242,9 @@ class Dispatcher:
         parked = [key for key, _ in self._scheduler.parked() if self._scheduler.waiting_events(key)]
         count = sum(self._scheduler.waiting_events(key) for key in parked)
         hashes = tuple(sorted(write_key_hash(key[0]) for key in parked))
-        return FlushResult(self.delivered, self.dead_lettered_total, count, hashes)
+        delivered, dead_lettered = self._last_flush_totals
+        self._last_flush_totals = (self.delivered, self.dead_lettered_total)
+        return FlushResult(self.delivered - delivered, self.dead_lettered_total - dead_lettered, count, hashes)
 
     def _request_done(self, key: ShardKey, left: Sequence[SpooledEvent]) -> None:
         """A request of ``key`` settled: tell the waiting flushes, then anyone draining."""

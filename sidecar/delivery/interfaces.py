@@ -96,7 +96,8 @@ class DeliveryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class FlushResult:
-    """What a flush saw: totals since start, and what waits on parked keys."""
+    """What a flush saw: events delivered and dead-lettered since the previous flush answered (or since start), and
+    what waits on parked keys now."""
 
     delivered: int
     dead_lettered: int

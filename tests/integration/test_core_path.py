@@ -307,3 +307,14 @@ async def test_flush_deadline_reports_pending(sidecar_factory: SidecarFactory, c
         await running.stub.Flush(pb.FlushRequest(), timeout=1.0)
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "1 events still waiting" in (raised.value.details() or "")
+
+
+async def test_flush_counts_what_settled_since_the_previous_flush(sidecar: SidecarUnderTest) -> None:
+    """Each Flush reports the events delivered since the previous Flush answered, not a running total since start."""
+    for index in range(2):
+        await sidecar.stub.Track(pb.TrackRequest(write_key="wk-flush-counts", user_id=f"u{index}", event="Signed Up"))
+    assert (await flush(sidecar)).delivered == 2
+    await sidecar.stub.Track(pb.TrackRequest(write_key="wk-flush-counts", user_id="u2", event="Signed Up"))
+    assert (await flush(sidecar)).delivered == 1
+    again = await flush(sidecar)
+    assert again.delivered == 0 and again.dead_lettered == 0

@@ -2000,9 +2000,10 @@ func (*FlushRequest) Descriptor() ([]byte, []int) {
 // FlushResponse reports what happened to the events accepted before the call.
 type FlushResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Events delivered (Segment answered 2xx) since the sidecar started.
+	// Events delivered (Segment answered 2xx; on an edge: confirmed delivered by the gateways' own Flush) since the
+	// previous Flush answered, or since the sidecar started: counts for this flush, not running totals.
 	Delivered int64 `protobuf:"varint,1,opt,name=delivered,proto3" json:"delivered,omitempty"`
-	// Events given up on and stored as dead letters since the sidecar started.
+	// Events given up on and stored as dead letters since the previous Flush answered (or since the start).
 	DeadLettered int64 `protobuf:"varint,2,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
 	// Events accepted before the call that wait on a parked write key (revoked or invalid); not waited for.
 	Parked int64 `protobuf:"varint,3,opt,name=parked,proto3" json:"parked,omitempty"`

@@ -486,9 +486,12 @@ export interface FlushRequest {
 
 /** FlushResponse reports what happened to the events accepted before the call. */
 export interface FlushResponse {
-  /** Events delivered (Segment answered 2xx) since the sidecar started. */
+  /**
+   * Events delivered (Segment answered 2xx; on an edge: confirmed delivered by the gateways' own Flush) since the
+   * previous Flush answered, or since the sidecar started: counts for this flush, not running totals.
+   */
   delivered: number;
-  /** Events given up on and stored as dead letters since the sidecar started. */
+  /** Events given up on and stored as dead letters since the previous Flush answered (or since the start). */
   deadLettered: number;
   /** Events accepted before the call that wait on a parked write key (revoked or invalid); not waited for. */
   parked: number;
