@@ -221,17 +221,21 @@ async def test_a_full_spool_answers_429_with_retry_after(
 ) -> None:
     """When the spool is full the whole request is refused with 429 and Retry-After, and nothing of it is spooled."""
     running = await sidecar_factory(
-        **HTTP, SIDECAR_SPOOL="memory", SIDECAR_SPOOL_MAX_BYTES="2000", SIDECAR_METRICS_LISTEN="127.0.0.1:0"
+        **HTTP, SIDECAR_SPOOL="memory", SIDECAR_SPOOL_MAX_BYTES="32KiB", SIDECAR_METRICS_LISTEN="127.0.0.1:0"
     )
-    events = [{"type": "track", "userId": "u", "event": "Email Opened", "messageId": f"m{i}"} for i in range(20)]
+    padding = {"note": "x" * 300}  # 100 events of about 400 bytes: more than the 32 KiB spool holds
+    events = [
+        {"type": "track", "userId": "u", "event": "Email Opened", "messageId": f"m{i}", "properties": padding}
+        for i in range(100)
+    ]
     status, answer, headers = await post(session, f"{base(running)}/v1/batch", {"batch": events}, auth("wk-f"))
     assert (status, answer["code"]) == (429, "spool_full")
     assert int(headers["Retry-After"]) >= 1
     assert running.app.spool.pending_events == 0
     assert running.app.metrics is not None
     text = (await running.app.metrics.render()).decode()
-    assert 'sidecar_events_received_total{intake="http",rpc="batch"} 20.0' in text
-    assert 'sidecar_events_rejected_total{reason="resource_exhausted",type="unknown"} 20.0' in text
+    assert 'sidecar_events_received_total{intake="http",rpc="batch"} 100.0' in text
+    assert 'sidecar_events_rejected_total{reason="resource_exhausted",type="unknown"} 100.0' in text
 
 
 async def test_shutting_down_answers_503(sidecar_factory: SidecarFactory, session: aiohttp.ClientSession) -> None:
