@@ -241,3 +241,33 @@ async def test_a_revoked_key_on_a_sidecar_restarted_often_still_has_its_events_e
     assert {str(row["message_id"]) for row in rows} == traffic.acknowledged
     assert {str(row["reason"]) for row in rows} == {DeadLetterReason.EXPIRED.description}
     assert not collector.store.message_ids()
+
+
+async def test_dead_letters_older_than_the_event_age_are_delivered_once_replayed(
+    collector: Collector, sidecar_process: ProcessFactory
+) -> None:
+    """A revoked key's events become dead letters; once they are older than SIDECAR_MAX_EVENT_AGE and the key works
+    again, `dead-letters replay` (a person's decision) gives them a fresh age, so they are delivered, not expired."""
+    key = "wk-replay-aged"
+    collector.faults.revoked_write_keys = {key}
+    running = sidecar_process(
+        SIDECAR_MAX_EVENT_AGE="2s", SIDECAR_PARKED_DEAD_LETTER_AFTER="1s", SIDECAR_PARKED_RETRY_INTERVAL="200ms"
+    )
+    running.start()
+    await running.wait_ready()
+    spool_dir = running.env["SIDECAR_SPOOL_DIR"]
+    ids = {f"aged-{index}" for index in range(5)}
+    async with grpc.aio.insecure_channel(running.address) as channel:
+        stub = pb_grpc.SidecarServiceStub(channel)
+        for message_id in sorted(ids):
+            await stub.Track(pb.TrackRequest(write_key=key, user_id="u", event="Signed Up", message_id=message_id))
+    accepted = time.time()
+    deadline = time.monotonic() + 20
+    while {str(row["message_id"]) for row in await dead_letters(spool_dir, "list")} != ids:
+        assert time.monotonic() < deadline, "the revoked key's events never became dead letters"
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(max(0.0, accepted + 2.5 - time.time()))  # every letter is now older than the event age
+    collector.faults.revoked_write_keys = set()
+    await dead_letters(spool_dir, "replay")
+    await wait_delivered(collector, ids, timeout=20)
+    assert await dead_letters(spool_dir, "list") == []
