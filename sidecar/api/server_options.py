@@ -32,7 +32,9 @@ Option                                 Why
 
 Not set: ``grpc.max_concurrent_streams``. It makes gRPC refuse every stream past it with ``RST_STREAM`` before the
 client has read the setting (``UNAVAILABLE``): of 5,000 concurrent Tracks on one channel, 3,137 were refused at a
-value of 256, against 100 refused by the call limit without it.
+value of 256, against 100 refused by the call limit without it. What a stream costs before it is admitted is bounded
+per stream instead (:data:`STREAM_WINDOW_BYTES`), and such streams do not wait: the token check and the call limit
+(:func:`sidecar.grpc_handlers.read_after`) answer each as soon as gRPC hands it over, before reading its request.
 """
 
 from __future__ import annotations
