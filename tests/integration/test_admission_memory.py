@@ -32,8 +32,9 @@ LIMIT = 4
 CALLS = 96
 MiB = 2**20
 ADMITTED_COST = 10
-"""The documented bound on what one admitted call may hold, in multiples of its request's size (measured 5 to 7: the
-bytes, the decoded message, the events built from it, the spool's copy); the README's Limits table has the sum."""
+"""The documented bound on what one admitted call may hold, in multiples of its request's size (measured 5 to 8: the
+bytes, the decoded message, the events built from it, the spool's copy, what the allocator keeps); the README's
+Limits table has the sum."""
 
 
 def big_batch() -> bytes:
