@@ -1,9 +1,9 @@
 """Bearer-token authentication of every RPC (``SIDECAR_AUTH_TOKEN``), as a gRPC server interceptor.
 
 With a token set, a call must carry the metadata ``authorization: Bearer <token>``; otherwise it is answered
-``UNAUTHENTICATED`` before any handler runs (the SidecarService, health, reflection: every method). The one exception:
-the health service answers callers on loopback without a token, so that a probe run beside the sidecar (Docker's
-``HEALTHCHECK``, a Kubernetes ``exec`` probe) needs no secret. The comparison is constant-time
+``UNAUTHENTICATED`` before its request is read (the SidecarService, health, reflection: every method). The one
+exception: the health service answers callers on loopback without a token, so that a probe run beside the sidecar
+(Docker's ``HEALTHCHECK``, a Kubernetes ``exec`` probe) needs no secret. The comparison is constant-time
 (:func:`hmac.compare_digest` over the whole header value), and the token never appears in a log line or a status
 message: a refusal says only what is missing.
 """
@@ -11,13 +11,14 @@ message: a refusal says only what is missing.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 import structlog
 
-from sidecar.grpc_handlers import unary_behavior, with_unary_behavior
+from sidecar.grpc_handlers import read_after
 
 log = structlog.get_logger("sidecar.api")
 
@@ -53,69 +54,20 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  #
         handler = await continuation(handler_call_details)
         if handler is None or self.authenticated(handler_call_details.invocation_metadata):
             return handler
-        method = handler_call_details.method
-        guarded: grpc.RpcMethodHandler[Any, Any] = _guarded(
-            handler, open_to_loopback=method.startswith(HEALTH_PREFIX), method=method
-        )
-        return guarded
+        return read_after(handler, _TokenRefusal(handler_call_details.method))
 
 
-def _guarded(handler: grpc.RpcMethodHandler[Any, Any], open_to_loopback: bool, method: str) -> Any:
-    """The same kind of handler, refusing the call unless ``open_to_loopback`` and the peer is on loopback."""
+class _TokenRefusal:
+    """The gate of a call without the right token, entered before its request is read: refuse it, unless it asks
+    the health service from loopback (a probe beside the sidecar); a refused 16 MiB Batch is never read."""
 
-    async def refuse(context: grpc.aio.ServicerContext[Any, Any]) -> bool:
-        if open_to_loopback and is_loopback_peer(context.peer()):
-            return False
-        log.warning("call_unauthenticated", method=method)
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, REFUSAL)
-        return True  # pragma: no cover - abort raises
+    def __init__(self, method: str) -> None:
+        self._method = method
+        self._open_to_loopback = method.startswith(HEALTH_PREFIX)
 
-    # A call that will be refused whatever it carries is not decoded: without the token, a 16 MiB request costs no
-    # parse. Health from loopback is served, so it is.
-    decode = handler.request_deserializer if open_to_loopback else _unread
-    options = {"request_deserializer": decode, "response_serializer": handler.response_serializer}
-    if handler.unary_unary is not None:
-        inner_uu = unary_behavior(handler)
-
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await refuse(context)
-            return await inner_uu(request, context)
-
-        return with_unary_behavior(handler, unary_unary, request_deserializer=decode)
-    if handler.unary_stream is not None:
-        inner_us = cast(Callable[..., Any], handler.unary_stream)
-
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-            await refuse(context)
-            await _relay(inner_us(request, context), context)
-
-        return grpc.unary_stream_rpc_method_handler(unary_stream, **options)
-    if handler.stream_unary is not None:
-        inner_su = cast(Callable[..., Awaitable[Any]], handler.stream_unary)
-
-        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await refuse(context)
-            return await inner_su(requests, context)
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, **options)
-    inner_ss = cast(Callable[..., Any], handler.stream_stream)
-
-    async def stream_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await refuse(context)
-        await _relay(inner_ss(requests, context), context)
-
-    return grpc.stream_stream_rpc_method_handler(stream_stream, **options)
-
-
-def _unread(raw: bytes) -> None:
-    return None
-
-
-async def _relay(produced: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    """Send a streaming handler's replies with ``context.write`` (one style: gRPC refuses a mix of generator and
-    ``write``), whether the handler is an async generator or a coroutine that writes them itself."""
-    if hasattr(produced, "__aiter__"):
-        async for reply in produced:
-            await context.write(reply)
-    else:
-        await produced
+    @asynccontextmanager
+    async def __call__(self, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+        if not (self._open_to_loopback and is_loopback_peer(context.peer())):
+            log.warning("call_unauthenticated", method=self._method)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, REFUSAL)
+        yield

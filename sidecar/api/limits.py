@@ -11,7 +11,7 @@ over :data:`MAX_MESSAGE_BYTES`              ``RESOURCE_EXHAUSTED`` from gRPC its
 ``SIDECAR_MAX_CONCURRENT_CALLS`` at once    ``RESOURCE_EXHAUSTED`` with ``RetryInfo`` (:data:`BUSY_RETRY_AFTER`) and a
                                             ``QuotaFailure`` on ``concurrent_calls``, and the same delay as gRPC's
                                             ``grpc-retry-pushback-ms`` trailer, which a generic client's service
-                                            config ``retryPolicy`` honours; the request is not decoded
+                                            config ``retryPolicy`` honours; decided before the request is read
 bytes that do not decode (invalid UTF-8 in  ``INVALID_ARGUMENT`` with a ``BadRequest`` on ``request``, instead of the
 a string field, nesting past protobuf's     ``UNKNOWN`` grpc answers when its deserializer raises
 limit, truncated fields)
@@ -22,7 +22,8 @@ Health and reflection are not counted against the call limit, so probes still an
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,7 +33,7 @@ import structlog
 from sidecar.api.servicer import MAX_BATCH_BYTES
 from sidecar.api.status import to_status
 from sidecar.errors import InvalidEvent, ServerBusy
-from sidecar.grpc_handlers import UnaryBehavior, unary_behavior, with_unary_behavior
+from sidecar.grpc_handlers import UnaryBehavior, read_after, unary_behavior, with_unary_behavior
 
 log = structlog.get_logger("sidecar.api")
 
@@ -89,21 +90,33 @@ class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # ge
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        """Wrap unary handlers: decoding guarded, SidecarService calls counted."""
+        """Wrap unary handlers: decoding guarded; SidecarService calls admitted (counted) before their request is
+        read, so a call past the limit costs one HTTP/2 window, not its 16 MiB."""
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
             return handler
-        counted = handler_call_details.method.startswith(_SERVICE_PREFIX)
-        if counted and self._active >= self._max:
-            # Refused before the request is decoded: a refusal costs no parse.
-            return with_unary_behavior(handler, self._refuse_busy, request_deserializer=_ignore)
-        return with_unary_behavior(
+        guarded = with_unary_behavior(
             handler,
-            self._guarded(unary_behavior(handler), counted=counted),
+            _refuse_undecodable(unary_behavior(handler)),
             request_deserializer=_guard_deserializer(handler.request_deserializer),
         )
+        if not handler_call_details.method.startswith(_SERVICE_PREFIX):
+            return guarded
+        return read_after(guarded, self._place)
 
-    async def _refuse_busy(self, request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    @asynccontextmanager
+    async def _place(self, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+        """One of the ``max_concurrent_calls`` places, taken before the request is read and held to the call's
+        end; past the limit the call is refused RESOURCE_EXHAUSTED with RetryInfo."""
+        if self._active >= self._max:
+            await self._refuse_busy(context)
+        self._active += 1
+        try:
+            yield
+        finally:
+            self._active -= 1
+
+    async def _refuse_busy(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         log.warning("call_refused", code="RESOURCE_EXHAUSTED", reason="too many calls in progress", limit=self._max)
         error = ServerBusy(
             f"the sidecar has {self._max} calls in progress, its limit; retry after {BUSY_RETRY_AFTER} s",
@@ -111,24 +124,15 @@ class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # ge
         )
         await cast(Any, context).abort_with_status(with_pushback(to_status(error), BUSY_RETRY_AFTER))
 
-    def _guarded(self, behavior: UnaryBehavior, *, counted: bool) -> UnaryBehavior:
-        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if isinstance(request, _Undecodable):
-                error = InvalidEvent.single("request", f"could not be decoded: {request.reason}")
-                await cast(Any, context).abort_with_status(to_status(error))
-            if not counted:
-                return await behavior(request, context)
-            self._active += 1
-            try:
-                return await behavior(request, context)
-            finally:
-                self._active -= 1
 
-        return guarded
+def _refuse_undecodable(behavior: UnaryBehavior) -> UnaryBehavior:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, _Undecodable):
+            error = InvalidEvent.single("request", f"could not be decoded: {request.reason}")
+            await cast(Any, context).abort_with_status(to_status(error))
+        return await behavior(request, context)
 
-
-def _ignore(raw: bytes) -> None:
-    return None
+    return guarded
 
 
 def _guard_deserializer(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:

@@ -21,12 +21,20 @@ Option                                 Why
                                        limit gRPC refuses at random (3 of 10 calls at 17 KiB), which no caller can
                                        plan for.
 ``grpc.max_receive_message_length``    A Batch of 16 MiB plus room for its framing (:data:`MAX_MESSAGE_BYTES`).
+``grpc.http2.bdp_probe`` = 0           gRPC grows every stream's HTTP/2 receive window by its estimate of the link's
+                                       bandwidth-delay product, megabytes on loopback: a caller could then push that
+                                       much of each call before the server has admitted it (96 refused 15.8 MiB
+                                       Batches held 460 MiB). Without the probe a stream not yet admitted is granted
+                                       gRPC's initial window, :data:`STREAM_WINDOW_BYTES`; a call the server reads
+                                       still gets a window sized for its message, so admitted calls lose no speed.
 ``grpc.so_reuseport`` = 0              A second sidecar on the same port fails to start instead of sharing it.
 =====================================  ===============================================================================
 
 Not set: ``grpc.max_concurrent_streams``. It makes gRPC refuse every stream past it with ``RST_STREAM`` before the
 client has read the setting (``UNAVAILABLE``): of 5,000 concurrent Tracks on one channel, 3,137 were refused at a
-value of 256, against 100 refused by the call limit without it.
+value of 256, against 100 refused by the call limit without it. What a stream costs before it is admitted is bounded
+per stream instead (:data:`STREAM_WINDOW_BYTES`), and such streams do not wait: the token check and the call limit
+(:func:`sidecar.grpc_handlers.read_after`) answer each as soon as gRPC hands it over, before reading its request.
 """
 
 from __future__ import annotations
@@ -43,6 +51,10 @@ MAX_METADATA_BYTES = 16 * 2**10
 gRPC's default is a soft 8 KiB (refused at random above it) and a hard 16 KiB. The sidecar reads only
 ``authorization``; the rest is whatever a caller's proxies and tracing add, so one deterministic bound of 16 KiB is
 set on purpose and documented, rather than left to surprise."""
+
+STREAM_WINDOW_BYTES = 64 * 2**10
+"""What a caller may send on one stream before the server reads from it: HTTP/2's initial window (gRPC's default,
+kept by turning the BDP probe off). The bound on what a call not yet admitted, or refused, costs."""
 
 PROBE_HEADROOM = 16
 """Calls gRPC admits beyond ``SIDECAR_MAX_CONCURRENT_CALLS``: room for health checks and reflection, which the call
@@ -73,6 +85,7 @@ def server_arguments(max_concurrent_calls: int) -> ServerArguments:
             ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
             ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
+            ("grpc.http2.bdp_probe", 0),
             ("grpc.so_reuseport", 0),
         ),
         maximum_concurrent_rpcs=max_concurrent_calls + PROBE_HEADROOM,
