@@ -45,6 +45,7 @@ FLUSH_MARGIN_MIN = 0.05
 FLUSH_MARGIN_MAX = 0.25
 """Most time before a Flush's deadline that the sidecar answers it with its counts."""
 
+
 class IntakeObserver(Protocol):
     """Told what the edge accepts and rejects, for metrics and the debugger page."""
 

@@ -21,7 +21,7 @@ from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.collector.server import Collector
 from tests.conftest import SidecarFactory, rpc_error
-from tests.support.harness import TEST_ENV, SidecarProcess, field_violations, free_port, retry_delay
+from tests.support.harness import TEST_ENV, SidecarProcess, field_violations, free_port, held_flush, retry_delay
 from tests.support.wire import deep_properties
 
 pytestmark = pytest.mark.slow
@@ -275,20 +275,6 @@ async def first_error(stub: pb_grpc.SidecarServiceStub, deadline: float) -> grpc
             return error
         await asyncio.sleep(0.02)
     raise AssertionError("no call was refused while the limit was reached")
-
-
-async def held_flush(stub: pb_grpc.SidecarServiceStub) -> None:
-    """A Flush that holds a call slot until cancelled: sent again if it was itself refused (a probe took the slot
-    first)."""
-    while True:
-        try:
-            await stub.Flush(pb.FlushRequest(), timeout=30)
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise
-            await asyncio.sleep(0.02)
-            continue
-        return
 
 
 async def first_success(stub: pb_grpc.SidecarServiceStub, deadline: float) -> bool:

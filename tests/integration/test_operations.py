@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.model import write_key_hash
 from tests.conftest import SidecarFactory
-from tests.support.harness import TEST_ENV, Collectors, SidecarProcess, SidecarUnderTest, free_port
+from tests.support.harness import TEST_ENV, Collectors, SidecarProcess, SidecarUnderTest, free_port, held_flush
 
 KEY = "wk-operations-live-0123456789"
 KEY_REVOKED = "wk-operations-revoked-9876543210"
@@ -157,7 +157,7 @@ async def test_calls_refused_before_the_servicer_are_counted(sidecar_factory: Si
         await raw_track(b"\x82\x01\x02\xff\xfe", metadata=authorized)  # event (field 16): invalid UTF-8
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     await stub.Track(track(KEY), metadata=authorized)
-    flush = asyncio.ensure_future(stub.Flush(pb.FlushRequest(), metadata=authorized, timeout=30))
+    flush = asyncio.ensure_future(held_flush(stub, authorized))
     try:
         deadline = time.monotonic() + 10
         busy: grpc.StatusCode | None = None

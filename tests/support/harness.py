@@ -11,10 +11,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.app import Sidecar
 from sidecar.collector.server import Collector
@@ -175,3 +177,17 @@ class SidecarProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+async def held_flush(stub: Any, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+    """A Flush that holds one of the sidecar's call places until cancelled (nothing can be delivered): sent again when
+    it was itself refused because another call (a probe, a Track still finishing) held the place first."""
+    while True:
+        try:
+            await stub.Flush(pb.FlushRequest(), metadata=metadata, timeout=30)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise
+            await asyncio.sleep(0.02)
+            continue
+        return
