@@ -5,7 +5,9 @@ GetMessageOutcome against it, through a real gRPC channel."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -14,7 +16,7 @@ from google.rpc import error_details_pb2
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.model import write_key_hash
 from tests.conftest import SidecarFactory
-from tests.support.harness import Collectors, _details, field_violations
+from tests.support.harness import Collectors, _details, field_violations, start_sidecar
 
 HEALTHY, PICKY, REVOKED = "wk-healthy", "wk-picky", "wk-revoked"
 FAST = {"SIDECAR_PARKED_RETRY_INTERVAL": "200ms", "SIDECAR_PARKED_DEAD_LETTER_AFTER": "1s"}
@@ -177,3 +179,41 @@ async def test_a_bad_cursor_is_invalid_argument_and_a_pruned_one_out_of_range(
     infos = _details(old.value, error_details_pb2.ErrorInfo)
     assert infos and infos[0].metadata["oldest_cursor"]
     assert infos[0].metadata["oldest_cursor"] in (old.value.details() or "")
+
+
+async def test_parked_too_long_counts_from_the_stored_first_refusal_across_a_restart(
+    collectors: Collectors, tmp_path: Path
+) -> None:
+    """A key refused at T, the sidecar restarted at T + 3 s with SIDECAR_PARKED_DEAD_LETTER_AFTER=3s: its event is
+    dead-lettered at the restarted sidecar's first probe (the park counts from the stored T, not from the restart),
+    and GetWriteKeyStatus still says REFUSED since T."""
+    collectors.us.faults.revoked_write_keys.add(REVOKED)
+    spool = tmp_path / "spool"
+    first = await start_sidecar(
+        collectors, spool, {"SIDECAR_PARKED_RETRY_INTERVAL": "100ms", "SIDECAR_PARKED_DEAD_LETTER_AFTER": "1h"}
+    )
+    try:
+        await _send(first.stub, [_track(REVOKED, "r-1")])
+        stream = first.stub.WatchOutcomes(pb.WatchOutcomesRequest())
+        await _collect(stream, lambda got: any(r.kind == pb.OUTCOME_KIND_KEY_REFUSED for r in got))
+        stream.cancel()
+        since = (await first.stub.GetWriteKeyStatus(pb.GetWriteKeyStatusRequest(write_key=REVOKED))).status.state_since
+    finally:
+        await first.close()
+    refused_at = since.ToNanoseconds() / 1e9
+    await asyncio.sleep(max(0.0, refused_at + 3.0 - time.time()))  # a wall-clock deadline, not a guess
+    second = await start_sidecar(
+        collectors, spool, {"SIDECAR_PARKED_RETRY_INTERVAL": "100ms", "SIDECAR_PARKED_DEAD_LETTER_AFTER": "3s"}
+    )
+    try:
+        started = time.monotonic()
+        stream = second.stub.WatchOutcomes(pb.WatchOutcomesRequest())
+        got = await _collect(stream, lambda got: any(r.message_id == "r-1" for r in got))
+        stream.cancel()
+        elapsed = time.monotonic() - started
+        assert [r.dead_letter_reason for r in got if r.message_id == "r-1"] == ["parked_too_long"]
+        assert elapsed < 2.5, f"dead-lettered {elapsed:.1f} s after the restart: the park restarted with the process"
+        status = (await second.stub.GetWriteKeyStatus(pb.GetWriteKeyStatusRequest(write_key=REVOKED))).status
+        assert status.state_since == since
+    finally:
+        await second.close()
