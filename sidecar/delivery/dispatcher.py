@@ -61,9 +61,10 @@ AHEAD_OF_THE_LIMITER = 3
 class _Gone:
     """What one request removed from the spool so far, and the spool's last word on the key's oldest event."""
 
-    __slots__ = ("events", "oldest")
+    __slots__ = ("events", "oldest", "status")
 
     def __init__(self) -> None:
+        self.status = 0  # Segment's status in the answer that decided (for the outcome records)
         self.events: list[SpooledEvent] = []
         self.oldest: Oldest | None = None
 
@@ -339,8 +340,10 @@ class Dispatcher:
                         observer.attempt_finished(sent, outcome, self._clock() - started)
                     decision = decide(sent, outcome, self._clock(), self._rules)
                     unit = "spool_write"
+            await self._note_key(
+                sent.shard, outcome
+            )  # first: a watcher that sees an event's record sees its key's state
             await self._apply(sent, decision, gone, 0 if outcome is None else outcome.status)
-            await self._note_key(sent.shard, outcome)
         except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
             self._failed(unit, batch.shard, exc)
             self._scheduler.failed(batch, self._clock(), gone.events, gone.oldest)
@@ -398,17 +401,18 @@ class Dispatcher:
 
     async def _apply(self, batch: Batch, decision: Decision, gone: _Gone, status: int) -> None:
         """The decision's spool work: remove delivered events, dead-letter given-up ones (Segment's ``status``)."""
+        gone.status = status
         if isinstance(decision, Remove):
-            await self._remove(batch.shard, batch.events, gone, status)
+            await self._remove(batch.shard, batch.events, gone)
         elif isinstance(decision, RemoveExcept):
             rejected = dict(decision.rejected)
-            await self._remove(batch.shard, [e for i, e in enumerate(batch.events) if i not in rejected], gone, status)
+            await self._remove(batch.shard, [e for i, e in enumerate(batch.events) if i not in rejected], gone)
             for index, reason in decision.rejected:
                 await self._dead_letter(
-                    batch.shard, [batch.events[index]], DeadLetterReason.REJECTED_EVENT, reason, gone, status
+                    batch.shard, [batch.events[index]], DeadLetterReason.REJECTED_EVENT, reason, gone
                 )
         elif isinstance(decision, GiveUp):
-            await self._dead_letter(batch.shard, batch.events, decision.reason, decision.detail, gone, status)
+            await self._dead_letter(batch.shard, batch.events, decision.reason, decision.detail, gone)
 
     async def _note_key(self, key: ShardKey, outcome: Outcome | None) -> None:
         """Store the key's change of state, if Segment's answer changed it (kept in memory once stored)."""
@@ -417,25 +421,19 @@ class Dispatcher:
             await self._spool.record_key(change.record, change.outcome)
             self.keys.apply(change)
 
-    async def _remove(self, key: ShardKey, events: list[SpooledEvent], gone: _Gone, status: int) -> None:
+    async def _remove(self, key: ShardKey, events: list[SpooledEvent], gone: _Gone) -> None:
         if not events:
             return
-        oldest = await self._spool.remove(events, status or 200)
+        oldest = await self._spool.remove(events, gone.status or 200)
         gone.note(events, oldest, key)
         self.delivered += len(events)
 
     async def _dead_letter(
-        self,
-        key: ShardKey,
-        events: list[SpooledEvent],
-        reason: DeadLetterReason,
-        response: str,
-        gone: _Gone,
-        status: int = 0,
+        self, key: ShardKey, events: list[SpooledEvent], reason: DeadLetterReason, response: str, gone: _Gone
     ) -> None:
         if not events:
             return
-        oldest = await self._spool.dead_letter(events, reason.description, response, reason.value, status)
+        oldest = await self._spool.dead_letter(events, reason.description, response, reason.value, gone.status)
         gone.note(events, oldest, key)
         self.dead_lettered_total += len(events)
         for observer in self._observers:

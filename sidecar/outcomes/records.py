@@ -65,6 +65,39 @@ class OutcomeRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Stamp:
+    """What every record of one removal or dead-lettering of a key's events shares; each event adds its message id
+    and acceptance time (the SQLite store copies those from its rows, in the same statement)."""
+
+    kind: OutcomeKind
+    at: float
+    fingerprint: str
+    region: str
+    status: int = 0
+    reason: str = ""
+    response: str = ""
+
+    @property
+    def fixed_size(self) -> int:
+        """A record's size without its message id (see :attr:`OutcomeRecord.size`)."""
+        return 48 + len(self.fingerprint) + len(self.reason) + len(self.response.encode())
+
+    def record(self, message_id: str, accepted_at: float) -> OutcomeRecord:
+        """One event's record."""
+        return OutcomeRecord(
+            self.kind,
+            self.at,
+            self.fingerprint,
+            self.region,
+            message_id,
+            self.reason,
+            self.status,
+            self.response,
+            accepted_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class KeyRecord:
     """A write key's state as stored (one row per key and region): when it entered it, and Segment's answer."""
 

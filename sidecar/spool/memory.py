@@ -7,7 +7,7 @@ from collections.abc import Container, Iterable, Sequence
 from dataclasses import replace
 
 from sidecar.model import ShardKey, SpooledEvent
-from sidecar.outcomes.records import KeyRecord, OutcomeRecord
+from sidecar.outcomes.records import KeyRecord, OutcomeRecord, Stamp
 from sidecar.spool.store import DeadLetter, Pruned, Recovery, letter_size
 
 
@@ -94,10 +94,11 @@ class MemoryStore:
                 by_seq = self._by_key[key] = {}
             by_seq[event.seq] = event
 
-    def delete(self, seqs: Sequence[int], outcomes: Sequence[OutcomeRecord] = ()) -> None:
+    def delete(self, seqs: Sequence[int], stamp: Stamp | None = None) -> None:
         """Forget delivered events; log the records of those still held."""
-        held = sum(1 for seq in seqs if seq in self._events)
-        self._log(outcomes[:held])
+        if stamp is not None:
+            held = [self._events[seq] for seq in seqs if seq in self._events]
+            self._log([stamp.record(e.message_id, e.accepted_at) for e in held])
         for seq in seqs:
             event = self._events.pop(seq, None)
             if event is None:
@@ -108,11 +109,11 @@ class MemoryStore:
             if not by_seq:
                 del self._by_key[key]
 
-    def dead_letter(self, letters: Sequence[DeadLetter], outcomes: Sequence[OutcomeRecord] = ()) -> None:
+    def dead_letter(self, letters: Sequence[DeadLetter], stamp: Stamp | None = None) -> None:
         """Keep dead letters (of events still pending) in a list, and their records."""
         moving = [letter for letter in letters if letter.event.seq in self._events]
-        moved = {letter.event.message_id for letter in moving}
-        self._log([r for r in outcomes if r.message_id in moved])
+        if stamp is not None:
+            self._log([stamp.record(m.event.message_id, m.event.accepted_at) for m in moving])
         self.dead_letters.extend(moving)
         self._dead_bytes += sum(map(letter_size, moving))
         self.delete([letter.event.seq for letter in moving])

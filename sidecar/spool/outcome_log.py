@@ -9,48 +9,29 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from sidecar.model import DeadLetterReason, SpooledEvent, write_key_hash
-from sidecar.outcomes.records import OutcomeKind, OutcomeRecord, clip
+from sidecar.outcomes.records import OutcomeKind, Stamp, clip
 
 DEFAULT_OUTCOMES_MAX_AGE = 24 * 3600.0
 DEFAULT_OUTCOMES_MAX_BYTES = 64 * 2**20
 
 
-def delivered(events: Sequence[SpooledEvent], at: float, status: int) -> list[OutcomeRecord]:
-    """The DELIVERED records of events Segment answered 2xx for."""
-    hashes: dict[str, str] = {}
-    records = []
+def stamps(
+    events: Sequence[SpooledEvent], kind: OutcomeKind, at: float, status: int, reason: str = "", response: str = ""
+) -> list[tuple[list[SpooledEvent], Stamp]]:
+    """The events grouped by key (a batch is one key's: one group), each group with its records' shared part."""
+    groups: dict[tuple[str, str], list[SpooledEvent]] = {}
     for event in events:
-        fingerprint = hashes.get(event.write_key)
-        if fingerprint is None:
-            fingerprint = hashes[event.write_key] = write_key_hash(event.write_key)
-        records.append(
-            OutcomeRecord(
-                OutcomeKind.DELIVERED,
-                at,
-                fingerprint,
-                event.region.value,
-                event.message_id,
-                "",
-                status,
-                "",
-                event.accepted_at,
-            )
-        )
-    return records
-
-
-def dead_lettered(
-    events: Sequence[SpooledEvent], at: float, code: str, status: int, response: str
-) -> list[OutcomeRecord]:
-    """The DEAD_LETTERED (or EXPIRED) records of events given up on."""
-    kind = OutcomeKind.EXPIRED if code == DeadLetterReason.EXPIRED.value else OutcomeKind.DEAD_LETTERED
+        groups.setdefault((event.write_key, event.region.value), []).append(event)
     answer = clip(response)
     return [
-        OutcomeRecord(
-            kind, at, write_key_hash(e.write_key), e.region.value, e.message_id, code, status, answer, e.accepted_at
-        )
-        for e in events
+        (group, Stamp(kind, at, write_key_hash(write_key), region, status, reason, answer))
+        for (write_key, region), group in groups.items()
     ]
+
+
+def dead_kind(code: str) -> OutcomeKind:
+    """EXPIRED for the expired reason, else DEAD_LETTERED."""
+    return OutcomeKind.EXPIRED if code == DeadLetterReason.EXPIRED.value else OutcomeKind.DEAD_LETTERED
 
 
 class OutcomeNews:

@@ -22,13 +22,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sidecar.errors import SpoolFailure
-from sidecar.outcomes.records import KeyRecord, KeyState, OutcomeKind, OutcomeRecord
+from sidecar.outcomes.records import KeyRecord, KeyState, OutcomeKind, OutcomeRecord, Stamp
 from sidecar.spool.schema import connect_reader
 
 _INSERT = (
     "INSERT INTO outcomes (at, kind, fingerprint, region, message_id, reason, status, response, accepted_at, size)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_LOG_EVENTS = (
+    "INSERT INTO outcomes (at, kind, fingerprint, region, message_id, reason, status, response, accepted_at, size)"
+    " SELECT ?, ?, ?, ?, message_id, ?, ?, ?, accepted_at, ? + length(message_id) FROM events WHERE {where}"
+    " ORDER BY seq"
+)
+"""Completed with the removal's own clause (a seq range or a JSON array of seqs, with parameters), never input."""
 _COLUMNS = "seq, at, kind, fingerprint, region, message_id, reason, status, response, accepted_at"
 
 
@@ -53,6 +59,32 @@ def insert(db: sqlite3.Connection, records: Sequence[OutcomeRecord]) -> int:
         ],
     )
     return sum(r.size for r in records)
+
+
+def log_events(db: sqlite3.Connection, stamp: Stamp, where: str, parameters: tuple[object, ...]) -> tuple[int, int]:
+    """Append, inside the caller's transaction and before they leave ``events``, the records of the events matching
+    ``where``, copying their message ids and acceptance times in SQLite (no Python work per event); return (bytes,
+    rows)."""
+    sql = _LOG_EVENTS.format(where=where)
+    cursor = db.execute(
+        sql,
+        (
+            stamp.at,
+            int(stamp.kind),
+            stamp.fingerprint,
+            stamp.region,
+            stamp.reason,
+            stamp.status,
+            stamp.response,
+            stamp.fixed_size,
+            *parameters,
+        ),
+    )
+    rows = cursor.rowcount
+    if rows <= 0 or cursor.lastrowid is None:
+        return 0, 0
+    size = db.execute("SELECT coalesce(sum(size), 0) FROM outcomes WHERE seq > ?", (cursor.lastrowid - rows,))
+    return int(size.fetchone()[0]), rows
 
 
 def save_key(db: sqlite3.Connection, record: KeyRecord) -> None:

@@ -39,7 +39,7 @@ import structlog
 
 from sidecar.errors import SpoolFailure
 from sidecar.model import Event, ShardKey, SpooledEvent
-from sidecar.outcomes.records import KeyRecord, OutcomeRecord
+from sidecar.outcomes.records import KeyRecord, OutcomeKind, OutcomeRecord
 from sidecar.spool import outcome_log
 from sidecar.spool.bound import Bound
 from sidecar.spool.downstream import Downstream, SpoolListener
@@ -286,10 +286,11 @@ class Spool:
         seqs = [e.seq for e in events]
         keys = keys_of(events)
         store = self._store
-        records = outcome_log.delivered(events, self._wall(), status)
+        groups = outcome_log.stamps(events, OutcomeKind.DELIVERED, self._wall(), status)
 
         def job() -> tuple[dict[ShardKey, Oldest] | None, int | None]:
-            store.delete(seqs, records)
+            for group, stamp in groups:
+                store.delete(seqs if len(groups) == 1 else [e.seq for e in group], stamp)
             return oldest_of(store, keys), used_or_none(store)
 
         def done(result: tuple[dict[ShardKey, Oldest] | None, int | None]) -> None:
@@ -312,13 +313,15 @@ class Spool:
             return {}
         at = self._wall()
         letters = [DeadLetter(e, at, reason, response) for e in events]
-        records = outcome_log.dead_lettered(events, at, code, status, response)
+        groups = outcome_log.stamps(events, outcome_log.dead_kind(code), at, status, code, response)
         keys = keys_of(events)
         store = self._store
         bound, oldest_kept = self._dead.max_bytes, self._dead.oldest_kept(at)
 
         def job() -> tuple[dict[ShardKey, Oldest] | None, int | None, Pruned | None]:
-            store.dead_letter(letters, records)
+            for group, stamp in groups:
+                moving = set(map(id, group))
+                store.dead_letter(letters if len(groups) == 1 else [d for d in letters if id(d.event) in moving], stamp)
             oldest = oldest_of(store, keys)
             pruned = None
             if store.dead_bytes > bound:

@@ -17,7 +17,7 @@ import orjson
 
 from sidecar.errors import SpoolFailure
 from sidecar.model import Backlog, ShardKey, SpooledEvent
-from sidecar.outcomes.records import KeyRecord, OutcomeRecord
+from sidecar.outcomes.records import KeyRecord, OutcomeRecord, Stamp
 from sidecar.spool import disk, outcome_rows, reads, writes
 from sidecar.spool.schema import (
     COLUMNS,
@@ -218,24 +218,24 @@ class SqliteStore:
             self._keys[key_id] = key
             self._unused.discard(key_id)
 
-    def delete(self, seqs: Sequence[int], outcomes: Sequence[OutcomeRecord] = ()) -> None:
+    def delete(self, seqs: Sequence[int], stamp: Stamp | None = None) -> None:
         """Forget delivered events, in one statement: a range when the seqs are consecutive (one write key's
-        events), else the list of seqs as a JSON array (many keys' events interleaved). Their outcome records are
-        appended in the same transaction (so a crash keeps both or neither); no extra fsync, the commit is the one.
+        events), else the list of seqs as a JSON array (many keys' events interleaved). With a ``stamp``, the
+        records of those still held are copied into the outcome log first, in the same transaction (a crash keeps
+        both or neither; an event gone already had its record); no extra fsync, the commit is the one.
 
         One statement rather than one per event or per range, for the GIL's sake (see :meth:`insert`)."""
         ranges = writes.seq_ranges(seqs)
         if not ranges:
             return
-        if outcomes:
-            with Transaction(self._conn):
-                gone = self._delete(ranges, seqs)
-                if gone < len(seqs):  # some had left already (and had their record then)
-                    outcomes = outcomes[: max(0, gone)]
-                size = outcome_rows.insert(self._conn, outcomes)
-            self._logged(size, len(outcomes))
+        if stamp is None:
+            self._delete(ranges, seqs)
             return
-        self._delete(ranges, seqs)
+        where, parameters = writes.matching(ranges, seqs)
+        with Transaction(self._conn):
+            logged = outcome_rows.log_events(self._conn, stamp, where, parameters)
+            self._delete(ranges, seqs)
+        self._logged(*logged)
 
     def _logged(self, size: int, rows: int) -> None:
         self.outcome_bytes += size
@@ -254,9 +254,9 @@ class SqliteStore:
             raise SpoolFailure(f"spool write failed: {exc}") from exc
         return cursor.rowcount
 
-    def dead_letter(self, letters: Sequence[DeadLetter], outcomes: Sequence[OutcomeRecord] = ()) -> None:
+    def dead_letter(self, letters: Sequence[DeadLetter], stamp: Stamp | None = None) -> None:
         """Copy events still pending into dead_letters and delete them from events, in one transaction, with the
-        outcome records of those that moved (an event already gone has had its record)."""
+        outcome records (``stamp``) of those that moved (an event already gone has had its record)."""
         if not letters:
             return
         db = self._conn
@@ -275,11 +275,9 @@ class SqliteStore:
                 " size) SELECT seq, key_id, message_id, payload, accepted_at, ?, ?, ?, ? FROM events WHERE seq = ?",
                 [(d.dead_at, d.reason, d.response, letter_size(d), d.event.seq) for d in moving],
             )
+            if stamp is not None:  # before the rows leave: the records are copied from them
+                logged = outcome_rows.log_events(db, stamp, "seq IN (SELECT value FROM json_each(?))", (seqs,))
             db.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (seqs,))
-            moved = {letter.event.message_id for letter in moving}
-            records = [r for r in outcomes if r.message_id in moved] if len(moving) < len(letters) else outcomes
-            if records:
-                logged = (outcome_rows.insert(db, records), len(records))
         self._logged(*logged)
         self._dead_bytes += sum(map(letter_size, moving))
 

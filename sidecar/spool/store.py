@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.model import Backlog, ShardKey, SpooledEvent
-from sidecar.outcomes.records import KeyRecord, OutcomeRecord
+from sidecar.outcomes.records import KeyRecord, OutcomeRecord, Stamp
 
 Oldest = tuple[int, float]
 """A key's oldest event in the store: (seq, accepted_at)."""
@@ -110,10 +110,11 @@ class Store(Protocol):
     def insert(self, events: Sequence[SpooledEvent]) -> None:
         """Durably store events before they are acknowledged."""
 
-    def delete(self, seqs: Sequence[int], outcomes: Sequence[OutcomeRecord] = ()) -> None:
-        """Forget delivered events, appending their outcome records in the same transaction."""
+    def delete(self, seqs: Sequence[int], stamp: Stamp | None = None) -> None:
+        """Forget delivered events, appending the records of those held (``stamp`` and each event's message id and
+        acceptance time) in the same transaction."""
 
-    def dead_letter(self, letters: Sequence[DeadLetter], outcomes: Sequence[OutcomeRecord] = ()) -> None:
+    def dead_letter(self, letters: Sequence[DeadLetter], stamp: Stamp | None = None) -> None:
         """Move events to the dead letters, atomically (events already gone are skipped), with their records."""
 
     def record_key(self, record: KeyRecord, outcome: OutcomeRecord | None) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sidecar.errors import SpoolFailure
 from sidecar.model import Event, Region
-from sidecar.outcomes.records import KeyRecord, KeyState, OutcomeKind, OutcomeRecord
+from sidecar.outcomes.records import KeyRecord, KeyState, OutcomeKind, Stamp
 from sidecar.spool import MemoryStore, SqliteStore
 from sidecar.spool.memory import MemoryOutcomeReader
 from sidecar.spool.outcome_rows import SqliteOutcomeReader
@@ -21,8 +21,8 @@ def _events(count: int) -> list[Event]:
     return [Event("wk-a", Region.US, f"m{seq}", b"{}", 1_700_000_000.0, seq) for seq in range(1, count + 1)]
 
 
-def _record(message_id: str, at: float = 1_700_000_100.0, kind: OutcomeKind = OutcomeKind.DELIVERED) -> OutcomeRecord:
-    return OutcomeRecord(kind, at, "fp", "us", message_id, status=200)
+def _stamp(at: float = 1_700_000_100.0, kind: OutcomeKind = OutcomeKind.DELIVERED) -> Stamp:
+    return Stamp(kind, at, "fp", "us", 200)
 
 
 def test_records_of_a_removal_survive_a_reopen_beside_the_removal(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_records_of_a_removal_survive_a_reopen_beside_the_removal(tmp_path: Path
     store.open()
     events = _events(5)
     store.insert(events)
-    store.delete([1, 2, 3], [_record("m1"), _record("m2"), _record("m3")])
+    store.delete([1, 2, 3], _stamp())
     store.record_key(KeyRecord("wk-a", "us", KeyState.REFUSED, 1_700_000_050.0, 401, "revoked"), None)
     store.close()
     again = SqliteStore(tmp_path)
@@ -49,14 +49,14 @@ def test_records_of_a_removal_survive_a_reopen_beside_the_removal(tmp_path: Path
     again.close()
 
 
-def test_a_removal_that_fails_writes_no_record(tmp_path: Path) -> None:
+def test_a_removal_whose_record_cannot_be_written_is_undone(tmp_path: Path) -> None:
     """The records ride in the removal's transaction: a record that cannot be written undoes the removal too."""
     store = SqliteStore(tmp_path)
     store.open()
     store.insert(_events(2))
-    broken = OutcomeRecord(OutcomeKind.DELIVERED, 1.0, "fp", "us", None)  # type: ignore[arg-type]
-    with contextlib.suppress(SpoolFailure, TypeError):  # the record cannot be written, inside the transaction
-        store.delete([1], [broken])
+    broken = Stamp(OutcomeKind.DELIVERED, 1.0, None, "us")  # type: ignore[arg-type]  # NOT NULL refuses it
+    with contextlib.suppress(SpoolFailure, TypeError):
+        store.delete([1], broken)
     assert [e.seq for e in store.load(0, 10_000)] == [1, 2]
     assert store.outcome_rows == 0
     store.close()
@@ -68,10 +68,9 @@ def test_dead_letter_records_only_for_events_that_moved(tmp_path: Path) -> None:
     store.open()
     events = _events(3)
     store.insert(events)
-    store.delete([1], [_record("m1")])
+    store.delete([1], _stamp())
     letters = [DeadLetter(e, 1_700_000_200.0, "why", "") for e in events[:2]]
-    dead = [_record("m1", kind=OutcomeKind.DEAD_LETTERED), _record("m2", kind=OutcomeKind.DEAD_LETTERED)]
-    store.dead_letter(letters, dead)
+    store.dead_letter(letters, _stamp(kind=OutcomeKind.DEAD_LETTERED))
     reader = SqliteOutcomeReader(store.path)
     assert [(r.message_id, r.kind) for r in reader.after(0, 10)] == [
         ("m1", OutcomeKind.DELIVERED),
@@ -86,9 +85,11 @@ def test_pruning_drops_the_oldest_records_by_age_then_by_bytes(tmp_path: Path) -
     store = SqliteStore(tmp_path)
     store.open()
     store.insert(_events(10))
-    store.delete(list(range(1, 11)), [_record(f"m{i}", at=1000.0 + i) for i in range(1, 11)])
+    for seq in range(1, 11):
+        store.delete([seq], _stamp(at=1000.0 + seq))
     assert store.prune_outcomes(10**9, 1003.5) == 3
-    assert store.prune_outcomes(_record("m9").size + _record("m10").size, 0.0) == 5
+    size = _stamp().fixed_size
+    assert store.prune_outcomes(2 * size + len("m9") + len("m10"), 0.0) == 5
     reader = SqliteOutcomeReader(store.path)
     assert reader.bounds() == (9, 10)
     reader.close()
@@ -112,7 +113,7 @@ def test_a_version_1_spool_is_migrated_to_version_2_with_its_rows(tmp_path: Path
     again = SqliteStore(tmp_path)
     recovery = again.open()
     assert recovery.backlogs[("wk-a", Region.US)].events == 4
-    again.delete([1], [_record("m1")])
+    again.delete([1], _stamp())
     reader = SqliteOutcomeReader(again.path)
     assert len(reader.spool_id()) == 16
     assert [r.message_id for r in reader.after(0, 10)] == ["m1"]
@@ -128,7 +129,7 @@ def test_the_memory_store_keeps_the_same_log() -> None:
     after a seq."""
     store = MemoryStore()
     store.insert(_events(4))
-    store.delete([1, 2, 9], [_record("m1"), _record("m2"), _record("m9")])
+    store.delete([1, 2, 9], _stamp())
     reader = MemoryOutcomeReader(store)
     assert [(r.seq, r.message_id) for r in reader.after(0, 10)] == [(1, "m1"), (2, "m2")]
     assert [r.message_id for r in reader.after(1, 10)] == ["m2"]
