@@ -52,6 +52,7 @@ from sidecar.intake import Intake
 from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, OutcomeCollector, stage_collectors
 from sidecar.model import Region
 from sidecar.outcomes.service import OutcomeReader, Outcomes
+from sidecar.outcomes.tiers import GatewayFollower
 from sidecar.send.auth import Authenticator, BasicAuthenticator
 from sidecar.send.http import HttpSender, envelope_overhead
 from sidecar.send.ratelimit import PacedLimiter, RateLimiter
@@ -179,6 +180,14 @@ def build_outcomes(
     return outcomes
 
 
+def build_follower(settings: Settings, spool: Spool, supervision: Supervision) -> GatewayFollower | None:
+    """An edge follows its gateways' outcome logs, so that its own final records say what the gateways settled."""
+    if settings.mode != "edge" or not settings.forward_to or settings.spool != "disk":
+        return None
+    token = settings.forward_token.get_secret_value() if settings.forward_token is not None else None
+    return GatewayFollower(settings.forward_to, token, spool, supervision)
+
+
 class Sidecar:
     """The whole sidecar, in one process: ``await start()``, serve, ``await stop()``."""
 
@@ -253,6 +262,7 @@ class Sidecar:
             validators, Enricher(settings.integration_name, settings.integration_version), self.spool, self.dispatcher
         )
         self.outcomes = build_outcomes(store, self.spool, self.dispatcher, self.metrics, self.debugger)
+        self.tiers = build_follower(settings, self.spool, self.supervision)
         self.servicer = SidecarServicer(intake, settings.default_region, intake_observers, self.outcomes)
         # Segment's HTTP Tracking API (SIDECAR_HTTP_LISTEN): a second edge in front of the same intake.
         self.http_intake: HttpIntake | None = None
@@ -327,7 +337,7 @@ class Sidecar:
         await self.outcomes.start()
         if self.spool.recovered:
             log.info("spool_recovered", events=self.spool.recovered, bytes=self.spool.pending_bytes)
-        for stage in (self.authenticator, self.limiter, self.sender, self.dispatcher):
+        for stage in (self.authenticator, self.limiter, self.sender, self.dispatcher, self.tiers):
             if stage is not None:
                 await stage.start()
         for endpoint in (self.metrics_server, self.debugger):
@@ -404,6 +414,8 @@ class Sidecar:
             if stage is not None:
                 await stage.stop()
         left = self.spool.pending_events
+        if self.tiers is not None:
+            await self.tiers.stop()
         await self.outcomes.stop()
         self._spool_open = False
         await self.spool.stop()

@@ -44,7 +44,7 @@ from sidecar.delivery.key_status import KeyBook
 from sidecar.delivery.scheduler import Oldest, Scheduler, SchedulerPolicy, Take, TakeKind
 from sidecar.model import Backlog, Batch, DeadLetterReason, ShardKey, SpooledEvent, write_key_hash
 from sidecar.send.auth import Authorization
-from sidecar.send.classify import Outcome
+from sidecar.send.classify import Delivered, Outcome
 from sidecar.send.ratelimit import RateLimiter
 from sidecar.tasks import Supervision, Supervisor
 
@@ -61,10 +61,11 @@ AHEAD_OF_THE_LIMITER = 3
 class _Gone:
     """What one request removed from the spool so far, and the spool's last word on the key's oldest event."""
 
-    __slots__ = ("events", "oldest", "status")
+    __slots__ = ("events", "gateway", "oldest", "status")
 
     def __init__(self) -> None:
         self.status = 0  # Segment's status in the answer that decided (for the outcome records)
+        self.gateway = ""  # the gateway that accepted the events (an edge): their final records come from it
         self.events: list[SpooledEvent] = []
         self.oldest: Oldest | None = None
 
@@ -343,6 +344,7 @@ class Dispatcher:
             await self._note_key(
                 sent.shard, outcome
             )  # first: a watcher that sees an event's record sees its key's state
+            gone.gateway = (outcome.gateway or "") if isinstance(outcome, Delivered) else ""
             await self._apply(sent, decision, gone, 0 if outcome is None else outcome.status)
         except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
             self._failed(unit, batch.shard, exc)
@@ -424,7 +426,7 @@ class Dispatcher:
     async def _remove(self, key: ShardKey, events: list[SpooledEvent], gone: _Gone) -> None:
         if not events:
             return
-        oldest = await self._spool.remove(events, gone.status or 200)
+        oldest = await self._spool.remove(events, gone.status or 200, gone.gateway)
         gone.note(events, oldest, key)
         self.delivered += len(events)
 

@@ -34,9 +34,11 @@ class DeliverySpool(Protocol):
     async def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
         """The key's next events after ``after_seq``."""
 
-    async def remove(self, events: Sequence[SpooledEvent], status: int = 200) -> Mapping[ShardKey, Oldest] | None:
-        """Delivered (Segment answered ``status``): forget them, with their outcome records; each key's oldest event
-        left (a key with none is absent; None: not known)."""
+    async def remove(
+        self, events: Sequence[SpooledEvent], status: int = 200, gateway: str = ""
+    ) -> Mapping[ShardKey, Oldest] | None:
+        """Delivered (Segment answered ``status``; or, ``gateway`` set, a gateway accepted them): forget them, with
+        their outcome records; each key's oldest event left (a key with none is absent; None: not known)."""
 
     async def dead_letter(
         self, events: Sequence[SpooledEvent], reason: str, response: str, code: str = "", status: int = 0

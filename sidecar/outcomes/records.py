@@ -76,6 +76,9 @@ class Stamp:
     status: int = 0
     reason: str = ""
     response: str = ""
+    gateway: str = ""
+    """On an edge: the gateway that accepted the events. They then wait in ``forwarded`` for the gateway's final
+    record (:mod:`sidecar.outcomes.tiers`) instead of getting one now."""
 
     @property
     def fixed_size(self) -> int:

@@ -48,6 +48,14 @@ class MemoryStore:
         if outcome is not None:
             self._log([outcome])
 
+    def settle_forwarded(self, gateway: str, records: Sequence[OutcomeRecord], cursor: str) -> int:
+        """An edge needs a disk spool to follow its gateways (config checks say so); nothing is forwarded here."""
+        return 0
+
+    def gateway_cursor(self, gateway: str) -> str:
+        """Nothing kept."""
+        return ""
+
     def prune_outcomes(self, max_bytes: int, before: float) -> int:
         """Drop the oldest records while older than ``before`` or beyond ``max_bytes``."""
         dropped = 0

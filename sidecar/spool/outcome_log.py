@@ -16,7 +16,13 @@ DEFAULT_OUTCOMES_MAX_BYTES = 64 * 2**20
 
 
 def stamps(
-    events: Sequence[SpooledEvent], kind: OutcomeKind, at: float, status: int, reason: str = "", response: str = ""
+    events: Sequence[SpooledEvent],
+    kind: OutcomeKind,
+    at: float,
+    status: int,
+    reason: str = "",
+    response: str = "",
+    gateway: str = "",
 ) -> list[tuple[list[SpooledEvent], Stamp]]:
     """The events grouped by key (a batch is one key's: one group), each group with its records' shared part."""
     groups: dict[tuple[str, str], list[SpooledEvent]] = {}
@@ -24,7 +30,7 @@ def stamps(
         groups.setdefault((event.write_key, event.region.value), []).append(event)
     answer = clip(response)
     return [
-        (group, Stamp(kind, at, write_key_hash(write_key), region, status, reason, answer))
+        (group, Stamp(kind, at, write_key_hash(write_key), region, status, reason, answer, gateway))
         for (write_key, region), group in groups.items()
     ]
 

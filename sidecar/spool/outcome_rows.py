@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sidecar.errors import SpoolFailure
 from sidecar.outcomes.records import KeyRecord, KeyState, OutcomeKind, OutcomeRecord, Stamp
-from sidecar.spool.schema import connect_reader
+from sidecar.spool.schema import Transaction, connect_reader
 
 _INSERT = (
     "INSERT INTO outcomes (at, kind, fingerprint, region, message_id, reason, status, response, accepted_at, size)"
@@ -35,6 +35,10 @@ _LOG_EVENTS = (
     " ORDER BY seq"
 )
 """Completed with the removal's own clause (a seq range or a JSON array of seqs, with parameters), never input."""
+_LOG_FORWARDED = (
+    "INSERT INTO forwarded (message_id, fingerprint, region, gateway, accepted_at)"
+    " SELECT message_id, ?, ?, ?, accepted_at FROM events WHERE {where}"
+)
 _COLUMNS = "seq, at, kind, fingerprint, region, message_id, reason, status, response, accepted_at"
 
 
@@ -85,6 +89,51 @@ def log_events(db: sqlite3.Connection, stamp: Stamp, where: str, parameters: tup
         return 0, 0
     size = db.execute("SELECT coalesce(sum(size), 0) FROM outcomes WHERE seq > ?", (cursor.lastrowid - rows,))
     return int(size.fetchone()[0]), rows
+
+
+def log_forwarded(db: sqlite3.Connection, stamp: Stamp, where: str, parameters: tuple[object, ...]) -> None:
+    """Keep the message ids of events a gateway accepted (before they leave ``events``, in the caller's transaction),
+    to be settled by the gateway's final records."""
+    db.execute(_LOG_FORWARDED.format(where=where), (stamp.fingerprint, stamp.region, stamp.gateway, *parameters))
+
+
+def settle_forwarded(
+    db: sqlite3.Connection, gateway: str, records: Sequence[OutcomeRecord], cursor: str
+) -> tuple[int, int]:
+    """Inside the caller's transaction: each of a gateway's final records that settles an event this edge forwarded
+    to it becomes this edge's final record (its message id, fingerprint and acceptance time; the gateway's kind,
+    time, reason and answer), the forwarded row goes, and the gateway's cursor is stored. Returns (bytes, rows)."""
+    size = rows = 0
+    for record in records:
+        row = db.execute(
+            "SELECT rowid, region, accepted_at FROM forwarded WHERE message_id = ? AND gateway = ? AND fingerprint = ?"
+            " LIMIT 1",
+            (record.message_id, gateway, record.fingerprint),
+        ).fetchone()
+        if row is None:
+            continue  # another edge's event, or one this edge settled already
+        mine = OutcomeRecord(
+            record.kind,
+            record.at,
+            record.fingerprint,
+            str(row[1]),
+            record.message_id,
+            record.reason,
+            record.status,
+            record.response,
+            float(row[2]),
+        )
+        size += insert(db, [mine])
+        rows += 1
+        db.execute("DELETE FROM forwarded WHERE rowid = ?", (row[0],))
+    db.execute("INSERT OR REPLACE INTO spool_meta (name, value) VALUES (?, ?)", (f"cursor:{gateway}", cursor))
+    return size, rows
+
+
+def gateway_cursor(db: sqlite3.Connection, gateway: str) -> str:
+    """The last cursor of ``gateway``'s stream this edge settled ("" for none)."""
+    row = db.execute("SELECT value FROM spool_meta WHERE name = ?", (f"cursor:{gateway}",)).fetchone()
+    return "" if row is None else str(row[0])
 
 
 def save_key(db: sqlite3.Connection, record: KeyRecord) -> None:
@@ -222,3 +271,47 @@ class SqliteOutcomeReader:
         ):
             found.setdefault((str(write_key), str(region)), {})[str(reason)] = int(count)  # type: ignore[call-overload]
         return found
+
+
+class LogRows:
+    """The SQLite store's outcome-log methods (a base of :class:`~sidecar.spool.sqlite.SqliteStore`, which gives the
+    connection)."""
+
+    outcome_rows = 0
+    outcome_bytes = 0
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def _logged(self, size: int, rows: int) -> None:
+        self.outcome_bytes += size
+        self.outcome_rows += rows
+
+    def record_key(self, record: KeyRecord, outcome: OutcomeRecord | None) -> None:
+        """Store a key's new state, with its record on the outcome log when the change is one the log shows."""
+        db = self._conn
+        with Transaction(db):
+            save_key(db, record)
+            logged = (insert(db, [outcome]), 1) if outcome is not None else (0, 0)
+        self._logged(*logged)
+
+    def settle_forwarded(self, gateway: str, records: Sequence[OutcomeRecord], cursor: str) -> int:
+        """A gateway's final records settle the events forwarded to it (see :func:`settle_forwarded`)."""
+        with Transaction(self._conn):
+            logged = settle_forwarded(self._conn, gateway, records, cursor)
+        self._logged(*logged)
+        return logged[1]
+
+    def gateway_cursor(self, gateway: str) -> str:
+        """Where this edge's reading of ``gateway``'s stream stopped."""
+        return gateway_cursor(self._conn, gateway)
+
+    def prune_outcomes(self, max_bytes: int, before: float) -> int:
+        """Drop the oldest outcome records while older than ``before`` or beyond ``max_bytes``; return how many."""
+        if not self.outcome_rows:
+            return 0
+        with Transaction(self._conn):
+            rows, freed = prune(self._conn, max_bytes, before, self.outcome_bytes)
+        self._logged(-freed, -rows)
+        return rows

@@ -29,6 +29,9 @@ OUTCOME_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS key_states (write_key TEXT NOT NULL, region TEXT NOT NULL, state INTEGER NOT NULL,"
     " since REAL NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL, PRIMARY KEY (write_key, region))",
     "CREATE TABLE IF NOT EXISTS spool_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS forwarded (message_id TEXT NOT NULL, fingerprint TEXT NOT NULL, region TEXT NOT NULL,"
+    " gateway TEXT NOT NULL, accepted_at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS forwarded_by_message ON forwarded (message_id)",
     "INSERT OR IGNORE INTO spool_meta (name, value) VALUES ('id', lower(hex(randomblob(8))))",
 )
 """What version 2 adds to version 1: the outcome log, each key's stored state, and the spool's identity (a random

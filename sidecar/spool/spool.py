@@ -277,7 +277,9 @@ class Spool:
 
     # --- removal, dead letters and pruning
 
-    async def remove(self, events: Sequence[SpooledEvent], status: int = 200) -> dict[ShardKey, Oldest] | None:
+    async def remove(
+        self, events: Sequence[SpooledEvent], status: int = 200, gateway: str = ""
+    ) -> dict[ShardKey, Oldest] | None:
         """Segment accepted these (answering ``status``): forget them, with their DELIVERED records in the same
         transaction. Returns each of their keys' oldest event left (a key with none is absent), read in the same
         store job; None when that read failed (the removal itself succeeded)."""
@@ -286,7 +288,7 @@ class Spool:
         seqs = [e.seq for e in events]
         keys = keys_of(events)
         store = self._store
-        groups = outcome_log.stamps(events, OutcomeKind.DELIVERED, self._wall(), status)
+        groups = outcome_log.stamps(events, OutcomeKind.DELIVERED, self._wall(), status, gateway=gateway)
 
         def job() -> tuple[dict[ShardKey, Oldest] | None, int | None]:
             for group, stamp in groups:
@@ -299,6 +301,14 @@ class Spool:
 
         oldest, _ = await self._run(job, then=done)
         return oldest
+
+    async def settle_forwarded(self, gateway: str, records: Sequence[OutcomeRecord], cursor: str) -> None:
+        """An edge: store the final records a gateway sent for events forwarded to it, with the gateway's cursor."""
+        await self._run(self._store.settle_forwarded, gateway, records, cursor, then=lambda _: self.outcomes.written())
+
+    async def gateway_cursor(self, gateway: str) -> str:
+        """An edge: where its reading of ``gateway``'s outcome stream stopped."""
+        return await self._run(self._store.gateway_cursor, gateway)
 
     async def record_key(self, record: KeyRecord, outcome: OutcomeRecord | None) -> None:
         """Store a key's new state (and its record on the outcome log, if the change is shown there)."""

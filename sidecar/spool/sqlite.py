@@ -17,7 +17,7 @@ import orjson
 
 from sidecar.errors import SpoolFailure
 from sidecar.model import Backlog, ShardKey, SpooledEvent
-from sidecar.outcomes.records import KeyRecord, OutcomeRecord, Stamp
+from sidecar.outcomes.records import Stamp
 from sidecar.spool import disk, outcome_rows, reads, writes
 from sidecar.spool.schema import (
     COLUMNS,
@@ -35,7 +35,7 @@ from sidecar.spool.store import DeadLetter, Pruned, Recovery, letter_size
 _OLDEST = "SELECT seq, accepted_at FROM events WHERE key_id = ? ORDER BY seq LIMIT 1"
 
 
-class SqliteStore:
+class SqliteStore(outcome_rows.LogRows):
     """The disk store: one SQLite database in WAL mode; see :mod:`sidecar.spool.store` for its layout.
 
     The spool's bound, given to :meth:`open`, scales the WAL: it is checkpointed every ``max_bytes / 16`` bytes of
@@ -232,14 +232,14 @@ class SqliteStore:
             self._delete(ranges, seqs)
             return
         where, parameters = writes.matching(ranges, seqs)
+        logged = (0, 0)
         with Transaction(self._conn):
-            logged = outcome_rows.log_events(self._conn, stamp, where, parameters)
+            if stamp.gateway:
+                outcome_rows.log_forwarded(self._conn, stamp, where, parameters)
+            else:
+                logged = outcome_rows.log_events(self._conn, stamp, where, parameters)
             self._delete(ranges, seqs)
         self._logged(*logged)
-
-    def _logged(self, size: int, rows: int) -> None:
-        self.outcome_bytes += size
-        self.outcome_rows += rows
 
     def _delete(self, ranges: list[tuple[int, int]], seqs: Sequence[int]) -> int:
         """Delete; return how many rows went."""
@@ -280,23 +280,6 @@ class SqliteStore:
             db.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (seqs,))
         self._logged(*logged)
         self._dead_bytes += sum(map(letter_size, moving))
-
-    def record_key(self, record: KeyRecord, outcome: OutcomeRecord | None) -> None:
-        """Store a key's new state, with its record on the outcome log when the change is one the log shows."""
-        db = self._conn
-        with Transaction(db):
-            outcome_rows.save_key(db, record)
-            logged = (outcome_rows.insert(db, [outcome]), 1) if outcome is not None else (0, 0)
-        self._logged(*logged)
-
-    def prune_outcomes(self, max_bytes: int, before: float) -> int:
-        """Drop the oldest outcome records while older than ``before`` or beyond ``max_bytes``; return how many."""
-        if not self.outcome_rows:
-            return 0
-        with Transaction(self._conn):
-            rows, freed = outcome_rows.prune(self._conn, max_bytes, before, self.outcome_bytes)
-        self._logged(-freed, -rows)
-        return rows
 
     def load(self, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
         """Read ahead in seq order."""

@@ -120,6 +120,12 @@ class Store(Protocol):
     def record_key(self, record: KeyRecord, outcome: OutcomeRecord | None) -> None:
         """Store a key's new state, and its record on the outcome log if any, in one transaction."""
 
+    def settle_forwarded(self, gateway: str, records: Sequence[OutcomeRecord], cursor: str) -> int:
+        """An edge: a gateway's final records settle the events forwarded to it; the cursor is stored with them."""
+
+    def gateway_cursor(self, gateway: str) -> str:
+        """An edge: where its reading of ``gateway``'s outcome stream stopped ("" for the start)."""
+
     def prune_outcomes(self, max_bytes: int, before: float) -> int:
         """Drop the oldest outcome records while older than ``before`` or beyond ``max_bytes``; return how many."""
 
