@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,11 +125,9 @@ def main() -> None:
             print(variant, [round(x, 1) for x in results[variant][-1]], flush=True)
     rows = []
     for variant, runs in results.items():
-        rates = sorted(r[0] for r in runs)
-        cpus = sorted(r[1] for r in runs)
-        rows.append(
-            [variant, f"{rates[len(rates) // 2]:,.0f}", f"{cpus[len(cpus) // 2]:.0f}", f"{max(r[2] for r in runs):.0f}"]
-        )
+        rate = statistics.median(r[0] for r in runs)
+        cpu = statistics.median(r[1] for r in runs)
+        rows.append([variant, f"{rate:,.0f}", f"{cpu:.0f}", f"{max(r[2] for r in runs):.0f}"])
     print(machine())
     print(table(["variant", "delivered events/s", "sidecar CPU µs/event", "peak RSS MB"], rows))
 

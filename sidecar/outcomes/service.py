@@ -71,6 +71,9 @@ class OutcomeReader(Protocol):
     def waiting(self, message_id: str) -> list[tuple[str, str, int, float]]:
         """Events still in the spool with this id: (write key, region, seq, accepted_at)."""
 
+    def forwarded(self, message_id: str) -> list[tuple[str, str, float]]:
+        """An edge: events with this id a gateway holds: (fingerprint, region, accepted_at)."""
+
     def last_delivered(self) -> dict[tuple[str, str], float]:
         """When each (fingerprint, region) last had a DELIVERED record."""
 
@@ -309,6 +312,9 @@ class Outcomes:
             key = (key_text, regions[region_text])
             state = MessageState.IN_FLIGHT if self._keys.in_flight(key, seq) else MessageState.WAITING
             return MessageOutcome(state, None, write_key_hash(key_text), region_text, accepted_at)
+        for found_fingerprint, region_text, accepted_at in await self._read(self._reader.forwarded, message_id):
+            if not fingerprint or found_fingerprint == fingerprint:  # a gateway holds it: in flight, for this edge
+                return MessageOutcome(MessageState.IN_FLIGHT, None, found_fingerprint, region_text, accepted_at)
         records = [
             r
             for r in await self._read(self._reader.by_message, message_id)

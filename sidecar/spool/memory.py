@@ -228,6 +228,10 @@ class MemoryOutcomeReader:
             if e.message_id == message_id
         ]
 
+    def forwarded(self, message_id: str) -> list[tuple[str, str, float]]:
+        """A memory spool forwards nothing it follows (an edge follows its gateways with a disk spool)."""
+        return []
+
     def last_delivered(self) -> dict[tuple[str, str], float]:
         """Nothing survives a restart: delivery's own memory knows the rest."""
         return {}

@@ -254,6 +254,11 @@ class SqliteOutcomeReader:
         )
         return [(str(a), str(b), int(c), float(d)) for a, b, c, d in rows]  # type: ignore[call-overload,arg-type]
 
+    def forwarded(self, message_id: str) -> list[tuple[str, str, float]]:
+        """An edge: events with this id a gateway accepted and has not settled: (fingerprint, region, accepted_at)."""
+        rows = self._query("SELECT fingerprint, region, accepted_at FROM forwarded WHERE message_id = ?", (message_id,))
+        return [(str(a), str(b), float(c)) for a, b, c in rows]  # type: ignore[arg-type]
+
     def last_delivered(self) -> dict[tuple[str, str], float]:
         """When each (fingerprint, region) last had an event delivered, as far as the log remembers."""
         rows = self._query(
