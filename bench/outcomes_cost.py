@@ -1,5 +1,5 @@
-"""What the outcome log costs, side by side: ``uv run python bench/outcomes_cost.py [--events 100000]
-[--base /tmp/base-tree] [--rounds 2]``.
+"""What the outcome log costs, side by side: ``.venv/bin/python bench/outcomes_cost.py [--events 100000]
+[--base /tmp/base-tree] [--rounds 2] [--quick]`` (``--quick``: 5,000 events, one round, a smoke run).
 
 Each run starts a sidecar process (``python -m sidecar serve`` from a source tree: this one, or ``--base``, a checkout
 of the commit before the outcome log) with a disk spool, delivering to the local collector in a process of its own,
@@ -115,7 +115,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--base", type=Path, help="a checkout of the commit before the outcome log")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 5,000 events, one round")
     args = parser.parse_args()
+    if args.quick:
+        args.events, args.rounds = 5_000, 1
     variants = (["base"] if args.base else []) + ["log", "stalled"]
     results: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
     for _ in range(args.rounds):
