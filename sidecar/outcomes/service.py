@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
-from sidecar.errors import CursorExpired, InvalidEvent
+from sidecar.errors import CursorExpired, InvalidEvent, ShuttingDown
 from sidecar.model import DeadLetterReason, Region, ShardKey, write_key_hash
 from sidecar.outcomes import cursor
 from sidecar.outcomes.records import (
@@ -128,6 +128,7 @@ class Outcomes:
         self._keys = keys
         self._wall = wall
         self._thread: ThreadPoolExecutor | None = None
+        self._closed = False  # stopped: watchers still open end with UNAVAILABLE instead of reopening the reader
         self._news = asyncio.Event()
         self._spool_id = ""
         self._delivered: dict[tuple[str, str], float] = {}
@@ -136,13 +137,15 @@ class Outcomes:
 
     async def start(self) -> None:
         """Open the reader and learn the spool's identity and each key's last delivery from the log."""
+        self._closed = False
         if not self._reader.inline and self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcomes-read")
         self._spool_id = await self._read(self._reader.spool_id)
         self._delivered = await self._read(self._reader.last_delivered)
 
     async def stop(self) -> None:
-        """Wake every watcher (they end with the server) and close the reader; idempotent, safe without start."""
+        """Wake every watcher (they end with UNAVAILABLE) and close the reader; idempotent, safe without start."""
+        self._closed = True
         self.written()
         if self._thread is not None:
             thread, self._thread = self._thread, None
@@ -150,6 +153,8 @@ class Outcomes:
             thread.shutdown(wait=True)
 
     async def _read(self, function: Callable[..., T], *args: object) -> T:
+        if self._closed:
+            raise ShuttingDown("the sidecar is shutting down; watch again after it restarts, from your last cursor")
         if self._thread is None:
             return function(*args)
         return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)

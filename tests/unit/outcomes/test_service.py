@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from sidecar.errors import CursorExpired
+from sidecar.errors import CursorExpired, ShuttingDown
 from sidecar.model import Event, Region, ShardKey, write_key_hash
 from sidecar.outcomes.records import KeyRecord, OutcomeKind, OutcomeRecord, Stamp
 from sidecar.outcomes.service import Outcomes
@@ -103,3 +103,16 @@ class _NoSink:
     async def gateway_cursor(self, gateway: str) -> str:
         """Unused."""
         return ""
+
+
+async def test_a_watcher_open_at_stop_ends_with_shutting_down() -> None:
+    """A watcher waiting for news when the readers stop is woken and ends with ShuttingDown (UNAVAILABLE), without
+    reopening the reader."""
+    outcomes = Outcomes(MemoryOutcomeReader(MemoryStore()), NoKeys())
+    await outcomes.start()
+    watch = outcomes.watch("", [], [], from_now=True)
+    nxt = asyncio.ensure_future(anext(watch))
+    await asyncio.sleep(0)
+    await outcomes.stop()
+    with pytest.raises(ShuttingDown):
+        await asyncio.wait_for(nxt, 5)
