@@ -44,7 +44,7 @@ from sidecar.delivery.key_status import KeyBook
 from sidecar.delivery.scheduler import Oldest, Scheduler, SchedulerPolicy, Take, TakeKind
 from sidecar.model import Backlog, Batch, DeadLetterReason, ShardKey, SpooledEvent, write_key_hash
 from sidecar.send.auth import Authorization
-from sidecar.send.classify import Delivered, Outcome
+from sidecar.send.classify import Delivered, Outcome, PartlyRejected
 from sidecar.send.ratelimit import RateLimiter
 from sidecar.tasks import Supervision, Supervisor
 
@@ -344,7 +344,7 @@ class Dispatcher:
             await self._note_key(
                 sent.shard, outcome
             )  # first: a watcher that sees an event's record sees its key's state
-            gone.gateway = (outcome.gateway or "") if isinstance(outcome, Delivered) else ""
+            gone.gateway = (outcome.gateway or "") if isinstance(outcome, Delivered | PartlyRejected) else ""
             await self._apply(sent, decision, gone, 0 if outcome is None else outcome.status)
         except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
             self._failed(unit, batch.shard, exc)

@@ -24,7 +24,8 @@ KEY = "wk-tiers"
 async def test_an_edges_stream_carries_what_its_gateway_settled(collector: Collector, tmp_path: Path) -> None:
     """Events sent to an edge reach the collector through a gateway; the edge's WatchOutcomes gives one final record
     per event, DELIVERED for those Segment took and DEAD_LETTERED (refused_event, 400) for the one it refused at the
-    gateway, and the edge's GetMessageOutcome says the same."""
+    gateway, DEAD_LETTERED (rejected_event) for one the gateway itself rejected in the same batch, and the edge's
+    GetMessageOutcome says the same."""
     collector.faults.reject_message_ids.add("t-3")
     token = secrets.token_urlsafe(24)
     gateway = SidecarProcess(
@@ -33,6 +34,7 @@ async def test_an_edges_stream_carries_what_its_gateway_settled(collector: Colle
             "SIDECAR_ENDPOINT_US": collector.url,
             "SIDECAR_AUTH_TOKEN": token,
             "SIDECAR_SPOOL_DIR": str(tmp_path / "gateway"),
+            "SIDECAR_SPEC_MODE": "strict",  # the edge only warns about "Purchase"; the gateway rejects it
         },
         free_port(),
         tmp_path / "gateway.log",
@@ -42,6 +44,7 @@ async def test_an_edges_stream_carries_what_its_gateway_settled(collector: Colle
         {
             **TEST_ENV,
             "SIDECAR_MODE": "edge",
+            "SIDECAR_SPEC_MODE": "warn",
             "SIDECAR_ENDPOINT_US": closed,
             "SIDECAR_ENDPOINT_EU": closed,
             "SIDECAR_FORWARD_TO": gateway.address,
@@ -64,19 +67,24 @@ async def test_an_edges_stream_carries_what_its_gateway_settled(collector: Colle
                 )
                 for i in range(8)
             ]
+            events.append(
+                pb.BatchEvent(track=pb.TrackRequest(write_key=KEY, user_id="u", event="Purchase", message_id="t-p"))
+            )
             reply = await stub.Batch(pb.BatchRequest(events=events))
-            assert reply.accepted == 8
+            assert reply.accepted == 9
             got: list[pb.Outcome] = []
             async with asyncio.timeout(30):
                 async for record in stub.WatchOutcomes(pb.WatchOutcomesRequest()):
                     got.append(record.outcome)
-                    if len([r for r in got if r.message_id]) >= 8:
+                    if len([r for r in got if r.message_id]) >= 9:
                         break
             finals = {r.message_id: r for r in got if r.message_id}
-            assert sorted(finals) == sorted(f"t-{i}" for i in range(8))
+            assert sorted(finals) == sorted([f"t-{i}" for i in range(8)] + ["t-p"]), "each event's record once"
             for message_id, record in finals.items():
                 assert record.write_key_fingerprint == write_key_hash(KEY)
-                if message_id == "t-3":
+                if message_id == "t-p":  # rejected by the gateway: final on the edge at once
+                    assert (record.kind, record.dead_letter_reason) == (pb.OUTCOME_KIND_DEAD_LETTERED, "rejected_event")
+                elif message_id == "t-3":
                     assert (record.kind, record.dead_letter_reason, record.segment_status) == (
                         pb.OUTCOME_KIND_DEAD_LETTERED,
                         "refused_event",
