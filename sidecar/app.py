@@ -42,18 +42,23 @@ from sidecar.backoff import Backoff
 from sidecar.config import Settings
 from sidecar.debugger import Debugger
 from sidecar.delivery.dispatcher import DeliveryObserver, DeliveryPolicy, Dispatcher, Sender
+from sidecar.delivery.key_status import DeliveryKeys
 from sidecar.enrich.enricher import Enricher
 from sidecar.errors import ConfigError, SidecarError
 from sidecar.forward.metrics import EdgeIntakeInterceptor, ForwardMetrics
 from sidecar.forward.sender import ForwardingSender
 from sidecar.http_intake import HttpIntake
 from sidecar.intake import Intake
-from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, stage_collectors
+from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, OutcomeCollector, stage_collectors
 from sidecar.model import Region
+from sidecar.outcomes.service import OutcomeReader, Outcomes
+from sidecar.outcomes.tiers import GatewayFollower
 from sidecar.send.auth import Authenticator, BasicAuthenticator
 from sidecar.send.http import HttpSender, envelope_overhead
 from sidecar.send.ratelimit import PacedLimiter, RateLimiter
 from sidecar.spool import MemoryStore, Spool, SqliteStore, Store
+from sidecar.spool.memory import MemoryOutcomeReader
+from sidecar.spool.outcome_rows import SqliteOutcomeReader
 from sidecar.tasks import Supervision, Supervisor
 from sidecar.validate.credentials import CredentialsRequired
 from sidecar.validate.limits import MAX_STRING_CHARS
@@ -154,6 +159,35 @@ class Observers:
     delivery: list[DeliveryObserver] = field(default_factory=list)
 
 
+def build_outcomes(
+    store: Store, spool: Spool, dispatcher: Dispatcher, metrics: Metrics | None, debugger: Debugger | None
+) -> Outcomes:
+    """The outcome log's readers: the store's log (the memory store's lists, or the database on a connection of its
+    own), delivery's key states, woken by the spool after each write, counted by the metrics, shown by the
+    debugger page's key table."""
+    reader: OutcomeReader
+    if isinstance(store, MemoryStore):
+        reader = MemoryOutcomeReader(store)
+    else:
+        assert isinstance(store, SqliteStore)
+        reader = SqliteOutcomeReader(store.path)
+    outcomes = Outcomes(reader, DeliveryKeys(dispatcher.keys, dispatcher.scheduler), spool.outcome_totals)
+    spool.outcomes.listen(outcomes.written)
+    if metrics is not None:
+        metrics.watch(OutcomeCollector(outcomes))
+    if debugger is not None:
+        debugger.show_keys(outcomes.key_table)
+    return outcomes
+
+
+def build_follower(settings: Settings, spool: Spool, supervision: Supervision) -> GatewayFollower | None:
+    """An edge follows its gateways' outcome logs, so that its own final records say what the gateways settled."""
+    if settings.mode != "edge" or not settings.forward_to or settings.spool != "disk":
+        return None
+    token = settings.forward_token.get_secret_value() if settings.forward_token is not None else None
+    return GatewayFollower(settings.forward_to, token, spool, supervision)
+
+
 class Sidecar:
     """The whole sidecar, in one process: ``await start()``, serve, ``await stop()``."""
 
@@ -173,6 +207,8 @@ class Sidecar:
             settings.spool_dead_letter_max_bytes,
             settings.spool_dead_letter_max_age,
             supervision=self.supervision,
+            outcomes_max_age=settings.outcomes_max_age,
+            outcomes_max_bytes=settings.outcomes_max_bytes,
         )
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
@@ -225,7 +261,9 @@ class Sidecar:
         intake = Intake(
             validators, Enricher(settings.integration_name, settings.integration_version), self.spool, self.dispatcher
         )
-        self.servicer = SidecarServicer(intake, settings.default_region, intake_observers)
+        self.outcomes = build_outcomes(store, self.spool, self.dispatcher, self.metrics, self.debugger)
+        self.tiers = build_follower(settings, self.spool, self.supervision)
+        self.servicer = SidecarServicer(intake, settings.default_region, intake_observers, self.outcomes)
         # Segment's HTTP Tracking API (SIDECAR_HTTP_LISTEN): a second edge in front of the same intake.
         self.http_intake: HttpIntake | None = None
         if settings.http_listen is not None:
@@ -295,9 +333,11 @@ class Sidecar:
         self._started = True
         await self.spool.start()
         self._spool_open = True
+        self.dispatcher.keys.load(self.spool.key_records)
+        await self.outcomes.start()
         if self.spool.recovered:
             log.info("spool_recovered", events=self.spool.recovered, bytes=self.spool.pending_bytes)
-        for stage in (self.authenticator, self.limiter, self.sender, self.dispatcher):
+        for stage in (self.authenticator, self.limiter, self.sender, self.dispatcher, self.tiers):
             if stage is not None:
                 await stage.start()
         for endpoint in (self.metrics_server, self.debugger):
@@ -374,6 +414,9 @@ class Sidecar:
             if stage is not None:
                 await stage.stop()
         left = self.spool.pending_events
+        if self.tiers is not None:
+            await self.tiers.stop()
+        await self.outcomes.stop()
         self._spool_open = False
         await self.spool.stop()
         for endpoint in (self.debugger, self.metrics_server):

@@ -40,10 +40,11 @@ from sidecar.delivery.decide import Decision, DecisionRules, GiveUp, Remove, Rem
 from sidecar.delivery.decision_log import log_decision
 from sidecar.delivery.flushes import Flushes
 from sidecar.delivery.interfaces import DeliveryObserver, DeliveryPolicy, DeliverySpool, FlushResult, Sender
+from sidecar.delivery.key_status import KeyBook
 from sidecar.delivery.scheduler import Oldest, Scheduler, SchedulerPolicy, Take, TakeKind
 from sidecar.model import Backlog, Batch, DeadLetterReason, ShardKey, SpooledEvent, write_key_hash
 from sidecar.send.auth import Authorization
-from sidecar.send.classify import Outcome
+from sidecar.send.classify import Delivered, Outcome, PartlyRejected
 from sidecar.send.ratelimit import RateLimiter
 from sidecar.tasks import Supervision, Supervisor
 
@@ -60,9 +61,11 @@ AHEAD_OF_THE_LIMITER = 3
 class _Gone:
     """What one request removed from the spool so far, and the spool's last word on the key's oldest event."""
 
-    __slots__ = ("events", "oldest")
+    __slots__ = ("events", "gateway", "oldest", "status")
 
     def __init__(self) -> None:
+        self.status = 0  # Segment's status in the answer that decided (for the outcome records)
+        self.gateway = ""  # the gateway that accepted the events (an edge): their final records come from it
         self.events: list[SpooledEvent] = []
         self.oldest: Oldest | None = None
 
@@ -117,6 +120,7 @@ class Dispatcher:
         self._draining = False
         self._seen_seq = 0  # the highest seq counted into the scheduler
         self._ahead = 0  # requests being read or waiting for a grant (with a limiter)
+        self.keys = KeyBook()  # each key's state as Segment's answers say it, stored on every change
         self.delivered = 0
         self.dead_lettered_total = 0
         self._last_flush_totals = (0, 0)
@@ -341,7 +345,11 @@ class Dispatcher:
                         observer.attempt_finished(sent, outcome, self._clock() - started)
                     decision = decide(sent, outcome, self._clock(), self._rules)
                     unit = "spool_write"
-            await self._apply(sent, decision, gone)
+            await self._note_key(
+                sent.shard, outcome
+            )  # first: a watcher that sees an event's record sees its key's state
+            gone.gateway = (outcome.gateway or "") if isinstance(outcome, Delivered | PartlyRejected) else ""
+            await self._apply(sent, decision, gone, 0 if outcome is None else outcome.status)
         except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
             self._failed(unit, batch.shard, exc)
             self._scheduler.failed(batch, self._clock(), gone.events, gone.oldest)
@@ -350,6 +358,9 @@ class Dispatcher:
         self._supervisor.report("spool_write", None)
         was_parked = self._scheduler.is_parked(batch.shard)
         self._scheduler.settle(batch, decision, self._clock(), gone.events, gone.oldest)
+        refused_since = self.keys.refused_since(batch.shard)
+        if not was_parked and refused_since is not None:  # the park counts from Segment's first refusal, as stored
+            self._scheduler.park_since(batch.shard, self._clock_of(refused_since))
         self._request_done(batch.shard, gone.events)
         log_decision(
             sent, decision, outcome, was_parked, self._scheduler.is_parked(batch.shard), self._clock, self._policy
@@ -394,8 +405,9 @@ class Dispatcher:
         kept = [e for e in batch.events if e.accepted_at >= oldest_allowed]
         return Batch(batch.shard, kept, sum(len(e.payload) + 1 for e in kept), batch.attempts, batch.auth_renewals)
 
-    async def _apply(self, batch: Batch, decision: Decision, gone: _Gone) -> None:
-        """The decision's spool work: remove delivered events, dead-letter given-up ones."""
+    async def _apply(self, batch: Batch, decision: Decision, gone: _Gone, status: int) -> None:
+        """The decision's spool work: remove delivered events, dead-letter given-up ones (Segment's ``status``)."""
+        gone.status = status
         if isinstance(decision, Remove):
             await self._remove(batch.shard, batch.events, gone)
         elif isinstance(decision, RemoveExcept):
@@ -408,10 +420,17 @@ class Dispatcher:
         elif isinstance(decision, GiveUp):
             await self._dead_letter(batch.shard, batch.events, decision.reason, decision.detail, gone)
 
+    async def _note_key(self, key: ShardKey, outcome: Outcome | None) -> None:
+        """Store the key's change of state, if Segment's answer changed it (kept in memory once stored)."""
+        change = self.keys.change(key, outcome, self._wall())
+        if change is not None:
+            await self._spool.record_key(change.record, change.outcome)
+            self.keys.apply(change)
+
     async def _remove(self, key: ShardKey, events: list[SpooledEvent], gone: _Gone) -> None:
         if not events:
             return
-        oldest = await self._spool.remove(events)
+        oldest = await self._spool.remove(events, gone.status or 200, gone.gateway)
         gone.note(events, oldest, key)
         self.delivered += len(events)
 
@@ -420,7 +439,7 @@ class Dispatcher:
     ) -> None:
         if not events:
             return
-        oldest = await self._spool.dead_letter(events, reason.description, response)
+        oldest = await self._spool.dead_letter(events, reason.description, response, reason.value, gone.status)
         gone.note(events, oldest, key)
         self.dead_lettered_total += len(events)
         for observer in self._observers:

@@ -194,7 +194,7 @@ class ForwardingSender:
         if self._metrics is not None:
             self._metrics.forwarded(gateway, len(sent) - (len(rejected) - len(unforwardable)))
         if rejected:
-            return PartlyRejected(tuple(sorted(rejected)))
+            return PartlyRejected(tuple(sorted(rejected)), gateway=gateway)
         return Delivered(200, gateway=gateway)
 
     def _failed(self, batch: Batch, gateway: str, error: grpc.aio.AioRpcError) -> Outcome:

@@ -76,6 +76,8 @@ class PartlyRejected:
 
     rejected: tuple[tuple[int, str], ...]
     status: int = 0
+    gateway: str | None = None
+    """The gateway that accepted the others (a forwarding sender), as in :class:`Delivered`."""
 
 
 Outcome = Delivered | Retry | Split | Unauthorized | Permanent | PartlyRejected

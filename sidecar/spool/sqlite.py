@@ -17,7 +17,8 @@ import orjson
 
 from sidecar.errors import SpoolFailure
 from sidecar.model import Backlog, ShardKey, SpooledEvent
-from sidecar.spool import disk, reads, writes
+from sidecar.outcomes.records import Stamp
+from sidecar.spool import disk, outcome_rows, reads, writes
 from sidecar.spool.schema import (
     COLUMNS,
     REGIONS,
@@ -34,7 +35,7 @@ from sidecar.spool.store import DeadLetter, Pruned, Recovery, letter_size
 _OLDEST = "SELECT seq, accepted_at FROM events WHERE key_id = ? ORDER BY seq LIMIT 1"
 
 
-class SqliteStore:
+class SqliteStore(outcome_rows.LogRows):
     """The disk store: one SQLite database in WAL mode; see :mod:`sidecar.spool.store` for its layout.
 
     The spool's bound, given to :meth:`open`, scales the WAL: it is checkpointed every ``max_bytes / 16`` bytes of
@@ -59,6 +60,8 @@ class SqliteStore:
         self._unused: set[int] = set()  # ids of keys whose events all left; the next prune forgets the unused ones
         self._dead_bytes = 0
         self._wal_bytes = 0  # what the WAL may grow to between checkpoints (counted as used from the start)
+        self.outcome_rows = 0  # records the outcome log holds, and their bytes
+        self.outcome_bytes = 0
 
     @property
     def path(self) -> Path:
@@ -107,6 +110,8 @@ class SqliteStore:
                 "  FROM events GROUP BY key_id) AS g JOIN keys AS k ON k.id = g.key_id"
             ).fetchall()
             self._dead_bytes = int(db.execute("SELECT coalesce(sum(size), 0) FROM dead_letters").fetchone()[0])
+            self.outcome_rows, self.outcome_bytes = outcome_rows.totals(db)
+            key_records = outcome_rows.key_records(db)
             # Keys left unused by a run that stopped before its next prune.
             db.execute(
                 "DELETE FROM keys WHERE NOT EXISTS (SELECT 1 FROM events WHERE key_id = keys.id)"
@@ -122,7 +127,7 @@ class SqliteStore:
             self._key_ids[key] = key_id
             self._keys[key_id] = key
             backlogs[key] = Backlog(int(count), int(size), int(seq), float(accepted_at))
-        return Recovery(int(last), backlogs)
+        return Recovery(int(last), backlogs, tuple(key_records))
 
     def close(self) -> None:
         """Close the database and release the lock."""
@@ -213,29 +218,49 @@ class SqliteStore:
             self._keys[key_id] = key
             self._unused.discard(key_id)
 
-    def delete(self, seqs: Sequence[int]) -> None:
-        """Forget delivered events, in one statement (its own transaction): a range when the seqs are consecutive
-        (one write key's events), else the list of seqs as a JSON array (many keys' events interleaved).
+    def delete(self, seqs: Sequence[int], stamp: Stamp | None = None) -> None:
+        """Forget delivered events, in one statement: a range when the seqs are consecutive (one write key's
+        events), else the list of seqs as a JSON array (many keys' events interleaved). With a ``stamp``, the
+        records of those still held are copied into the outcome log first, in the same transaction (a crash keeps
+        both or neither; an event gone already had its record); no extra fsync, the commit is the one.
 
         One statement rather than one per event or per range, for the GIL's sake (see :meth:`insert`)."""
         ranges = writes.seq_ranges(seqs)
         if not ranges:
             return
+        if stamp is None:
+            self._delete(ranges, seqs)
+            return
+        where, parameters = writes.matching(ranges, seqs)
+        logged = (0, 0)
+        with Transaction(self._conn):
+            if stamp.gateway:
+                outcome_rows.log_forwarded(self._conn, stamp, where, parameters)
+            else:
+                logged = outcome_rows.log_events(self._conn, stamp, where, parameters)
+            self._delete(ranges, seqs)
+        self._logged(*logged)
+
+    def _delete(self, ranges: list[tuple[int, int]], seqs: Sequence[int]) -> int:
+        """Delete; return how many rows went."""
         try:
             if len(ranges) == 1:
-                self._conn.execute("DELETE FROM events WHERE seq BETWEEN ? AND ?", ranges[0])
+                cursor = self._conn.execute("DELETE FROM events WHERE seq BETWEEN ? AND ?", ranges[0])
             else:
-                self._conn.execute(
+                cursor = self._conn.execute(
                     "DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (orjson.dumps(list(seqs)),)
                 )
         except sqlite3.Error as exc:
             raise SpoolFailure(f"spool write failed: {exc}") from exc
+        return cursor.rowcount
 
-    def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
-        """Copy events still pending into dead_letters and delete them from events, in one transaction."""
+    def dead_letter(self, letters: Sequence[DeadLetter], stamp: Stamp | None = None) -> None:
+        """Copy events still pending into dead_letters and delete them from events, in one transaction, with the
+        outcome records (``stamp``) of those that moved (an event already gone has had its record)."""
         if not letters:
             return
         db = self._conn
+        logged = (0, 0)
         with Transaction(db):
             seqs = orjson.dumps([letter.event.seq for letter in letters])
             pending = {
@@ -250,7 +275,10 @@ class SqliteStore:
                 " size) SELECT seq, key_id, message_id, payload, accepted_at, ?, ?, ?, ? FROM events WHERE seq = ?",
                 [(d.dead_at, d.reason, d.response, letter_size(d), d.event.seq) for d in moving],
             )
+            if stamp is not None:  # before the rows leave: the records are copied from them
+                logged = outcome_rows.log_events(db, stamp, "seq IN (SELECT value FROM json_each(?))", (seqs,))
             db.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (seqs,))
+        self._logged(*logged)
         self._dead_bytes += sum(map(letter_size, moving))
 
     def load(self, after_seq: int, max_bytes: int) -> list[SpooledEvent]:

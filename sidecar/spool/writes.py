@@ -12,6 +12,8 @@ import sqlite3
 from collections.abc import Sequence
 from itertools import chain
 
+import orjson
+
 from sidecar.errors import SpoolFailure
 from sidecar.model import ShardKey, SpooledEvent
 from sidecar.spool.schema import COLUMNS
@@ -78,3 +80,10 @@ def parameters(events: Sequence[SpooledEvent], shards: Sequence[ShardKey], ids: 
             )
         )
     )
+
+
+def matching(ranges: list[tuple[int, int]], seqs: Sequence[int]) -> tuple[str, tuple[object, ...]]:
+    """The WHERE clause (and its parameters) of a removal's seqs: a range, or a JSON array of them."""
+    if len(ranges) == 1:
+        return "seq BETWEEN ? AND ?", ranges[0]
+    return "seq IN (SELECT value FROM json_each(?))", (orjson.dumps(list(seqs)),)

@@ -217,7 +217,7 @@ async def test_a_volume_without_room_for_a_step_exits_2_naming_the_folder_and_th
 async def test_a_spool_of_a_newer_schema_exits_2_naming_both_versions(
     collector: Collector, sidecar_process: ProcessFactory, tmp_path: Path
 ) -> None:
-    """A spool written by a later release (user_version 2, one more column) is not opened: exit 2 with the file's
+    """A spool written by a later release (user_version 3, one more column) is not opened: exit 2 with the file's
     version and the one this build knows, and the file left as it was."""
     spool = tmp_path / "spool"
     spool.mkdir()
@@ -225,15 +225,15 @@ async def test_a_spool_of_a_newer_schema_exits_2_naming_both_versions(
     for statement in schema.SCHEMA:
         db.execute(statement)
     db.execute("ALTER TABLE events ADD COLUMN priority INTEGER")
-    db.execute("PRAGMA user_version = 2")
+    db.execute("PRAGMA user_version = 3")
     db.commit()
     db.close()
     process = sidecar_process()
     process.start()
     assert await process.wait_exit(timeout=30) == 2
     log = process.read_log()
-    assert "spool schema version 2" in log and "newer than version 1," in log
+    assert "spool schema version 3" in log and "newer than version 2," in log
     assert "SIDECAR_SPOOL_DIR" in log and "Traceback" not in log
     db = sqlite3.connect(spool / "spool.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     db.close()

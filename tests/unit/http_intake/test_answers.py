@@ -7,6 +7,7 @@ import pytest
 from sidecar.errors import (
     CapacityExhausted,
     CredentialsMissing,
+    CursorExpired,
     FieldViolation,
     FlushTimeout,
     InvalidEvent,
@@ -44,7 +45,7 @@ def test_every_error_class_has_an_http_answer() -> None:
     """A new SidecarError subclass that reaches the HTTP edge whole must be given an answer here on purpose."""
     whole = {CapacityExhausted, ServerBusy, ShuttingDown, SpoolFailure}
     per_event = {InvalidEvent, CredentialsMissing}  # refused per event, named in a 400
-    unreachable = {FlushTimeout}  # the HTTP API has no flush
+    unreachable = {FlushTimeout, CursorExpired}  # the HTTP API has no flush and no outcome stream
     classes = set(SidecarError.__subclasses__()) | {ServerBusy}
     assert classes <= whole | per_event | unreachable, classes - whole - per_event - unreachable
 
