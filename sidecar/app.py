@@ -42,6 +42,7 @@ from sidecar.backoff import Backoff
 from sidecar.config import Settings
 from sidecar.debugger import Debugger
 from sidecar.delivery.dispatcher import DeliveryObserver, DeliveryPolicy, Dispatcher, Sender
+from sidecar.delivery.key_status import DeliveryKeys
 from sidecar.enrich.enricher import Enricher
 from sidecar.errors import ConfigError, SidecarError
 from sidecar.forward.metrics import EdgeIntakeInterceptor, ForwardMetrics
@@ -50,10 +51,13 @@ from sidecar.http_intake import HttpIntake
 from sidecar.intake import Intake
 from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, stage_collectors
 from sidecar.model import Region
+from sidecar.outcomes.service import OutcomeReader, Outcomes
 from sidecar.send.auth import Authenticator, BasicAuthenticator
 from sidecar.send.http import HttpSender, envelope_overhead
 from sidecar.send.ratelimit import PacedLimiter, RateLimiter
 from sidecar.spool import MemoryStore, Spool, SqliteStore, Store
+from sidecar.spool.memory import MemoryOutcomeReader
+from sidecar.spool.outcome_rows import SqliteOutcomeReader
 from sidecar.tasks import Supervision, Supervisor
 from sidecar.validate.credentials import CredentialsRequired
 from sidecar.validate.limits import MAX_STRING_CHARS
@@ -154,6 +158,14 @@ class Observers:
     delivery: list[DeliveryObserver] = field(default_factory=list)
 
 
+def outcome_reader(store: Store) -> OutcomeReader:
+    """The outcome log's reader for the store: the memory store's lists, or the database on a connection of its own."""
+    if isinstance(store, MemoryStore):
+        return MemoryOutcomeReader(store)
+    assert isinstance(store, SqliteStore)
+    return SqliteOutcomeReader(store.path)
+
+
 class Sidecar:
     """The whole sidecar, in one process: ``await start()``, serve, ``await stop()``."""
 
@@ -173,6 +185,8 @@ class Sidecar:
             settings.spool_dead_letter_max_bytes,
             settings.spool_dead_letter_max_age,
             supervision=self.supervision,
+            outcomes_max_age=settings.outcomes_max_age,
+            outcomes_max_bytes=settings.outcomes_max_bytes,
         )
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
@@ -225,7 +239,9 @@ class Sidecar:
         intake = Intake(
             validators, Enricher(settings.integration_name, settings.integration_version), self.spool, self.dispatcher
         )
-        self.servicer = SidecarServicer(intake, settings.default_region, intake_observers)
+        self.outcomes = Outcomes(outcome_reader(store), DeliveryKeys(self.dispatcher.keys, self.dispatcher.scheduler))
+        self.spool.outcomes.listen(self.outcomes.written)
+        self.servicer = SidecarServicer(intake, settings.default_region, intake_observers, self.outcomes)
         # Segment's HTTP Tracking API (SIDECAR_HTTP_LISTEN): a second edge in front of the same intake.
         self.http_intake: HttpIntake | None = None
         if settings.http_listen is not None:
@@ -295,6 +311,8 @@ class Sidecar:
         self._started = True
         await self.spool.start()
         self._spool_open = True
+        self.dispatcher.keys.load(self.spool.key_records)
+        await self.outcomes.start()
         if self.spool.recovered:
             log.info("spool_recovered", events=self.spool.recovered, bytes=self.spool.pending_bytes)
         for stage in (self.authenticator, self.limiter, self.sender, self.dispatcher):
@@ -374,6 +392,7 @@ class Sidecar:
             if stage is not None:
                 await stage.stop()
         left = self.spool.pending_events
+        await self.outcomes.stop()
         self._spool_open = False
         await self.spool.stop()
         for endpoint in (self.debugger, self.metrics_server):

@@ -184,6 +184,12 @@ class Settings(BaseSettings):
     spool_dead_letter_max_age: Seconds = Field(
         7 * 86400.0, description="Dead letters older than this are pruned, logged and counted."
     )
+    outcomes_max_age: Seconds = Field(
+        86400.0, description="`WatchOutcomes` records older than this are pruned (a cursor before them: OUT_OF_RANGE)."
+    )
+    outcomes_max_bytes: Bytes = Field(
+        64 * 2**20, description="Bound on the outcome log on disk; past it the oldest records are pruned."
+    )
 
     # --- retries and giving up
     retry_base_delay: Seconds = Field(0.5, description="First retry backoff; doubles per attempt, with full jitter.")

@@ -9,6 +9,7 @@
     ├── ShuttingDown                  UNAVAILABLE
     ├── CredentialsMissing            FAILED_PRECONDITION
     ├── FlushTimeout                  DEADLINE_EXCEEDED   (carries the pending counts)
+    ├── CursorExpired                 OUT_OF_RANGE        (an outcome cursor older than the log's window)
     └── SpoolFailure                  UNAVAILABLE         (the disk failed; the event was not acknowledged)
 
     ConfigError                       (start-up only: exit status 2, never reaches a caller)
@@ -85,6 +86,15 @@ class FlushTimeout(SidecarError):
     def __init__(self, message: str, pending: int) -> None:
         super().__init__(message)
         self.pending = pending
+
+
+class CursorExpired(SidecarError):
+    """WatchOutcomes was asked to resume after a record the outcome log no longer holds (pruned by age or bytes);
+    ``oldest_cursor`` is the cursor of the oldest record still held (empty when the log is empty)."""
+
+    def __init__(self, message: str, oldest_cursor: str) -> None:
+        super().__init__(message)
+        self.oldest_cursor = oldest_cursor
 
 
 class ConfigError(Exception):

@@ -11,6 +11,7 @@ traceback and answered ``INTERNAL`` with a plain message, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar, cast
@@ -20,8 +21,10 @@ import structlog
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
+from sidecar.api import outcomes as convert_outcomes
 from sidecar.api.convert import BATCH_KINDS, to_call
 from sidecar.api.downstream import Downstream
+from sidecar.api.outcomes import OutcomesDownstream
 from sidecar.api.status import code_of, to_status
 from sidecar.errors import FlushTimeout, InvalidEvent, ShuttingDown, SidecarError
 from sidecar.model import CallType, Event, Region, Warning
@@ -58,9 +61,14 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
     """Implements ``segment.sidecar.v1.SidecarService``."""
 
     def __init__(
-        self, downstream: Downstream, default_region: Region, observers: Sequence[IntakeObserver] = ()
+        self,
+        downstream: Downstream,
+        default_region: Region,
+        observers: Sequence[IntakeObserver] = (),
+        outcomes: OutcomesDownstream | None = None,
     ) -> None:
         self._downstream = downstream
+        self._outcomes = outcomes
         self._default_region = default_region
         self._observers = tuple(observers)
         self.accepting = True
@@ -236,3 +244,67 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
             )
 
         return await self._guard(context, work)
+
+    # --- the outcome log and key status (the second downstream)
+
+    def _outcome_log(self) -> OutcomesDownstream:
+        if self._outcomes is None:
+            raise SidecarError("this sidecar serves no outcome log")
+        return self._outcomes
+
+    async def GetWriteKeyStatus(
+        self, request: pb.GetWriteKeyStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetWriteKeyStatusResponse:
+        """What the sidecar knows of one write key in one region."""
+
+        async def work() -> pb.GetWriteKeyStatusResponse:
+            if not request.write_key:
+                raise InvalidEvent.single("write_key", "is required")
+            region = convert_outcomes.region_of(request.region, self._default_region)
+            status = await self._outcome_log().key_status(request.write_key, region)
+            return pb.GetWriteKeyStatusResponse(status=convert_outcomes.key_status(status))
+
+        return await self._guard(context, work)
+
+    async def ListWriteKeys(
+        self, request: pb.ListWriteKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListWriteKeysResponse:
+        """One page of every key's status, by fingerprint (never the key)."""
+
+        async def work() -> pb.ListWriteKeysResponse:
+            page, token = await self._outcome_log().list_keys(request.page_size, request.page_token, request.state)
+            return pb.ListWriteKeysResponse(
+                write_keys=[convert_outcomes.key_status(s) for s in page], next_page_token=token
+            )
+
+        return await self._guard(context, work)
+
+    async def GetMessageOutcome(
+        self, request: pb.GetMessageOutcomeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetMessageOutcomeResponse:
+        """Where one event is."""
+
+        async def work() -> pb.GetMessageOutcomeResponse:
+            log_ = self._outcome_log()
+            found = await log_.message_outcome(request.message_id, request.write_key)
+            cursor = "" if found.record is None else log_.cursor_of(found.record)
+            return convert_outcomes.message_outcome(found, cursor)
+
+        return await self._guard(context, work)
+
+    async def WatchOutcomes(
+        self, request: pb.WatchOutcomesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """The outcome log from a cursor, then live. Each record is written with ``context.write``, which waits while
+        the client's flow-control window is full: a slow client holds its watcher, never the sidecar."""
+
+        async def work() -> None:
+            log_ = self._outcome_log()
+            watch = log_.watch(request.after_cursor, list(request.write_keys), list(request.kinds), request.from_now)
+            async with contextlib.aclosing(watch) as records:  # a client gone ends its watcher at once
+                async for record in records:
+                    await context.write(
+                        pb.WatchOutcomesResponse(outcome=convert_outcomes.outcome(record, log_.cursor_of(record)))
+                    )
+
+        await self._guard(context, work)

@@ -15,6 +15,7 @@ from grpc_status import rpc_status
 from sidecar.errors import (
     CapacityExhausted,
     CredentialsMissing,
+    CursorExpired,
     FlushTimeout,
     InvalidEvent,
     ServerBusy,
@@ -32,6 +33,7 @@ STATUS_CODES: dict[type[SidecarError], grpc.StatusCode] = {
     SpoolFailure: grpc.StatusCode.UNAVAILABLE,
     CredentialsMissing: grpc.StatusCode.FAILED_PRECONDITION,
     FlushTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+    CursorExpired: grpc.StatusCode.OUT_OF_RANGE,
 }
 
 
@@ -74,6 +76,17 @@ def to_status(error: SidecarError) -> grpc.Status:
                             subject=error.quota_subject, description=error.quota_description
                         )
                     ]
+                )
+            )
+        )
+    elif isinstance(error, CursorExpired):
+        # The oldest cursor held, where a client can read it without parsing the message.
+        details.append(
+            _pack(
+                error_details_pb2.ErrorInfo(
+                    reason="CURSOR_EXPIRED",
+                    domain="segment.sidecar.v1",
+                    metadata={"oldest_cursor": error.oldest_cursor},
                 )
             )
         )

@@ -40,6 +40,7 @@ from sidecar.delivery.decide import Decision, DecisionRules, GiveUp, Remove, Rem
 from sidecar.delivery.decision_log import log_decision
 from sidecar.delivery.flushes import Flushes
 from sidecar.delivery.interfaces import DeliveryObserver, DeliveryPolicy, DeliverySpool, FlushResult, Sender
+from sidecar.delivery.key_status import KeyBook
 from sidecar.delivery.scheduler import Oldest, Scheduler, SchedulerPolicy, Take, TakeKind
 from sidecar.model import Backlog, Batch, DeadLetterReason, ShardKey, SpooledEvent, write_key_hash
 from sidecar.send.auth import Authorization
@@ -117,6 +118,7 @@ class Dispatcher:
         self._draining = False
         self._seen_seq = 0  # the highest seq counted into the scheduler
         self._ahead = 0  # requests being read or waiting for a grant (with a limiter)
+        self.keys = KeyBook()  # each key's state as Segment's answers say it, stored on every change
         self.delivered = 0
         self.dead_lettered_total = 0
         self.requests = 0
@@ -337,7 +339,8 @@ class Dispatcher:
                         observer.attempt_finished(sent, outcome, self._clock() - started)
                     decision = decide(sent, outcome, self._clock(), self._rules)
                     unit = "spool_write"
-            await self._apply(sent, decision, gone)
+            await self._apply(sent, decision, gone, 0 if outcome is None else outcome.status)
+            await self._note_key(sent.shard, outcome)
         except Exception as exc:  # noqa: BLE001 - any failure: logged, reported, the key retried later
             self._failed(unit, batch.shard, exc)
             self._scheduler.failed(batch, self._clock(), gone.events, gone.oldest)
@@ -346,6 +349,9 @@ class Dispatcher:
         self._supervisor.report("spool_write", None)
         was_parked = self._scheduler.is_parked(batch.shard)
         self._scheduler.settle(batch, decision, self._clock(), gone.events, gone.oldest)
+        refused_since = self.keys.refused_since(batch.shard)
+        if not was_parked and refused_since is not None:  # the park counts from Segment's first refusal, as stored
+            self._scheduler.park_since(batch.shard, self._clock_of(refused_since))
         self._request_done(batch.shard, gone.events)
         log_decision(
             sent, decision, outcome, was_parked, self._scheduler.is_parked(batch.shard), self._clock, self._policy
@@ -390,33 +396,46 @@ class Dispatcher:
         kept = [e for e in batch.events if e.accepted_at >= oldest_allowed]
         return Batch(batch.shard, kept, sum(len(e.payload) + 1 for e in kept), batch.attempts, batch.auth_renewals)
 
-    async def _apply(self, batch: Batch, decision: Decision, gone: _Gone) -> None:
-        """The decision's spool work: remove delivered events, dead-letter given-up ones."""
+    async def _apply(self, batch: Batch, decision: Decision, gone: _Gone, status: int) -> None:
+        """The decision's spool work: remove delivered events, dead-letter given-up ones (Segment's ``status``)."""
         if isinstance(decision, Remove):
-            await self._remove(batch.shard, batch.events, gone)
+            await self._remove(batch.shard, batch.events, gone, status)
         elif isinstance(decision, RemoveExcept):
             rejected = dict(decision.rejected)
-            await self._remove(batch.shard, [e for i, e in enumerate(batch.events) if i not in rejected], gone)
+            await self._remove(batch.shard, [e for i, e in enumerate(batch.events) if i not in rejected], gone, status)
             for index, reason in decision.rejected:
                 await self._dead_letter(
-                    batch.shard, [batch.events[index]], DeadLetterReason.REJECTED_EVENT, reason, gone
+                    batch.shard, [batch.events[index]], DeadLetterReason.REJECTED_EVENT, reason, gone, status
                 )
         elif isinstance(decision, GiveUp):
-            await self._dead_letter(batch.shard, batch.events, decision.reason, decision.detail, gone)
+            await self._dead_letter(batch.shard, batch.events, decision.reason, decision.detail, gone, status)
 
-    async def _remove(self, key: ShardKey, events: list[SpooledEvent], gone: _Gone) -> None:
+    async def _note_key(self, key: ShardKey, outcome: Outcome | None) -> None:
+        """Store the key's change of state, if Segment's answer changed it (kept in memory once stored)."""
+        change = self.keys.change(key, outcome, self._wall())
+        if change is not None:
+            await self._spool.record_key(change.record, change.outcome)
+            self.keys.apply(change)
+
+    async def _remove(self, key: ShardKey, events: list[SpooledEvent], gone: _Gone, status: int) -> None:
         if not events:
             return
-        oldest = await self._spool.remove(events)
+        oldest = await self._spool.remove(events, status or 200)
         gone.note(events, oldest, key)
         self.delivered += len(events)
 
     async def _dead_letter(
-        self, key: ShardKey, events: list[SpooledEvent], reason: DeadLetterReason, response: str, gone: _Gone
+        self,
+        key: ShardKey,
+        events: list[SpooledEvent],
+        reason: DeadLetterReason,
+        response: str,
+        gone: _Gone,
+        status: int = 0,
     ) -> None:
         if not events:
             return
-        oldest = await self._spool.dead_letter(events, reason.description, response)
+        oldest = await self._spool.dead_letter(events, reason.description, response, reason.value, status)
         gone.note(events, oldest, key)
         self.dead_lettered_total += len(events)
         for observer in self._observers:

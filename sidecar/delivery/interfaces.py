@@ -10,6 +10,7 @@ from typing import Protocol
 from sidecar.backoff import Backoff
 from sidecar.delivery.scheduler import Oldest
 from sidecar.model import Backlog, Batch, ShardKey, SpooledEvent
+from sidecar.outcomes.records import KeyRecord, OutcomeRecord
 from sidecar.send.auth import Authorization
 from sidecar.send.classify import Outcome
 
@@ -33,13 +34,17 @@ class DeliverySpool(Protocol):
     async def read(self, key: ShardKey, after_seq: int, max_bytes: int, max_events: int) -> list[SpooledEvent]:
         """The key's next events after ``after_seq``."""
 
-    async def remove(self, events: Sequence[SpooledEvent]) -> Mapping[ShardKey, Oldest] | None:
-        """Delivered: forget them; each key's oldest event left (a key with none is absent; None: not known)."""
+    async def remove(self, events: Sequence[SpooledEvent], status: int = 200) -> Mapping[ShardKey, Oldest] | None:
+        """Delivered (Segment answered ``status``): forget them, with their outcome records; each key's oldest event
+        left (a key with none is absent; None: not known)."""
 
     async def dead_letter(
-        self, events: Sequence[SpooledEvent], reason: str, response: str
+        self, events: Sequence[SpooledEvent], reason: str, response: str, code: str = "", status: int = 0
     ) -> Mapping[ShardKey, Oldest] | None:
-        """Give them up; each key's oldest event left, as :meth:`remove`."""
+        """Give them up (``code``: the reason's code), with their outcome records; as :meth:`remove`."""
+
+    async def record_key(self, record: KeyRecord, outcome: OutcomeRecord | None) -> None:
+        """Store a key's new state, and its record on the outcome log when it has one."""
 
     async def take_replays(self) -> int:
         """Re-queue dead letters marked for replay."""

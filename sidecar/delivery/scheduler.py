@@ -95,6 +95,10 @@ class Scheduler:
             if state.waiting_events > 0:
                 yield key, state.waiting_events
 
+    def state_of(self, key: ShardKey) -> KeyState | None:
+        """A key's state (read-only use: status queries), or None when it has none."""
+        return self._keys.get(key)
+
     def waiting_events(self, key: ShardKey) -> int:
         """Events of ``key`` waiting in the spool, in flight included."""
         state = self._keys.get(key)
@@ -276,6 +280,13 @@ class Scheduler:
     def parked_events(self) -> int:
         """Events waiting on parked keys."""
         return sum(state.waiting_events for state in self._keys.values() if state.parked_since is not None)
+
+    def park_since(self, key: ShardKey, since: float) -> None:
+        """Count a parked key's park period from ``since`` when that is earlier (a refusal stored by an earlier run),
+        so that ``parked_too_long`` comes when it would have without the restart."""
+        state = self._keys.get(key)
+        if state is not None and state.parked_since is not None and since < state.parked_since:
+            state.parked_since = since
 
     def is_parked(self, key: ShardKey) -> bool:
         """Whether ``key`` is parked (its events do not hold up a flush)."""

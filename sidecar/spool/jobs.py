@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from sidecar.spool.store import Store
+from sidecar.errors import SpoolFailure
+from sidecar.model import ShardKey, SpooledEvent
+from sidecar.spool.store import Oldest, Store
 
 T = TypeVar("T")
 
@@ -69,3 +71,26 @@ class StoreJobs:
 def _call_soon_threadsafe(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
     with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing is left to coordinate
         loop.call_soon_threadsafe(callback)
+
+
+def keys_of(events: Iterable[SpooledEvent]) -> list[ShardKey]:
+    """The distinct keys of some events, in first-seen order."""
+    return list(dict.fromkeys((event.write_key, event.region) for event in events))
+
+
+def oldest_of(store: Store, keys: list[ShardKey]) -> dict[ShardKey, Oldest] | None:
+    """The keys' oldest events after a removal, or None when that read failed (the removal itself succeeded)."""
+    try:
+        return store.oldest(keys)
+    except SpoolFailure:
+        return None
+
+
+def used_or_none(store: Store) -> int | None:
+    """The store's bytes on disk after a job, or None (memory, or the measurement failed: the next one counts)."""
+    if not store.on_disk:
+        return None
+    try:
+        return store.used_bytes()
+    except SpoolFailure:
+        return None

@@ -1,6 +1,7 @@
 """Bring a spool's schema to :data:`~sidecar.spool.schema.SCHEMA_VERSION` when it opens, or refuse a newer one.
 
-Version 0 kept the write key and region in every row; version 1 keeps each (write key, region) once, in ``keys``.
+Version 0 kept the write key and region in every row; version 1 keeps each (write key, region) once, in ``keys``;
+version 2 adds the outcome log, the keys' stored states and the spool's id (new tables only: one transaction).
 The migration moves the rows in steps, each its own small transaction, so that it needs little room and survives a
 crash at any point::
 
@@ -35,7 +36,7 @@ from pathlib import Path
 import structlog
 
 from sidecar.errors import ConfigError
-from sidecar.spool.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, key_hash
+from sidecar.spool.schema import COLUMNS, OUTCOME_SCHEMA, SCHEMA, SCHEMA_VERSION, key_hash
 
 log = structlog.get_logger("sidecar.spool")
 
@@ -83,6 +84,9 @@ def upgrade(db: sqlite3.Connection, path: Path) -> None:
         )
     if version == SCHEMA_VERSION:
         return
+    if version == 1:
+        _add_outcomes(db)
+        return
     tables = _tables(db)
     if "events_v0" not in tables and "write_key" not in _columns(db, "events"):
         with _step(db):
@@ -92,6 +96,15 @@ def upgrade(db: sqlite3.Connection, path: Path) -> None:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return
     _migrate_from_v0(db, path)
+
+
+def _add_outcomes(db: sqlite3.Connection) -> None:
+    """Version 1 to 2: new tables only, no row moves, so one small transaction (another opener may be first)."""
+    with _step(db):
+        if _user_version(db) == 1:
+            for statement in OUTCOME_SCHEMA:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _migrate_from_v0(db: sqlite3.Connection, path: Path) -> None:

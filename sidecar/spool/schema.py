@@ -18,9 +18,23 @@ from sidecar.model import Region, ShardKey
 
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-SCHEMA = (
+OUTCOME_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS outcomes (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,"
+    " kind INTEGER NOT NULL, fingerprint TEXT NOT NULL, region TEXT NOT NULL, message_id TEXT NOT NULL,"
+    " reason TEXT NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL, accepted_at REAL NOT NULL,"
+    " size INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS outcomes_by_message ON outcomes (message_id)",
+    "CREATE TABLE IF NOT EXISTS key_states (write_key TEXT NOT NULL, region TEXT NOT NULL, state INTEGER NOT NULL,"
+    " since REAL NOT NULL, status INTEGER NOT NULL, response TEXT NOT NULL, PRIMARY KEY (write_key, region))",
+    "CREATE TABLE IF NOT EXISTS spool_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "INSERT OR IGNORE INTO spool_meta (name, value) VALUES ('id', lower(hex(randomblob(8))))",
+)
+"""What version 2 adds to version 1: the outcome log, each key's stored state, and the spool's identity (a random
+id that cursors carry, so a cursor of another spool is refused)."""
+
+SCHEMA_V1 = (
     "CREATE TABLE IF NOT EXISTS keys (id INTEGER PRIMARY KEY AUTOINCREMENT, hash INTEGER NOT NULL,"
     " write_key TEXT NOT NULL, region TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS keys_by_hash ON keys (hash)",
@@ -33,6 +47,8 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS dead_letters_by_key ON dead_letters (key_id)",
     "CREATE INDEX IF NOT EXISTS dead_letters_by_age ON dead_letters (dead_at, seq)",
 )
+SCHEMA = SCHEMA_V1 + OUTCOME_SCHEMA
+"""Every statement of the current version, in order (each idempotent)."""
 COLUMNS = "seq, key_id, message_id, payload, accepted_at"
 REGIONS = {region.value: region for region in Region}
 """Region by its stored text: a dict lookup, where ``Region(text)`` goes through the enum machinery for every row."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -39,9 +39,12 @@ import structlog
 
 from sidecar.errors import SpoolFailure
 from sidecar.model import Event, ShardKey, SpooledEvent
+from sidecar.outcomes.records import KeyRecord, OutcomeRecord
+from sidecar.spool import outcome_log
 from sidecar.spool.bound import Bound
 from sidecar.spool.downstream import Downstream, SpoolListener
-from sidecar.spool.jobs import StoreJobs
+from sidecar.spool.jobs import StoreJobs, keys_of, oldest_of, used_or_none
+from sidecar.spool.outcome_log import DEFAULT_OUTCOMES_MAX_AGE, DEFAULT_OUTCOMES_MAX_BYTES, OutcomeNews
 from sidecar.spool.pruning import (
     DEFAULT_DEAD_LETTER_MAX_AGE,
     DEFAULT_DEAD_LETTER_MAX_BYTES,
@@ -80,8 +83,12 @@ class Spool:
         prune_interval: float = PRUNE_INTERVAL,
         wall: Callable[[], float] = time.time,
         supervision: Supervision | None = None,
+        outcomes_max_age: float = DEFAULT_OUTCOMES_MAX_AGE,
+        outcomes_max_bytes: int = DEFAULT_OUTCOMES_MAX_BYTES,
     ) -> None:
         self._store = store
+        self.outcomes = OutcomeNews(outcomes_max_age, outcomes_max_bytes)
+        self.key_records: tuple[KeyRecord, ...] = ()  # as stored when the spool opened
         self._wall = wall  # dead_at, and the age of dead letters
         self._supervisor = Supervisor("spool", supervision=supervision)
         self._max_bytes = max_bytes
@@ -116,6 +123,7 @@ class Spool:
         if not self._store.inline:
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
         self._last_seq = recovery.last_seq
+        self.key_records = recovery.key_records
         self.pending_events = sum(backlog.events for backlog in recovery.backlogs.values())
         self.pending_bytes = sum(backlog.bytes for backlog in recovery.backlogs.values())
         self.recovered = self.pending_events
@@ -265,45 +273,58 @@ class Spool:
 
     # --- removal, dead letters and pruning
 
-    async def remove(self, events: Sequence[SpooledEvent]) -> dict[ShardKey, Oldest] | None:
-        """Segment accepted these: forget them. Returns each of their keys' oldest event left (a key with none is
-        absent), read in the same store job; None when that read failed (the removal itself succeeded)."""
+    async def remove(self, events: Sequence[SpooledEvent], status: int = 200) -> dict[ShardKey, Oldest] | None:
+        """Segment accepted these (answering ``status``): forget them, with their DELIVERED records in the same
+        transaction. Returns each of their keys' oldest event left (a key with none is absent), read in the same
+        store job; None when that read failed (the removal itself succeeded)."""
         if not events:
             return {}
         seqs = [e.seq for e in events]
         keys = keys_of(events)
         store = self._store
+        records = outcome_log.delivered(events, self._wall(), status)
 
         def job() -> tuple[dict[ShardKey, Oldest] | None, int | None]:
-            store.delete(seqs)
-            return _oldest(store, keys), _used_or_none(store)
+            store.delete(seqs, records)
+            return oldest_of(store, keys), used_or_none(store)
 
-        oldest, _ = await self._run(job, then=lambda result: self._left(events, result[1]))
+        def done(result: tuple[dict[ShardKey, Oldest] | None, int | None]) -> None:
+            self._left(events, result[1])
+            self.outcomes.written()
+
+        oldest, _ = await self._run(job, then=done)
         return oldest
 
+    async def record_key(self, record: KeyRecord, outcome: OutcomeRecord | None) -> None:
+        """Store a key's new state (and its record on the outcome log, if the change is shown there)."""
+        await self._run(self._store.record_key, record, outcome, then=lambda _: self.outcomes.written())
+
     async def dead_letter(
-        self, events: Sequence[SpooledEvent], reason: str, response: str
+        self, events: Sequence[SpooledEvent], reason: str, response: str, code: str = "", status: int = 0
     ) -> dict[ShardKey, Oldest] | None:
-        """Give these up, keeping them with the reason and Segment's answer; returns as :meth:`remove`."""
+        """Give these up, keeping them with the reason and Segment's answer (``status``), and their records (reason
+        ``code``) in the same transaction; returns as :meth:`remove`."""
         if not events:
             return {}
         at = self._wall()
         letters = [DeadLetter(e, at, reason, response) for e in events]
+        records = outcome_log.dead_lettered(events, at, code, status, response)
         keys = keys_of(events)
         store = self._store
         bound, oldest_kept = self._dead.max_bytes, self._dead.oldest_kept(at)
 
         def job() -> tuple[dict[ShardKey, Oldest] | None, int | None, Pruned | None]:
-            store.dead_letter(letters)
-            oldest = _oldest(store, keys)
+            store.dead_letter(letters, records)
+            oldest = oldest_of(store, keys)
             pruned = None
             if store.dead_bytes > bound:
                 with contextlib.suppress(SpoolFailure):  # the next pruning pass tries again
                     pruned = store.prune(bound, oldest_kept)
-            return oldest, _used_or_none(store), pruned
+            return oldest, used_or_none(store), pruned
 
         def done(result: tuple[dict[ShardKey, Oldest] | None, int | None, Pruned | None]) -> None:
             self._left(events, result[1])
+            self.outcomes.written()
             if result[2] is not None:
                 self._dead.count(result[2])
 
@@ -316,14 +337,17 @@ class Spool:
         store = self._store
         bound, oldest_kept = self._dead.max_bytes, self._dead.oldest_kept(self._wall())
 
-        def job() -> tuple[Pruned, int | None]:
-            return store.prune(bound, oldest_kept), _used_or_none(store)
+        log_bound, log_kept = self.outcomes.max_bytes, self._wall() - self.outcomes.max_age
 
-        def done(result: tuple[Pruned, int | None]) -> None:
+        def job() -> tuple[Pruned, int | None, int]:
+            return store.prune(bound, oldest_kept), used_or_none(store), store.prune_outcomes(log_bound, log_kept)
+
+        def done(result: tuple[Pruned, int | None, int]) -> None:
             self._bound.measured(result[1])
             self._dead.count(result[0])
+            self.outcomes.pruned += result[2]
 
-        pruned, _ = await self._run(job, then=done)
+        pruned, _, _ = await self._run(job, then=done)
         return pruned
 
     def _left(self, events: Sequence[SpooledEvent], used: int | None) -> None:
@@ -396,26 +420,3 @@ class Spool:
         self.pending_events += len(events)
         self.pending_bytes += sum(len(e.payload) for e in events)
         self._downstream.tell(events)
-
-
-def keys_of(events: Iterable[SpooledEvent]) -> list[ShardKey]:
-    """The distinct keys of some events, in first-seen order."""
-    return list(dict.fromkeys((event.write_key, event.region) for event in events))
-
-
-def _oldest(store: Store, keys: list[ShardKey]) -> dict[ShardKey, Oldest] | None:
-    """The keys' oldest events after a removal, or None when that read failed (the removal itself succeeded)."""
-    try:
-        return store.oldest(keys)
-    except SpoolFailure:
-        return None
-
-
-def _used_or_none(store: Store) -> int | None:
-    """The store's bytes on disk after a job, or None (memory, or the measurement failed: the next one counts)."""
-    if not store.on_disk:
-        return None
-    try:
-        return store.used_bytes()
-    except SpoolFailure:
-        return None

@@ -17,7 +17,8 @@ import orjson
 
 from sidecar.errors import SpoolFailure
 from sidecar.model import Backlog, ShardKey, SpooledEvent
-from sidecar.spool import disk, reads, writes
+from sidecar.outcomes.records import KeyRecord, OutcomeRecord
+from sidecar.spool import disk, outcome_rows, reads, writes
 from sidecar.spool.schema import (
     COLUMNS,
     REGIONS,
@@ -59,6 +60,8 @@ class SqliteStore:
         self._unused: set[int] = set()  # ids of keys whose events all left; the next prune forgets the unused ones
         self._dead_bytes = 0
         self._wal_bytes = 0  # what the WAL may grow to between checkpoints (counted as used from the start)
+        self.outcome_rows = 0  # records the outcome log holds, and their bytes
+        self.outcome_bytes = 0
 
     @property
     def path(self) -> Path:
@@ -107,6 +110,8 @@ class SqliteStore:
                 "  FROM events GROUP BY key_id) AS g JOIN keys AS k ON k.id = g.key_id"
             ).fetchall()
             self._dead_bytes = int(db.execute("SELECT coalesce(sum(size), 0) FROM dead_letters").fetchone()[0])
+            self.outcome_rows, self.outcome_bytes = outcome_rows.totals(db)
+            key_records = outcome_rows.key_records(db)
             # Keys left unused by a run that stopped before its next prune.
             db.execute(
                 "DELETE FROM keys WHERE NOT EXISTS (SELECT 1 FROM events WHERE key_id = keys.id)"
@@ -122,7 +127,7 @@ class SqliteStore:
             self._key_ids[key] = key_id
             self._keys[key_id] = key
             backlogs[key] = Backlog(int(count), int(size), int(seq), float(accepted_at))
-        return Recovery(int(last), backlogs)
+        return Recovery(int(last), backlogs, tuple(key_records))
 
     def close(self) -> None:
         """Close the database and release the lock."""
@@ -213,29 +218,49 @@ class SqliteStore:
             self._keys[key_id] = key
             self._unused.discard(key_id)
 
-    def delete(self, seqs: Sequence[int]) -> None:
-        """Forget delivered events, in one statement (its own transaction): a range when the seqs are consecutive
-        (one write key's events), else the list of seqs as a JSON array (many keys' events interleaved).
+    def delete(self, seqs: Sequence[int], outcomes: Sequence[OutcomeRecord] = ()) -> None:
+        """Forget delivered events, in one statement: a range when the seqs are consecutive (one write key's
+        events), else the list of seqs as a JSON array (many keys' events interleaved). Their outcome records are
+        appended in the same transaction (so a crash keeps both or neither); no extra fsync, the commit is the one.
 
         One statement rather than one per event or per range, for the GIL's sake (see :meth:`insert`)."""
         ranges = writes.seq_ranges(seqs)
         if not ranges:
             return
+        if outcomes:
+            with Transaction(self._conn):
+                gone = self._delete(ranges, seqs)
+                if gone < len(seqs):  # some had left already (and had their record then)
+                    outcomes = outcomes[: max(0, gone)]
+                size = outcome_rows.insert(self._conn, outcomes)
+            self._logged(size, len(outcomes))
+            return
+        self._delete(ranges, seqs)
+
+    def _logged(self, size: int, rows: int) -> None:
+        self.outcome_bytes += size
+        self.outcome_rows += rows
+
+    def _delete(self, ranges: list[tuple[int, int]], seqs: Sequence[int]) -> int:
+        """Delete; return how many rows went."""
         try:
             if len(ranges) == 1:
-                self._conn.execute("DELETE FROM events WHERE seq BETWEEN ? AND ?", ranges[0])
+                cursor = self._conn.execute("DELETE FROM events WHERE seq BETWEEN ? AND ?", ranges[0])
             else:
-                self._conn.execute(
+                cursor = self._conn.execute(
                     "DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (orjson.dumps(list(seqs)),)
                 )
         except sqlite3.Error as exc:
             raise SpoolFailure(f"spool write failed: {exc}") from exc
+        return cursor.rowcount
 
-    def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
-        """Copy events still pending into dead_letters and delete them from events, in one transaction."""
+    def dead_letter(self, letters: Sequence[DeadLetter], outcomes: Sequence[OutcomeRecord] = ()) -> None:
+        """Copy events still pending into dead_letters and delete them from events, in one transaction, with the
+        outcome records of those that moved (an event already gone has had its record)."""
         if not letters:
             return
         db = self._conn
+        logged = (0, 0)
         with Transaction(db):
             seqs = orjson.dumps([letter.event.seq for letter in letters])
             pending = {
@@ -251,7 +276,29 @@ class SqliteStore:
                 [(d.dead_at, d.reason, d.response, letter_size(d), d.event.seq) for d in moving],
             )
             db.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (seqs,))
+            moved = {letter.event.message_id for letter in moving}
+            records = [r for r in outcomes if r.message_id in moved] if len(moving) < len(letters) else outcomes
+            if records:
+                logged = (outcome_rows.insert(db, records), len(records))
+        self._logged(*logged)
         self._dead_bytes += sum(map(letter_size, moving))
+
+    def record_key(self, record: KeyRecord, outcome: OutcomeRecord | None) -> None:
+        """Store a key's new state, with its record on the outcome log when the change is one the log shows."""
+        db = self._conn
+        with Transaction(db):
+            outcome_rows.save_key(db, record)
+            logged = (outcome_rows.insert(db, [outcome]), 1) if outcome is not None else (0, 0)
+        self._logged(*logged)
+
+    def prune_outcomes(self, max_bytes: int, before: float) -> int:
+        """Drop the oldest outcome records while older than ``before`` or beyond ``max_bytes``; return how many."""
+        if not self.outcome_rows:
+            return 0
+        with Transaction(self._conn):
+            rows, freed = outcome_rows.prune(self._conn, max_bytes, before, self.outcome_bytes)
+        self._logged(-freed, -rows)
+        return rows
 
     def load(self, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
         """Read ahead in seq order."""

@@ -7,7 +7,8 @@ On-disk layout (``$SIDECAR_SPOOL_DIR``, created 0700; every file in it 0600, wha
                     with spool.db's mode); the WAL is checkpointed and truncated at a size scaled to the spool's bound
     lock            held with flock(2) while a sidecar runs, so two sidecars never share one spool
 
-    PRAGMA user_version = 1 (a version-0 spool, which stored the write key in every row, is migrated when opened)
+    PRAGMA user_version = 2 (version 0 stored the write key in every row; 1 had no outcome log: both migrated
+    when opened); the outcome log's tables are drawn in :mod:`sidecar.spool.outcome_rows`
 
     table keys          id INTEGER PRIMARY KEY AUTOINCREMENT   -- never reused, so a stale id never names another key
                         hash INTEGER     -- 64 bits of BLAKE2b over (region, write key): index keys_by_hash finds an id
@@ -48,6 +49,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.model import Backlog, ShardKey, SpooledEvent
+from sidecar.outcomes.records import KeyRecord, OutcomeRecord
 
 Oldest = tuple[int, float]
 """A key's oldest event in the store: (seq, accepted_at)."""
@@ -59,6 +61,8 @@ class Recovery:
 
     last_seq: int
     backlogs: dict[ShardKey, Backlog]
+    key_records: tuple[KeyRecord, ...] = ()
+    """Every key's stored state (outcome log, schema version 2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +110,25 @@ class Store(Protocol):
     def insert(self, events: Sequence[SpooledEvent]) -> None:
         """Durably store events before they are acknowledged."""
 
-    def delete(self, seqs: Sequence[int]) -> None:
-        """Forget delivered events."""
+    def delete(self, seqs: Sequence[int], outcomes: Sequence[OutcomeRecord] = ()) -> None:
+        """Forget delivered events, appending their outcome records in the same transaction."""
 
-    def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
-        """Move events to the dead letters, atomically (events already gone are skipped)."""
+    def dead_letter(self, letters: Sequence[DeadLetter], outcomes: Sequence[OutcomeRecord] = ()) -> None:
+        """Move events to the dead letters, atomically (events already gone are skipped), with their records."""
+
+    def record_key(self, record: KeyRecord, outcome: OutcomeRecord | None) -> None:
+        """Store a key's new state, and its record on the outcome log if any, in one transaction."""
+
+    def prune_outcomes(self, max_bytes: int, before: float) -> int:
+        """Drop the oldest outcome records while older than ``before`` or beyond ``max_bytes``; return how many."""
+
+    @property
+    def outcome_rows(self) -> int:
+        """Records the outcome log holds."""
+
+    @property
+    def outcome_bytes(self) -> int:
+        """Their bytes (see :attr:`~sidecar.outcomes.records.OutcomeRecord.size`)."""
 
     def load(self, after_seq: int, max_bytes: int) -> list[SpooledEvent]:
         """Events with seq > after_seq in order, up to about max_bytes of payload (at least one)."""

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from sidecar.errors import SpoolFailure
 from sidecar.model import Backlog, Event, Region, ShardKey, SpooledEvent
+from sidecar.outcomes.records import OutcomeRecord
 from sidecar.spool import MemoryStore, Spool, SqliteStore
 from sidecar.spool.offline import mark_for_replay
 from sidecar.spool.reads import _READ_KEY
@@ -117,10 +118,10 @@ async def test_a_removal_whose_caller_gave_up_is_still_counted(tmp_path: Path) -
     in_job, release = threading.Event(), threading.Event()
     delete = store.delete
 
-    def slow_delete(seqs: Sequence[int]) -> None:
+    def slow_delete(seqs: Sequence[int], outcomes: Sequence[OutcomeRecord] = ()) -> None:
         in_job.set()
         release.wait(5)
-        delete(seqs)
+        delete(seqs, outcomes)
 
     store.delete = slow_delete  # type: ignore[method-assign]
     spool = Spool(store, max_bytes=10**6)

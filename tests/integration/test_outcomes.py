@@ -1,0 +1,179 @@
+"""The outcome log end to end, in process: a sidecar delivering to the local collector with a healthy key, a key
+Segment refuses some events of, and a revoked key; WatchOutcomes, GetWriteKeyStatus, ListWriteKeys and
+GetMessageOutcome against it, through a real gRPC channel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from sidecar._proto import sidecar_pb2 as pb
+from sidecar.model import write_key_hash
+from tests.conftest import SidecarFactory
+from tests.support.harness import Collectors, _details, field_violations
+
+HEALTHY, PICKY, REVOKED = "wk-healthy", "wk-picky", "wk-revoked"
+FAST = {"SIDECAR_PARKED_RETRY_INTERVAL": "200ms", "SIDECAR_PARKED_DEAD_LETTER_AFTER": "1s"}
+
+
+def _track(key: str, message_id: str) -> pb.BatchEvent:
+    return pb.BatchEvent(
+        track=pb.TrackRequest(write_key=key, user_id="u", event="Report Generated", message_id=message_id)
+    )
+
+
+async def _send(stub: object, events: list[pb.BatchEvent]) -> None:
+    reply = await stub.Batch(pb.BatchRequest(events=events))  # type: ignore[attr-defined]
+    assert reply.accepted == len(events)
+
+
+async def _collect(
+    stream: AsyncIterator[pb.WatchOutcomesResponse], done: object, timeout: float = 20.0
+) -> list[pb.Outcome]:
+    got: list[pb.Outcome] = []
+    async with asyncio.timeout(timeout):
+        async for reply in stream:
+            got.append(reply.outcome)
+            if done(got):  # type: ignore[operator]
+                return got
+    return got
+
+
+def _finals(records: list[pb.Outcome]) -> list[pb.Outcome]:
+    return [r for r in records if r.message_id]
+
+
+async def test_every_accepted_event_gets_one_final_record_with_its_kind_and_reason(
+    sidecar_factory: SidecarFactory, collectors: Collectors
+) -> None:
+    """Healthy events are DELIVERED, refused ones DEAD_LETTERED (refused_event, 400), a revoked key's
+    DEAD_LETTERED (parked_too_long) after a KEY_REFUSED record; one final record per event, each with a cursor."""
+    collectors.us.faults.revoked_write_keys.add(REVOKED)
+    collectors.us.faults.reject_message_ids.update({"p-3", "p-7"})
+    running = await sidecar_factory(**FAST)
+    stream = running.stub.WatchOutcomes(pb.WatchOutcomesRequest())
+    events = [_track(HEALTHY, f"h-{i}") for i in range(20)]
+    events += [_track(PICKY, f"p-{i}") for i in range(10)]
+    events += [_track(REVOKED, f"r-{i}") for i in range(5)]
+    await _send(running.stub, events)
+    got = await _collect(stream, lambda got: len(_finals(got)) >= 35)
+    stream.cancel()
+    finals = _finals(got)
+    assert sorted(r.message_id for r in finals) == sorted(e.track.message_id for e in events)
+    by_id = {r.message_id: r for r in finals}
+    assert all(by_id[f"h-{i}"].kind == pb.OUTCOME_KIND_DELIVERED for i in range(20))
+    for i in range(10):
+        record = by_id[f"p-{i}"]
+        if i in (3, 7):
+            assert (record.kind, record.dead_letter_reason, record.segment_status) == (
+                pb.OUTCOME_KIND_DEAD_LETTERED,
+                "refused_event",
+                400,
+            )
+        else:
+            assert record.kind == pb.OUTCOME_KIND_DELIVERED
+    assert all(by_id[f"r-{i}"].dead_letter_reason == "parked_too_long" for i in range(5))
+    refused = [r for r in got if r.kind == pb.OUTCOME_KIND_KEY_REFUSED]
+    assert [r.write_key_fingerprint for r in refused] == [write_key_hash(REVOKED)]
+    assert refused[0].segment_status == 401
+    assert len({r.cursor for r in got}) == len(got)
+    assert by_id["h-0"].write_key_fingerprint == write_key_hash(HEALTHY)
+    assert by_id["h-0"].region == pb.REGION_US
+
+
+async def test_a_watcher_resumes_after_its_last_cursor_with_nothing_missed_or_twice(
+    sidecar_factory: SidecarFactory,
+) -> None:
+    """A watcher that stops after some records and comes back with its last cursor gets exactly the rest."""
+    running = await sidecar_factory()
+    await _send(running.stub, [_track(HEALTHY, f"a-{i}") for i in range(30)])
+    first = running.stub.WatchOutcomes(pb.WatchOutcomesRequest())
+    head = await _collect(first, lambda got: len(got) >= 12)
+    first.cancel()
+    await _send(running.stub, [_track(HEALTHY, f"b-{i}") for i in range(10)])
+    second = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(after_cursor=head[-1].cursor))
+    tail = await _collect(second, lambda got: len(head) + len(got) >= 40)
+    second.cancel()
+    ids = [r.message_id for r in head + tail]
+    assert sorted(ids) == sorted([f"a-{i}" for i in range(30)] + [f"b-{i}" for i in range(10)])
+
+
+async def test_key_status_says_refused_since_the_first_refusal_then_ok_and_key_recovered(
+    sidecar_factory: SidecarFactory, collectors: Collectors
+) -> None:
+    """GetWriteKeyStatus: UNKNOWN before any request, REFUSED with Segment's 401 and answer while revoked, then OK
+    once the collector accepts the key again, with KEY_RECOVERED on the stream; ListWriteKeys filters by state."""
+    running = await sidecar_factory(SIDECAR_PARKED_RETRY_INTERVAL="200ms")
+    status = (await running.stub.GetWriteKeyStatus(pb.GetWriteKeyStatusRequest(write_key=REVOKED))).status
+    assert status.state == pb.WRITE_KEY_STATE_UNKNOWN
+    collectors.us.faults.revoked_write_keys.add(REVOKED)
+    stream = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(write_keys=[REVOKED]))
+    await _send(running.stub, [_track(REVOKED, "r-1"), _track(HEALTHY, "h-1")])
+    await _collect(stream, lambda got: any(r.kind == pb.OUTCOME_KIND_KEY_REFUSED for r in got))
+    status = (await running.stub.GetWriteKeyStatus(pb.GetWriteKeyStatusRequest(write_key=REVOKED))).status
+    assert (status.state, status.last_status, status.backlog_events) == (pb.WRITE_KEY_STATE_REFUSED, 401, 1)
+    assert "revoked" in status.last_response
+    assert status.fingerprint == write_key_hash(REVOKED)
+    refused = await running.stub.ListWriteKeys(pb.ListWriteKeysRequest(state=pb.WRITE_KEY_STATE_REFUSED))
+    assert [s.fingerprint for s in refused.write_keys] == [write_key_hash(REVOKED)]
+    collectors.us.faults.revoked_write_keys.clear()
+    got = await _collect(stream, lambda got: any(r.kind == pb.OUTCOME_KIND_KEY_RECOVERED for r in got))
+    stream.cancel()
+    assert {r.write_key_fingerprint for r in got} == {write_key_hash(REVOKED)}
+    status = (await running.stub.GetWriteKeyStatus(pb.GetWriteKeyStatusRequest(write_key=REVOKED))).status
+    assert status.state == pb.WRITE_KEY_STATE_OK
+    assert status.HasField("last_delivered_at")
+
+
+async def test_get_message_outcome_answers_delivered_dead_lettered_waiting_and_unknown(
+    sidecar_factory: SidecarFactory, collectors: Collectors
+) -> None:
+    """GetMessageOutcome: DELIVERED with its record, DEAD_LETTERED with the reason, WAITING for a revoked key's
+    event, UNKNOWN for an id never seen."""
+    collectors.us.faults.revoked_write_keys.add(REVOKED)
+    collectors.us.faults.reject_message_ids.add("bad-1")
+    running = await sidecar_factory()
+    await _send(running.stub, [_track(HEALTHY, "ok-1"), _track(HEALTHY, "bad-1"), _track(REVOKED, "held-1")])
+    stream = running.stub.WatchOutcomes(pb.WatchOutcomesRequest())
+    await _collect(stream, lambda got: len(_finals(got)) >= 2)
+    stream.cancel()
+    stub = running.stub
+    ok = await stub.GetMessageOutcome(pb.GetMessageOutcomeRequest(message_id="ok-1"))
+    assert (ok.state, ok.outcome.kind) == (pb.MESSAGE_STATE_DELIVERED, pb.OUTCOME_KIND_DELIVERED)
+    bad = await stub.GetMessageOutcome(pb.GetMessageOutcomeRequest(message_id="bad-1"))
+    assert (bad.state, bad.outcome.dead_letter_reason) == (pb.MESSAGE_STATE_DEAD_LETTERED, "refused_event")
+    held = await stub.GetMessageOutcome(pb.GetMessageOutcomeRequest(message_id="held-1"))
+    assert held.state in (pb.MESSAGE_STATE_WAITING, pb.MESSAGE_STATE_IN_FLIGHT)
+    assert held.write_key_fingerprint == write_key_hash(REVOKED)
+    unknown = await stub.GetMessageOutcome(pb.GetMessageOutcomeRequest(message_id="never"))
+    assert unknown.state == pb.MESSAGE_STATE_UNKNOWN
+
+
+async def test_a_bad_cursor_is_invalid_argument_and_a_pruned_one_out_of_range(
+    sidecar_factory: SidecarFactory,
+) -> None:
+    """A string that is no cursor: INVALID_ARGUMENT on after_cursor. A cursor whose next records were pruned:
+    OUT_OF_RANGE naming the oldest cursor held (in the message and an ErrorInfo)."""
+    running = await sidecar_factory(SIDECAR_OUTCOMES_MAX_BYTES="1KiB")
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await anext(aiter(running.stub.WatchOutcomes(pb.WatchOutcomesRequest(after_cursor="nonsense"))))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f for f, _ in field_violations(bad.value)] == ["after_cursor"]
+    await _send(running.stub, [_track(HEALTHY, f"x-{i}") for i in range(40)])
+    stream = running.stub.WatchOutcomes(pb.WatchOutcomesRequest())
+    first = await _collect(stream, lambda got: len(got) >= 1)
+    stream.cancel()
+    await _send(running.stub, [_track(HEALTHY, f"y-{i}") for i in range(40)])
+    flushed = await running.stub.Flush(pb.FlushRequest(), timeout=10)
+    assert flushed.delivered >= 80
+    await running.app.spool.prune()
+    with pytest.raises(grpc.aio.AioRpcError) as old:
+        await anext(aiter(running.stub.WatchOutcomes(pb.WatchOutcomesRequest(after_cursor=first[0].cursor))))
+    assert old.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    infos = _details(old.value, error_details_pb2.ErrorInfo)
+    assert infos and infos[0].metadata["oldest_cursor"]
+    assert infos[0].metadata["oldest_cursor"] in (old.value.details() or "")
