@@ -49,7 +49,7 @@ from sidecar.forward.metrics import EdgeIntakeInterceptor, ForwardMetrics
 from sidecar.forward.sender import ForwardingSender
 from sidecar.http_intake import HttpIntake
 from sidecar.intake import Intake
-from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, stage_collectors
+from sidecar.metrics import IntakeInterceptor, Metrics, MetricsServer, OutcomeCollector, stage_collectors
 from sidecar.model import Region
 from sidecar.outcomes.service import OutcomeReader, Outcomes
 from sidecar.send.auth import Authenticator, BasicAuthenticator
@@ -158,12 +158,25 @@ class Observers:
     delivery: list[DeliveryObserver] = field(default_factory=list)
 
 
-def outcome_reader(store: Store) -> OutcomeReader:
-    """The outcome log's reader for the store: the memory store's lists, or the database on a connection of its own."""
+def build_outcomes(
+    store: Store, spool: Spool, dispatcher: Dispatcher, metrics: Metrics | None, debugger: Debugger | None
+) -> Outcomes:
+    """The outcome log's readers: the store's log (the memory store's lists, or the database on a connection of its
+    own), delivery's key states, woken by the spool after each write, counted by the metrics, shown by the
+    debugger page's key table."""
+    reader: OutcomeReader
     if isinstance(store, MemoryStore):
-        return MemoryOutcomeReader(store)
-    assert isinstance(store, SqliteStore)
-    return SqliteOutcomeReader(store.path)
+        reader = MemoryOutcomeReader(store)
+    else:
+        assert isinstance(store, SqliteStore)
+        reader = SqliteOutcomeReader(store.path)
+    outcomes = Outcomes(reader, DeliveryKeys(dispatcher.keys, dispatcher.scheduler), spool.outcome_totals)
+    spool.outcomes.listen(outcomes.written)
+    if metrics is not None:
+        metrics.watch(OutcomeCollector(outcomes))
+    if debugger is not None:
+        debugger.show_keys(outcomes.key_table)
+    return outcomes
 
 
 class Sidecar:
@@ -239,8 +252,7 @@ class Sidecar:
         intake = Intake(
             validators, Enricher(settings.integration_name, settings.integration_version), self.spool, self.dispatcher
         )
-        self.outcomes = Outcomes(outcome_reader(store), DeliveryKeys(self.dispatcher.keys, self.dispatcher.scheduler))
-        self.spool.outcomes.listen(self.outcomes.written)
+        self.outcomes = build_outcomes(store, self.spool, self.dispatcher, self.metrics, self.debugger)
         self.servicer = SidecarServicer(intake, settings.default_region, intake_observers, self.outcomes)
         # Segment's HTTP Tracking API (SIDECAR_HTTP_LISTEN): a second edge in front of the same intake.
         self.http_intake: HttpIntake | None = None

@@ -7,10 +7,11 @@ JSON and sends them as server-sent events, then pauses ``TICK_SECONDS`` so that 
 bounded amount of work (entries skipped that way are counted in a ``skipped`` message).
 
 Routes: ``/`` the page (static HTML and JavaScript, no build step), ``/events`` the SSE stream (the last
-``SNAPSHOT_SIZE`` entries first, then live ones). Write keys are shown only as their short hash. The page shows
-customer data, so ``SIDECAR_DEBUGGER_LISTEN`` is off by default and the sidecar warns when it is not loopback; it
-answers only loopback Host names, IP literals and ``SIDECAR_DEBUGGER_HOSTS`` (:mod:`sidecar.http_guard`), so that
-another web page in the same browser cannot read it through DNS rebinding.
+``SNAPSHOT_SIZE`` entries first, then live ones), ``/keys`` each write key's state as JSON (ListWriteKeys' view). Write
+keys are shown only as their short hash. The page shows customer data, so ``SIDECAR_DEBUGGER_LISTEN`` is off by default
+and the sidecar warns when it is not loopback; it answers only loopback Host names, IP literals and
+``SIDECAR_DEBUGGER_HOSTS`` (:mod:`sidecar.http_guard`), so that another web page in the same browser cannot read it
+through DNS rebinding.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import importlib.resources
 import re
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -75,8 +76,14 @@ class Debugger:
         app = web.Application(middlewares=[local_guard(allowed_hosts)])
         app.router.add_get("/", self._page)
         app.router.add_get("/events", self._events)
+        app.router.add_get("/keys", self._keys)
+        self._key_table: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
         self._endpoint = HttpEndpoint(app, listen, "SIDECAR_DEBUGGER_LISTEN")
         self.listen = listen
+
+    def show_keys(self, table: Callable[[], Awaitable[list[dict[str, Any]]]]) -> None:
+        """Serve each write key's state (by fingerprint) at ``/keys``, from ``table`` (the outcome log's readers)."""
+        self._key_table = table
 
     @property
     def port(self) -> int:
@@ -219,6 +226,12 @@ class Debugger:
     async def _page(self, request: web.Request) -> web.Response:
         html = importlib.resources.files("sidecar.debugger").joinpath("page.html").read_bytes()
         return web.Response(body=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    async def _keys(self, request: web.Request) -> web.Response:
+        table = [] if self._key_table is None else await self._key_table()
+        return web.json_response(
+            table, dumps=lambda value: orjson.dumps(value).decode(), headers={"Cache-Control": "no-store"}
+        )
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(

@@ -112,8 +112,16 @@ class Watcher:
 class Outcomes:
     """Serves the outcome log (see the module docstring); ``start`` before use, ``stop`` idempotent."""
 
-    def __init__(self, reader: OutcomeReader, keys: KeySource, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        reader: OutcomeReader,
+        keys: KeySource,
+        totals: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self._reader = reader
+        self.kept = totals
+        """(records held, their bytes, records pruned since start): the spool's count, for the metrics."""
         self._keys = keys
         self._wall = wall
         self._thread: ThreadPoolExecutor | None = None
@@ -268,6 +276,23 @@ class Outcomes:
                 return page, token
             page.append(status)
         return page, ""
+
+    async def key_table(self) -> list[dict[str, object]]:
+        """Every key's status as plain JSON values (the debugger page's key table), by fingerprint."""
+        page, _ = await self.list_keys(MAX_PAGE_SIZE, "", 0)
+        return [
+            {
+                "fingerprint": s.fingerprint,
+                "region": s.region,
+                "state": s.state.name,
+                "since": s.since,
+                "last_status": s.status,
+                "last_response": s.response,
+                "backlog_events": s.backlog_events,
+                "dead_letters": s.dead_letters_by_reason or {},
+            }
+            for s in page
+        ]
 
     # --- GetMessageOutcome
 

@@ -158,6 +158,10 @@ class Spool:
         """The seq of the newest acknowledged event."""
         return self._last_seq
 
+    def outcome_totals(self) -> tuple[int, int, int]:
+        """The outcome log's records held, their bytes, and records pruned since start (for the metrics)."""
+        return self._store.outcome_rows, self._store.outcome_bytes, self.outcomes.pruned
+
     @property
     def dead_letters_pruned(self) -> int:
         """Dead letters pruned since start (past their age or beyond their bound), for the metrics."""

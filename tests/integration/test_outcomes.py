@@ -5,16 +5,21 @@ GetMessageOutcome against it, through a real gRPC channel."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import aiohttp
 import grpc
+import orjson
 import pytest
 from google.rpc import error_details_pb2
 
 from sidecar._proto import sidecar_pb2 as pb
+from sidecar.metrics import OutcomeCollector
 from sidecar.model import write_key_hash
 from tests.conftest import SidecarFactory
-from tests.support.harness import Collectors, _details, field_violations
+from tests.support.harness import Collectors, _details, field_violations, start_sidecar
 
 HEALTHY, PICKY, REVOKED = "wk-healthy", "wk-picky", "wk-revoked"
 FAST = {"SIDECAR_PARKED_RETRY_INTERVAL": "200ms", "SIDECAR_PARKED_DEAD_LETTER_AFTER": "1s"}
@@ -177,3 +182,86 @@ async def test_a_bad_cursor_is_invalid_argument_and_a_pruned_one_out_of_range(
     infos = _details(old.value, error_details_pb2.ErrorInfo)
     assert infos and infos[0].metadata["oldest_cursor"]
     assert infos[0].metadata["oldest_cursor"] in (old.value.details() or "")
+
+
+async def test_parked_too_long_counts_from_the_stored_first_refusal_across_a_restart(
+    collectors: Collectors, tmp_path: Path
+) -> None:
+    """A key refused at T, the sidecar restarted at T + 3 s with SIDECAR_PARKED_DEAD_LETTER_AFTER=3s: its event is
+    dead-lettered at the restarted sidecar's first probe (the park counts from the stored T, not from the restart),
+    and GetWriteKeyStatus still says REFUSED since T."""
+    collectors.us.faults.revoked_write_keys.add(REVOKED)
+    spool = tmp_path / "spool"
+    first = await start_sidecar(
+        collectors, spool, {"SIDECAR_PARKED_RETRY_INTERVAL": "100ms", "SIDECAR_PARKED_DEAD_LETTER_AFTER": "1h"}
+    )
+    try:
+        await _send(first.stub, [_track(REVOKED, "r-1")])
+        stream = first.stub.WatchOutcomes(pb.WatchOutcomesRequest())
+        await _collect(stream, lambda got: any(r.kind == pb.OUTCOME_KIND_KEY_REFUSED for r in got))
+        stream.cancel()
+        since = (await first.stub.GetWriteKeyStatus(pb.GetWriteKeyStatusRequest(write_key=REVOKED))).status.state_since
+    finally:
+        await first.close()
+    refused_at = since.ToNanoseconds() / 1e9
+    await asyncio.sleep(max(0.0, refused_at + 3.0 - time.time()))  # a wall-clock deadline, not a guess
+    second = await start_sidecar(
+        collectors, spool, {"SIDECAR_PARKED_RETRY_INTERVAL": "100ms", "SIDECAR_PARKED_DEAD_LETTER_AFTER": "3s"}
+    )
+    try:
+        started = time.monotonic()
+        stream = second.stub.WatchOutcomes(pb.WatchOutcomesRequest())
+        got = await _collect(stream, lambda got: any(r.message_id == "r-1" for r in got))
+        stream.cancel()
+        elapsed = time.monotonic() - started
+        assert [r.dead_letter_reason for r in got if r.message_id == "r-1"] == ["parked_too_long"]
+        assert elapsed < 2.5, f"dead-lettered {elapsed:.1f} s after the restart: the park restarted with the process"
+        status = (await second.stub.GetWriteKeyStatus(pb.GetWriteKeyStatusRequest(write_key=REVOKED))).status
+        assert status.state_since == since
+    finally:
+        await second.close()
+
+
+async def test_a_stalled_watcher_holds_up_nothing_and_the_metrics_show_it_behind(
+    sidecar_factory: SidecarFactory,
+) -> None:
+    """A watcher that opens a stream and stops reading: 3,000 events are still delivered (Flush returns), the
+    metrics count one watcher with a lag above zero and the records kept; when it reads again it gets all of them."""
+    running = await sidecar_factory()
+    stream = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(from_now=True))
+    async with asyncio.timeout(10):
+        while not running.app.outcomes.watchers:  # the stream sends no headers before its first record
+            await asyncio.sleep(0.01)
+    for start in range(0, 3000, 500):
+        await _send(running.stub, [_track(HEALTHY, f"s-{i}") for i in range(start, start + 500)])
+    flushed = await running.stub.Flush(pb.FlushRequest(), timeout=30)
+    assert flushed.delivered == 3000
+    families = {f.name: f for f in OutcomeCollector(running.app.outcomes).collect()}
+    assert families["sidecar_outcome_watchers"].samples[0].value == 1
+    assert families["sidecar_outcome_records"].samples[0].value == 3000
+    assert families["sidecar_outcome_watcher_lag_seconds"].samples[0].value > 0
+    got = await _collect(stream, lambda got: len(got) >= 3000)
+    stream.cancel()
+    assert sorted(r.message_id for r in got) == sorted(f"s-{i}" for i in range(3000))
+
+
+async def test_the_debugger_page_shows_each_keys_state(sidecar_factory: SidecarFactory, collectors: Collectors) -> None:
+    """The debugger's /keys (the page's key table) lists a revoked key by fingerprint as REFUSED with Segment's 401,
+    and never the key itself."""
+    collectors.us.faults.revoked_write_keys.add(REVOKED)
+    running = await sidecar_factory(SIDECAR_DEBUGGER_LISTEN="127.0.0.1:0")
+    stream = running.stub.WatchOutcomes(pb.WatchOutcomesRequest())
+    await _send(running.stub, [_track(REVOKED, "r-1"), _track(HEALTHY, "h-1")])
+    await _collect(stream, lambda got: any(r.kind == pb.OUTCOME_KIND_KEY_REFUSED for r in got) and len(got) >= 2)
+    stream.cancel()
+    assert running.app.debugger is not None
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{running.app.debugger.port}/keys") as reply,
+    ):
+        text = await reply.text()
+    table = {row["fingerprint"]: row for row in orjson.loads(text)}
+    assert table[write_key_hash(REVOKED)]["state"] == "REFUSED"
+    assert table[write_key_hash(REVOKED)]["last_status"] == 401
+    assert table[write_key_hash(HEALTHY)]["state"] == "OK"
+    assert REVOKED not in text and HEALTHY not in text
