@@ -4,6 +4,7 @@ Run it with the interpreter that has the ``sidecar`` package::
 
     python clients/conformance/harness.py up            # runs until stdin closes or SIGTERM / SIGINT
     python clients/conformance/harness.py up --no-stdin # runs until SIGTERM / SIGINT (for a terminal or a script)
+    python clients/conformance/harness.py up --outcomes # a disk spool, and a restart URL (the outcome stream's tests)
     python clients/conformance/harness.py interpreter   # prints the interpreter a client test should use
 
 ``up`` starts a US and an EU collector (``sidecar.collector.Collector``) in this process, a sidecar
@@ -16,6 +17,11 @@ then prints exactly one JSON line to stdout::
 ``expected`` and answers 200 ``{"ok": true}`` or 200 ``{"ok": false, "diff": "..."}``. The caller flushes its client
 first; the check still polls the collectors for up to :data:`CHECK_SETTLE_SECONDS` before it reports a difference.
 ``GET /events`` answers the normalised events received so far, for debugging a client.
+
+With ``--outcomes`` the sidecar keeps its spool (and so its outcome log) on disk, and the line also carries
+``"restart_url"``: ``POST`` to it SIGKILLs the sidecar, starts it again on the same address with the same folder, and
+answers 200 ``{"ok": true}`` once the new process answers a ``Flush`` (the clients' tests of ``WatchOutcomes``
+resuming by itself across a sidecar restart).
 
 Normalisation: the events inside each collector request's ``batch``, grouped by region, sorted by ``messageId``, with
 ``timestamp``, ``sentAt``, ``receivedAt`` and ``context.library.version`` removed; an event delivered twice (at least
@@ -119,14 +125,17 @@ def free_port() -> int:
 class Harness:
     """Two collectors, one sidecar process and the check server; :meth:`start` and :meth:`stop` bracket them."""
 
-    def __init__(self, scenario: Path = SCENARIO) -> None:
+    def __init__(self, scenario: Path = SCENARIO, *, outcomes: bool = False) -> None:
         self.scenario = scenario
+        self.outcomes = outcomes
+        self.env: dict[str, str] = {}
         self.expected: dict[str, Any] = json.loads(scenario.read_text())["expected"]
         self.collectors: dict[str, Any] = {}
         self.process: asyncio.subprocess.Process | None = None
         self.runner: Any = None
         self.address = ""
         self.check_url = ""
+        self.restart_url = ""
         self.workdir = Path(tempfile.mkdtemp(prefix="sidecar-conformance-"))
         self.log_path = self.workdir / "sidecar.log"
 
@@ -150,30 +159,54 @@ class Harness:
             SIDECAR_SPOOL_DIR=str(self.workdir / "spool"),
             PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         )
+        if self.outcomes:
+            env.update(SIDECAR_SPOOL="disk")
+        self.env = env
         print(f"harness: sidecar log at {self.log_path}", file=sys.stderr, flush=True)
-        with self.log_path.open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "sidecar",
-                "serve",
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        await self._wait_ready()
+        await self._launch()
 
         app = web.Application()
         app.router.add_post("/check", self._check)
         app.router.add_get("/events", self._events)
+        app.router.add_post("/restart", self._restart)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
         port = self.runner.addresses[0][1]
         self.check_url = f"http://127.0.0.1:{port}/check"
+        if self.outcomes:
+            self.restart_url = f"http://127.0.0.1:{port}/restart"
+
+    async def _launch(self) -> None:
+        """Start the sidecar process (its log appended to the log file) and wait until it answers."""
+        with self.log_path.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "sidecar",
+                "serve",
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        await self._wait_ready()
+
+    async def _restart(self, request: Any) -> Any:
+        """SIGKILL the sidecar and start it again on the same address and folder (``--outcomes`` only)."""
+        from aiohttp import web
+
+        if not self.outcomes or self.process is None:
+            return web.json_response({"ok": False, "error": "restart needs --outcomes"}, status=409)
+        self.process.kill()
+        await self.process.wait()
+        try:
+            await self._launch()
+        except RuntimeError as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=500)
+        return web.json_response({"ok": True})
 
     async def _wait_ready(self) -> None:
         """Call Flush until the sidecar answers OK, the process exits, or the ready timeout passes."""
@@ -274,13 +307,13 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     threading.Thread(target=read, name="stdin-watch", daemon=True).start()
 
 
-async def up(watch_stdin: bool) -> int:
+async def up(watch_stdin: bool, *, outcomes: bool = False) -> int:
     """Run the harness until stdin closes or a signal arrives; return the exit status."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    harness = Harness()
+    harness = Harness(outcomes=outcomes)
     try:
         try:
             await harness.start()
@@ -288,6 +321,8 @@ async def up(watch_stdin: bool) -> int:
             print(f"harness: cannot start: {exc}", file=sys.stderr, flush=True)
             return 1
         line = {"sidecar_address": harness.address, "check_url": harness.check_url, "scenario": str(harness.scenario)}
+        if harness.restart_url:
+            line["restart_url"] = harness.restart_url
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
         if watch_stdin:
@@ -304,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("up", help="start the collectors and a sidecar, print one JSON line, wait")
     start.add_argument("--no-stdin", action="store_true", help="do not stop when stdin closes (stop on a signal)")
+    start.add_argument("--outcomes", action="store_true", help="a disk spool, and POST /restart to SIGKILL and restart")
     commands.add_parser("interpreter", help="print the Python a client test should run this harness with")
     args = parser.parse_args(argv)
     # Run from a checkout: the repository's own sidecar package wins over none at all.
@@ -313,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         print(interpreter())
         return 0
     _quiet_logs()
-    return asyncio.run(up(watch_stdin=not args.no_stdin))
+    return asyncio.run(up(watch_stdin=not args.no_stdin, outcomes=args.outcomes))
 
 
 def _quiet_logs() -> None:

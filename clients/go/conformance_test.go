@@ -26,6 +26,8 @@ type harnessInfo struct {
 	SidecarAddress string `json:"sidecar_address"`
 	CheckURL       string `json:"check_url"`
 	Scenario       string `json:"scenario"`
+	// RestartURL is set with `up --outcomes`: a POST SIGKILLs the sidecar and starts it again.
+	RestartURL string `json:"restart_url"`
 }
 
 // scenarioFile is clients/conformance/scenario.json; "expected" is the harness's business.
@@ -73,9 +75,9 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// startHarness runs `<python> clients/conformance/harness.py up` and returns its line; the harness stops when the
-// test ends (its stdin is closed).
-func startHarness(t *testing.T) harnessInfo {
+// startHarness runs `<python> clients/conformance/harness.py up [args]` and returns its line; the harness stops
+// when the test ends (its stdin is closed).
+func startHarness(t *testing.T, args ...string) harnessInfo {
 	t.Helper()
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -89,7 +91,7 @@ func startHarness(t *testing.T) harnessInfo {
 	if _, err := exec.LookPath(python); err != nil {
 		skipOrFail(t, "no python interpreter %q: %v", python, err)
 	}
-	cmd := exec.Command(python, script, "up")
+	cmd := exec.Command(python, append([]string{script, "up"}, args...)...)
 	cmd.Dir = root
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

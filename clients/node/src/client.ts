@@ -16,13 +16,28 @@ import {
   type ScreenFields,
   type SidecarEvent,
   toBatchEvent,
+  toRegion,
   toRequest,
   type TrackFields,
   warningsOf,
   withMessageId,
 } from "./events";
 import * as pb from "./gen/segment/sidecar/v1/sidecar";
-import { Attempts, DEFAULT_FLUSH_TIMEOUT_MS, DEFAULT_RETRY, DEFAULT_TIMEOUT_MS, type RetryPolicy } from "./retry";
+import {
+  type MessageOutcome,
+  messageOutcomeOf,
+  type Outcome,
+  outcomeOf,
+  statusOf,
+  toWriteKeyState,
+  type WatchOptions,
+  watchRequest,
+  type WriteKeyPage,
+  type WriteKeyStateName,
+  type WriteKeyStatus,
+} from "./outcomes";
+import { Attempts, backoffMs, DEFAULT_FLUSH_TIMEOUT_MS, DEFAULT_RETRY, DEFAULT_TIMEOUT_MS, type RetryPolicy } from "./retry";
+import type { SidecarError } from "./errors";
 import { translate } from "./status";
 
 /** How to build a SidecarClient; every field is optional. */
@@ -63,6 +78,29 @@ type Unary<Req, Res> = (
 ) => unknown;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Wait `ms`, or less when `signal` aborts (the caller checks the signal afterwards). */
+function sleepUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Which page of `listWriteKeys` to read. */
+export interface ListWriteKeysOptions extends CallOptions {
+  /** Only keys in this state (default every state). */
+  state?: WriteKeyStateName;
+  /** At most this many keys (default the sidecar's, 100). */
+  pageSize?: number;
+  /** The previous page's `nextPageToken`; empty for the first page. */
+  pageToken?: string;
+}
 
 /**
  * A client of the sidecar. Share one per process: it holds one gRPC channel. Call `close()` when done.
@@ -216,5 +254,87 @@ export class SidecarClient {
       parked: Number(response.parked),
       parkedWriteKeyHashes: response.parkedWriteKeyHashes,
     };
+  }
+
+  /** What the sidecar knows of `writeKey` (default the client's) in `region`: state, backlog, dead letters. */
+  async getWriteKeyStatus(writeKey?: string, region?: RegionName, options: CallOptions = {}): Promise<WriteKeyStatus> {
+    const key = writeKey ?? this.writeKey;
+    if (!key) throw new TypeError("getWriteKeyStatus needs a write key (none given, and the client has none)");
+    const method = this.stub.getWriteKeyStatus as unknown as Unary<pb.GetWriteKeyStatusRequest, pb.GetWriteKeyStatusResponse>;
+    const request = { writeKey: key, region: toRegion(region ?? this.region) };
+    const response = await this.invoke(method, request, options.timeoutMs ?? this.timeoutMs);
+    return statusOf(response.status!);
+  }
+
+  /** One page of every write key's status, named by fingerprint, ordered by fingerprint and region. */
+  async listWriteKeys(options: ListWriteKeysOptions = {}): Promise<WriteKeyPage> {
+    const method = this.stub.listWriteKeys as unknown as Unary<pb.ListWriteKeysRequest, pb.ListWriteKeysResponse>;
+    const request = {
+      pageSize: options.pageSize ?? 0,
+      pageToken: options.pageToken ?? "",
+      state: toWriteKeyState(options.state),
+    };
+    const response = await this.invoke(method, request, options.timeoutMs ?? this.timeoutMs);
+    return { writeKeys: response.writeKeys.map(statusOf), nextPageToken: response.nextPageToken };
+  }
+
+  /** Every write key's status, page after page (one call per page): `for await (const key of client.writeKeys())`. */
+  async *writeKeys(options: Omit<ListWriteKeysOptions, "pageToken"> = {}): AsyncGenerator<WriteKeyStatus, void, undefined> {
+    let pageToken = "";
+    do {
+      const page = await this.listWriteKeys({ ...options, pageToken });
+      yield* page.writeKeys;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  }
+
+  /** Where one event is: waiting, in flight, delivered, dead-lettered, expired, or unknown within the window. */
+  async getMessageOutcome(messageId: string, options: CallOptions & { writeKey?: string } = {}): Promise<MessageOutcome> {
+    const method = this.stub.getMessageOutcome as unknown as Unary<pb.GetMessageOutcomeRequest, pb.GetMessageOutcomeResponse>;
+    const request = { messageId, writeKey: options.writeKey ?? "" };
+    return messageOutcomeOf(await this.invoke(method, request, options.timeoutMs ?? this.timeoutMs));
+  }
+
+  /**
+   * Follow the outcome log: every record after `afterCursor` (empty: the oldest held), then new ones as they come.
+   *
+   *     for await (const outcome of sidecar.watchOutcomes({ afterCursor: saved, kinds: ["DEAD_LETTERED"] })) { ... }
+   *
+   * The watch resumes by itself: after UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED it did not cause, or a stream the
+   * sidecar ended (a restart, a dropped connection), it reconnects with the cursor of the last record it yielded, so
+   * nothing is missed and nothing comes twice. It reconnects for as long as you iterate (no 5-attempt give-up),
+   * waiting as the retry policy says (at most 2 s, at least the server's RetryInfo). Leave the loop, abort
+   * `signal`, or close the client to stop. Throws CursorExpiredError (with `oldestCursor`) when the cursor is older
+   * than the window, and SidecarError for any other failure.
+   */
+  async *watchOutcomes(options: WatchOptions = {}): AsyncGenerator<Outcome, void, undefined> {
+    const signal = options.signal;
+    let cursor = options.afterCursor ?? "";
+    let failures = 0;
+    while (!this.closed) {
+      signal?.throwIfAborted();
+      const call = this.stub.watchOutcomes(watchRequest(options, cursor));
+      const cancel = () => call.cancel();
+      signal?.addEventListener("abort", cancel, { once: true });
+      let error: SidecarError | undefined;
+      try {
+        for await (const response of call as AsyncIterable<pb.WatchOutcomesResponse>) {
+          const outcome = outcomeOf(response.outcome!);
+          failures = 0;
+          cursor = outcome.cursor;
+          yield outcome;
+        }
+      } catch (caught) {
+        error = translate(caught as ServiceError | Error);
+      } finally {
+        signal?.removeEventListener("abort", cancel);
+        call.cancel();
+      }
+      signal?.throwIfAborted();
+      if (this.closed) return;
+      if (error !== undefined && !error.retryable) throw error;
+      failures += 1;
+      await sleepUnlessAborted(Math.max(backoffMs(this.retry, failures), (error?.retryAfter ?? 0) * 1000), signal);
+    }
   }
 }

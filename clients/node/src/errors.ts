@@ -2,7 +2,9 @@
  * The client's errors, one per way a call can end badly.
  *
  *     SidecarError              any failed call; `code` is the gRPC status code
- *     └── InvalidEventError     INVALID_ARGUMENT: the event breaks a rule, with its field violations; never retried
+ *     ├── InvalidEventError     INVALID_ARGUMENT: the event breaks a rule, with its field violations; never retried
+ *     └── CursorExpiredError    OUT_OF_RANGE: a watch's cursor is older than the outcome log's window; carries the
+ *                               oldest cursor still held
  *
  * UNAVAILABLE, RESOURCE_EXHAUSTED and CANCELLED (when the caller did not close the client) are retried with the same
  * message id (see retry.ts); when the attempts or the deadline run out, the last of them is thrown as a SidecarError
@@ -67,5 +69,19 @@ export class InvalidEventError extends SidecarError {
   /** The field of the first violation, or undefined when the sidecar named none. */
   get field(): string | undefined {
     return this.violations[0]?.field;
+  }
+}
+
+/**
+ * A watch's cursor is older than the outcome log's window (OUT_OF_RANGE): records were dropped. `oldestCursor` is
+ * the oldest cursor the sidecar still holds, when it said so; watch again without a cursor to read from it.
+ */
+export class CursorExpiredError extends SidecarError {
+  readonly oldestCursor: string | undefined;
+
+  constructor(details: string, oldestCursor: string | undefined) {
+    super(status.OUT_OF_RANGE, details);
+    this.name = "CursorExpiredError";
+    this.oldestCursor = oldestCursor;
   }
 }

@@ -1,9 +1,9 @@
 /** Decoding a failed call: its code, message and google.rpc.Status details, into a client error. */
 import type { Metadata, ServiceError } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
-import { BadRequest, RetryInfo } from "./gen/google/rpc/error_details";
+import { BadRequest, ErrorInfo, RetryInfo } from "./gen/google/rpc/error_details";
 import { Status } from "./gen/google/rpc/status";
-import { FieldViolation, InvalidEventError, SidecarError } from "./errors";
+import { CursorExpiredError, FieldViolation, InvalidEventError, SidecarError } from "./errors";
 
 /** The trailer that carries a serialized google.rpc.Status. */
 export const STATUS_DETAILS_KEY = "grpc-status-details-bin";
@@ -60,6 +60,24 @@ export function violations(rich: Status | undefined): FieldViolation[] {
   return found;
 }
 
+/** The ErrorInfo metadata key of an OUT_OF_RANGE answer that names the oldest cursor held. */
+export const OLDEST_CURSOR_KEY = "oldest_cursor";
+
+/**
+ * The oldest cursor an OUT_OF_RANGE answer names: an ErrorInfo detail's `oldest_cursor`, else the message read
+ * loosely (a quoted token after "oldest", else the token after the colon that follows it).
+ */
+export function oldestCursor(rich: Status | undefined, message: string): string | undefined {
+  for (const detail of rich?.details ?? []) {
+    if (isType(detail.typeUrl, "google.rpc.ErrorInfo")) {
+      const value = ErrorInfo.decode(detail.value).metadata[OLDEST_CURSOR_KEY];
+      if (value) return value;
+    }
+  }
+  const found = /oldest[^"'`]*["'`]([^"'`\s]+)["'`]/i.exec(message) ?? /oldest[^:]*:\s*([^\s,;)]+)/i.exec(message);
+  return found ? found[1]!.replace(/\.+$/, "") : undefined;
+}
+
 /** The client error for a failed call; anything that is not a gRPC status (a closed client) becomes UNKNOWN. */
 export function translate(error: ServiceError | Error): SidecarError {
   if (!("code" in error) || typeof error.code !== "number") {
@@ -69,6 +87,9 @@ export function translate(error: ServiceError | Error): SidecarError {
   const details = error.details ?? error.message;
   if (error.code === status.INVALID_ARGUMENT) {
     return new InvalidEventError(details, violations(rich));
+  }
+  if (error.code === status.OUT_OF_RANGE) {
+    return new CursorExpiredError(details, oldestCursor(rich, details));
   }
   const delays = [retryAfter(rich), pushback(error.metadata)].filter((d): d is number => d !== undefined);
   return new SidecarError(error.code, details, delays.length > 0 ? Math.max(...delays) : undefined);

@@ -4,10 +4,6 @@
  * unless TEST_REQUIRE_CONFORMANCE=1, when it fails.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { test, type TestContext } from "node:test";
 import {
   asStruct,
@@ -19,68 +15,13 @@ import {
   SidecarError,
   type SidecarEvent,
 } from "../src";
+import { type Harness, startHarness, stopHarness } from "./harness";
 
-// dist/test/conformance.test.js -> the repository root is four levels up from dist/test.
-const REPO_ROOT = resolve(__dirname, "..", "..", "..", "..");
-const HARNESS = join(REPO_ROOT, "clients", "conformance", "harness.py");
-const START_TIMEOUT_MS = 90_000;
 const OBJECT_FIELDS = new Set(["properties", "traits", "context", "integrations"]);
 
 type Expect = { ok: boolean; code?: string; field?: string };
 type Step = { call: EventType | "batch"; request: Record<string, unknown>; events?: Step[]; expect: Expect & { results?: Expect[] } };
 type Scenario = { steps: Step[] };
-
-/** The interpreter the conformance contract names: SIDECAR_PYTHON, the repository's venv, or python3. */
-function harnessPython(): string {
-  if (process.env.SIDECAR_PYTHON) return process.env.SIDECAR_PYTHON;
-  const venv = join(REPO_ROOT, ".venv", "bin", "python");
-  return existsSync(venv) ? venv : "python3";
-}
-
-interface Harness {
-  process: ChildProcess;
-  address: string;
-  checkUrl: string;
-  scenario: Scenario;
-}
-
-/** Start the harness and read its one JSON line; reject with a reason if it cannot start. */
-function startHarness(): Promise<Harness> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(harnessPython(), [HARNESS, "up"], { cwd: REPO_ROOT, stdio: ["pipe", "pipe", "inherit"] });
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`the harness did not start within ${START_TIMEOUT_MS} ms`));
-    }, START_TIMEOUT_MS);
-    child.on("error", (error) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run ${harnessPython()}: ${error.message}`));
-    });
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the harness exited with status ${code} before it was ready (see stderr)`));
-    });
-    createInterface({ input: child.stdout! }).once("line", (line) => {
-      clearTimeout(timer);
-      const info = JSON.parse(line);
-      const scenario = JSON.parse(readFileSync(info.scenario, "utf8")) as Scenario;
-      resolvePromise({ process: child, address: info.sidecar_address, checkUrl: info.check_url, scenario });
-    });
-  });
-}
-
-/** Close the harness's stdin and wait for it to stop everything it started. */
-function stopHarness(harness: Harness): Promise<void> {
-  return new Promise((resolvePromise) => {
-    if (harness.process.exitCode !== null) return resolvePromise();
-    const timer = setTimeout(() => harness.process.kill("SIGKILL"), 30_000);
-    harness.process.once("exit", () => {
-      clearTimeout(timer);
-      resolvePromise();
-    });
-    harness.process.stdin!.end();
-  });
-}
 
 const camel = (name: string) => name.replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase());
 
@@ -131,7 +72,7 @@ test("the conformance scenario reaches the collectors exactly as expected", { ti
   }
   const client = new SidecarClient({ address: harness.address });
   try {
-    for (const step of harness.scenario.steps) {
+    for (const step of (harness.scenario as Scenario).steps) {
       if (step.call === "batch") {
         const events = step.events!.map((item) => eventOf(item.call as EventType, item.request));
         checkBatch(await client.batch(events), events, step.expect.results!);

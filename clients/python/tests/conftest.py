@@ -6,6 +6,7 @@ succeed), so that retry, deadline and typed-error behaviour can be tested exactl
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import sys
 import time
@@ -66,6 +67,14 @@ class ScriptedSidecar(sidecar_pb2_grpc.SidecarServiceServicer):
     failures: list[Failure] = field(default_factory=list)
     seen: list[tuple[str, Any, float]] = field(default_factory=list)
     reject_event_named: str = "Bad Event"
+    outcome_log: list[Any] = field(default_factory=list)
+    """The outcome records ``WatchOutcomes`` serves, in order; each one's cursor is its position."""
+    watch_drops: list[int] = field(default_factory=list)
+    """Per watch connection, in order: send this many records, then fail with UNAVAILABLE (a dropped stream)."""
+    watch_failure: Failure | None = None
+    """When set, every watch connection fails with it at once (OUT_OF_RANGE...)."""
+    key_pages: list[list[str]] = field(default_factory=list)
+    """The fingerprints ``ListWriteKeys`` answers, page by page (the page token is the next page's index)."""
 
     async def _answer(self, method: str, request: Any, context: grpc.aio.ServicerContext, response: Any) -> Any:
         self.seen.append((method, request, time.monotonic()))
@@ -104,6 +113,70 @@ class ScriptedSidecar(sidecar_pb2_grpc.SidecarServiceServicer):
     async def Flush(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         """Answer a flush with zero counters."""
         return await self._answer("Flush", request, context, sidecar_pb2.FlushResponse())
+
+    async def WatchOutcomes(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """Stream the records after ``after_cursor``; drop the stream as scripted, else wait for more for ever."""
+        self.seen.append(("WatchOutcomes", request, time.monotonic()))
+        if self.watch_failure is not None:
+            await context.abort(
+                self.watch_failure.code, self.watch_failure.message, trailing_metadata=self.watch_failure.trailers()
+            )
+        cursors = [record.cursor for record in self.outcome_log]
+        start = cursors.index(request.after_cursor) + 1 if request.after_cursor else 0
+        drop_after = self.watch_drops.pop(0) if self.watch_drops else None
+        for sent, record in enumerate(self.outcome_log[start:]):
+            if sent == drop_after:
+                break
+            yield sidecar_pb2.WatchOutcomesResponse(outcome=record)
+        if drop_after is not None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted drop")
+        await asyncio.Event().wait()  # a live stream with nothing new: the client ends it
+
+    async def GetWriteKeyStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """A REFUSED status for the key, its fingerprint being the key reversed."""
+        status = sidecar_pb2.WriteKeyStatus(
+            fingerprint=request.write_key[::-1], region=request.region, state=sidecar_pb2.WRITE_KEY_STATE_REFUSED,
+            last_status=401, last_response="invalid write key", dead_letters_by_reason={"parked_too_long": 2},
+        )  # fmt: skip
+        status.state_since.FromSeconds(1_800_000_000)
+        return await self._answer(
+            "GetWriteKeyStatus", request, context, sidecar_pb2.GetWriteKeyStatusResponse(status=status)
+        )
+
+    async def ListWriteKeys(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """One scripted page of fingerprints, with the next page's index as its token."""
+        index = int(request.page_token or 0)
+        token = str(index + 1) if index + 1 < len(self.key_pages) else ""
+        statuses = [sidecar_pb2.WriteKeyStatus(fingerprint=f) for f in self.key_pages[index]]
+        response = sidecar_pb2.ListWriteKeysResponse(write_keys=statuses, next_page_token=token)
+        return await self._answer("ListWriteKeys", request, context, response)
+
+    async def GetMessageOutcome(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """The record of the message in ``outcome_log`` (DELIVERED), or UNKNOWN."""
+        for record in self.outcome_log:
+            if record.message_id == request.message_id:
+                response = sidecar_pb2.GetMessageOutcomeResponse(
+                    state=sidecar_pb2.MESSAGE_STATE_DELIVERED, outcome=record,
+                    write_key_fingerprint=record.write_key_fingerprint, region=record.region,
+                )  # fmt: skip
+                return await self._answer("GetMessageOutcome", request, context, response)
+        response = sidecar_pb2.GetMessageOutcomeResponse(state=sidecar_pb2.MESSAGE_STATE_UNKNOWN)
+        return await self._answer("GetMessageOutcome", request, context, response)
+
+
+def delivered(count: int) -> list[Any]:
+    """``count`` DELIVERED records, cursors ``c1``.. and message ids ``m1``.. ."""
+    return [
+        sidecar_pb2.Outcome(
+            cursor=f"c{i}",
+            kind=sidecar_pb2.OUTCOME_KIND_DELIVERED,
+            write_key_fingerprint="fp",
+            region=sidecar_pb2.REGION_US,
+            message_id=f"m{i}",
+            segment_status=200,
+        )
+        for i in range(1, count + 1)
+    ]
 
 
 @dataclass

@@ -7,6 +7,7 @@ The harness starts a real sidecar and two local collectors; it needs a Python wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -60,11 +61,13 @@ def harness_python() -> str:
 
 @dataclass
 class Harness:
-    """A running harness: the sidecar's address, the check URL and the scenario."""
+    """A running harness: the sidecar's address, the check URL, the scenario (and with --outcomes a restart URL)."""
 
     address: str
     check_url: str
     scenario: dict[str, Any]
+    restart_url: str = ""
+    """With ``up --outcomes``: POST here to SIGKILL and restart the sidecar (same address, same spool)."""
 
     def check(self) -> dict[str, Any]:
         """Ask the harness whether the collectors received exactly the expected events."""
@@ -79,12 +82,12 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"conformance harness unavailable: {reason}")
 
 
-@pytest.fixture(scope="module")
-def harness() -> Iterator[Harness]:
-    """Start the harness once for this module; stop it by closing its stdin."""
+@contextlib.contextmanager
+def running_harness(*options: str) -> Iterator[Harness]:
+    """Start ``harness.py up`` with ``options``, yield it once ready, stop it by closing its stdin."""
     try:
         process = subprocess.Popen(
-            [harness_python(), str(HARNESS), "up"],
+            [harness_python(), str(HARNESS), "up", *options],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=REPO_ROOT,
@@ -105,7 +108,7 @@ def harness() -> Iterator[Harness]:
             _unavailable(f"the harness exited with status {process.returncode} before it was ready (see stderr)")
         info = json.loads(line)
         scenario = json.loads(Path(info["scenario"]).read_text())
-        yield Harness(info["sidecar_address"], info["check_url"], scenario)
+        yield Harness(info["sidecar_address"], info["check_url"], scenario, info.get("restart_url", ""))
     finally:
         process.stdin.close()
         try:
@@ -113,6 +116,13 @@ def harness() -> Iterator[Harness]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[Harness]:
+    """Start the harness once for this module."""
+    with running_harness() as started:
+        yield started
 
 
 def build(call: str, request: dict[str, Any]) -> dict[str, Any]:

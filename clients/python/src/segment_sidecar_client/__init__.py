@@ -12,12 +12,15 @@ high-volume events into ``Batch`` calls. Both clients make each event's message 
 UNAVAILABLE and RESOURCE_EXHAUSTED (honouring the server's RetryInfo) until the call's deadline, and raise
 :class:`InvalidEventError` with the field violations of a rejected event. The address is ``SIDECAR_ADDRESS`` or
 ``127.0.0.1:50051`` unless given; ``unix:/path`` is a unix socket.
+
+What became of events: ``get_write_key_status``, ``list_write_keys`` / ``iter_write_keys``, ``get_message_outcome``,
+and ``watch_outcomes``, an iterator over the outcome log that resumes from its last cursor by itself.
 """
 
 from segment_sidecar_client._address import DEFAULT_ADDRESS, resolve_address
 from segment_sidecar_client._aio import AsyncClient
 from segment_sidecar_client._batcher import AsyncBatcher, Batcher
-from segment_sidecar_client._errors import FieldViolation, InvalidEventError, SidecarError
+from segment_sidecar_client._errors import CursorExpiredError, FieldViolation, InvalidEventError, SidecarError
 from segment_sidecar_client._events import (
     Ack,
     Alias,
@@ -34,6 +37,15 @@ from segment_sidecar_client._events import (
     Track,
     new_message_id,
     to_struct,
+)
+from segment_sidecar_client._outcomes import (
+    MessageOutcome,
+    MessageState,
+    Outcome,
+    OutcomeKind,
+    WriteKeyPage,
+    WriteKeyState,
+    WriteKeyStatus,
 )
 from segment_sidecar_client._retry import DEFAULT_FLUSH_TIMEOUT, DEFAULT_TIMEOUT, NO_RETRY, RetryPolicy
 from segment_sidecar_client._sync import Client
@@ -52,6 +64,7 @@ __all__ = [
     "BatchResult",
     "Batcher",
     "Client",
+    "CursorExpiredError",
     "Event",
     "EventWarning",
     "FieldViolation",
@@ -59,6 +72,10 @@ __all__ = [
     "Group",
     "Identify",
     "InvalidEventError",
+    "MessageOutcome",
+    "MessageState",
+    "Outcome",
+    "OutcomeKind",
     "Page",
     "Region",
     "Rejection",
@@ -66,6 +83,9 @@ __all__ = [
     "Screen",
     "SidecarError",
     "Track",
+    "WriteKeyPage",
+    "WriteKeyState",
+    "WriteKeyStatus",
     "new_message_id",
     "resolve_address",
     "to_struct",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +31,20 @@ from segment_sidecar_client._events import (
     to_batch_event,
     to_request,
     with_message_id,
+)
+from segment_sidecar_client._outcomes import (
+    MessageOutcome,
+    Outcome,
+    OutcomeKind,
+    Reconnects,
+    WriteKeyPage,
+    WriteKeyState,
+    WriteKeyStatus,
+    message_outcome_of,
+    outcome_of,
+    page_of,
+    status_of,
+    watch_request,
 )
 from segment_sidecar_client._proto import sidecar_pb2, sidecar_pb2_grpc
 from segment_sidecar_client._retry import DEFAULT_FLUSH_TIMEOUT, DEFAULT_TIMEOUT, Attempts, RetryPolicy
@@ -287,6 +301,96 @@ class AsyncClient:
             ),
             timeout=timeout,
         )  # fmt: skip
+
+    async def get_write_key_status(
+        self, write_key: str | None = None, region: Region | str | None = None, *, timeout: float | None = None
+    ) -> WriteKeyStatus:
+        """What the sidecar knows of ``write_key`` (default: the client's) in ``region``: state, backlog..."""
+        key = write_key if write_key is not None else self.write_key
+        if not key:
+            raise ValueError("get_write_key_status needs a write key (none given, and the client has none)")
+        request = sidecar_pb2.GetWriteKeyStatusRequest(
+            write_key=key, region=f"REGION_{Region.parse(region if region is not None else self.region).value}"
+        )
+        return status_of((await self._invoke("GetWriteKeyStatus", request, timeout)).status)
+
+    async def list_write_keys(
+        self,
+        *,
+        state: WriteKeyState | str | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> WriteKeyPage:
+        """One page of every write key's status, named by fingerprint; ``state`` keeps only keys in that state."""
+        request = sidecar_pb2.ListWriteKeysRequest(
+            page_size=page_size,
+            page_token=page_token,
+            state=f"WRITE_KEY_STATE_{WriteKeyState.parse(state).value}",
+        )
+        return page_of(await self._invoke("ListWriteKeys", request, timeout))
+
+    async def iter_write_keys(
+        self, *, state: WriteKeyState | str | None = None, page_size: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[WriteKeyStatus]:
+        """Every write key's status, page after page (each page one call, ``timeout`` bounding each)."""
+        token = ""
+        while True:
+            page = await self.list_write_keys(state=state, page_size=page_size, page_token=token, timeout=timeout)
+            for status in page.write_keys:
+                yield status
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def get_message_outcome(
+        self, message_id: str, *, write_key: str = "", timeout: float | None = None
+    ) -> MessageOutcome:
+        """Where one event is: waiting, in flight, delivered, dead-lettered, expired, or unknown within the window."""
+        request = sidecar_pb2.GetMessageOutcomeRequest(message_id=message_id, write_key=write_key)
+        return message_outcome_of(await self._invoke("GetMessageOutcome", request, timeout))
+
+    async def watch_outcomes(
+        self,
+        *,
+        after_cursor: str = "",
+        write_keys: Iterable[str] = (),
+        kinds: Iterable[OutcomeKind | str] = (),
+        from_now: bool = False,
+    ) -> AsyncIterator[Outcome]:
+        """Follow the outcome log: every record after ``after_cursor`` (empty: the oldest held), then new ones.
+
+        The stream resumes by itself: after UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED it did not cause, or a
+        stream the sidecar ended (a restart, a dropped connection), it reconnects with the cursor of the last record
+        it yielded, so nothing is missed and nothing comes twice. It reconnects for as long as you iterate, waiting
+        as the retry policy says between tries (at most 2 s); stop by leaving the loop or cancelling the task.
+        ``from_now`` starts after the newest record when there is no cursor yet. Raises
+        :class:`CursorExpiredError` (with ``oldest_cursor``) when the cursor is older than the window, and
+        :class:`SidecarError` for any other failure. Ends when the client is closed.
+        """
+        keys, wanted = tuple(write_keys), tuple(kinds)
+        cursor = after_cursor
+        reconnects = Reconnects(self.retry)
+        while not self._closed:
+            call = self._stub.WatchOutcomes(watch_request(cursor, keys, wanted, from_now))
+            error = None
+            try:
+                async for response in call:
+                    outcome = outcome_of(response.outcome)
+                    reconnects.received()
+                    cursor = outcome.cursor
+                    yield outcome
+            except grpc.RpcError as exc:
+                error = translate(exc)
+            finally:
+                call.cancel()
+            if self._closed:
+                return
+            delay = reconnects.wait_after(error)
+            if delay is None:
+                assert error is not None  # wait_after only refuses an error
+                raise error from None
+            await asyncio.sleep(delay)
 
 
 __all__ = ["AsyncClient"]

@@ -3,7 +3,9 @@
 ::
 
     SidecarError                  any failed call; ``code`` is the gRPC status code
-    └── InvalidEventError         INVALID_ARGUMENT: the event breaks a rule, with its field violations; never retried
+    ├── InvalidEventError         INVALID_ARGUMENT: the event breaks a rule, with its field violations; never retried
+    └── CursorExpiredError        OUT_OF_RANGE: a watch's cursor is older than the outcome log's window; carries the
+                                  oldest cursor still held
 
 UNAVAILABLE, RESOURCE_EXHAUSTED and CANCELLED (when the caller did not cancel) are retried with the same message id
 (see :mod:`segment_sidecar_client._retry`); when the attempts or the deadline run out, the last of them is raised as a
@@ -61,3 +63,15 @@ class InvalidEventError(SidecarError):
     def field(self) -> str | None:
         """The field of the first violation, or None when the sidecar named none."""
         return self.violations[0].field if self.violations else None
+
+
+class CursorExpiredError(SidecarError):
+    """A watch's ``after_cursor`` is older than the outcome log's window (OUT_OF_RANGE); records were dropped.
+
+    ``oldest_cursor`` is the oldest cursor the sidecar still holds, when it said so (None otherwise): watch again
+    with ``after_cursor=""`` to read from it, knowing that what came before it is lost.
+    """
+
+    def __init__(self, message: str, oldest_cursor: str | None = None) -> None:
+        super().__init__(grpc.StatusCode.OUT_OF_RANGE, message)
+        self.oldest_cursor = oldest_cursor

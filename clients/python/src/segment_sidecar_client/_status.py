@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from segment_sidecar_client._errors import FieldViolation, InvalidEventError, SidecarError
+from segment_sidecar_client._errors import CursorExpiredError, FieldViolation, InvalidEventError, SidecarError
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
@@ -63,6 +64,29 @@ def violations(status: status_pb2.Status | None) -> tuple[FieldViolation, ...]:
     return tuple(found)
 
 
+OLDEST_CURSOR_KEY = "oldest_cursor"
+"""The ``google.rpc.ErrorInfo`` metadata key of an OUT_OF_RANGE answer that names the oldest cursor held."""
+_QUOTED = re.compile(r"oldest[^\"'`]*[\"'`]([^\"'`\s]+)[\"'`]", re.IGNORECASE)
+_AFTER_COLON = re.compile(r"oldest[^:]*:\s*([^\s,;)]+)", re.IGNORECASE)
+
+
+def oldest_cursor(status: status_pb2.Status | None, message: str) -> str | None:
+    """The oldest cursor an OUT_OF_RANGE answer names: an ``ErrorInfo`` detail's ``oldest_cursor``, else the message.
+
+    The message is read loosely (a quoted token after "oldest", else the token after the colon that follows it),
+    so that a sidecar that only says it in words is still understood.
+    """
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                if info.metadata.get(OLDEST_CURSOR_KEY):
+                    return str(info.metadata[OLDEST_CURSOR_KEY])
+    found = _QUOTED.search(message) or _AFTER_COLON.search(message)
+    return found.group(1).rstrip(".") if found else None
+
+
 def translate(error: Any) -> SidecarError:
     """The client exception for a failed call (a ``grpc.RpcError`` that is also a ``grpc.Call``, sync or aio)."""
     code: grpc.StatusCode = error.code()
@@ -71,5 +95,7 @@ def translate(error: Any) -> SidecarError:
     status = rich_status(trailers)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidEventError(message, violations(status))
+    if code == grpc.StatusCode.OUT_OF_RANGE:
+        return CursorExpiredError(message, oldest_cursor(status, message))
     delays = [d for d in (retry_after(status), pushback(trailers)) if d is not None]
     return SidecarError(code, message, retry_after=max(delays) if delays else None)

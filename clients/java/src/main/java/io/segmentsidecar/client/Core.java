@@ -59,6 +59,16 @@ final class Core implements AutoCloseable {
     return new Core(other, channel, null);
   }
 
+  /** Whether {@link #close()} was called. */
+  boolean isClosed() {
+    return closed;
+  }
+
+  /** The blocking stub without a deadline (a watch runs until its caller closes it). */
+  SidecarServiceGrpc.SidecarServiceBlockingStub blockingStub() {
+    return blocking;
+  }
+
   /** The single daemon thread that times retries of the future client, created on first use. */
   ScheduledExecutorService scheduler() {
     ScheduledExecutorService s = scheduler;

@@ -2,8 +2,17 @@ package io.segmentsidecar.client;
 
 import io.grpc.Channel;
 import io.segmentsidecar.v1.FlushRequest;
+import io.segmentsidecar.v1.GetMessageOutcomeRequest;
+import io.segmentsidecar.v1.GetMessageOutcomeResponse;
+import io.segmentsidecar.v1.GetWriteKeyStatusRequest;
+import io.segmentsidecar.v1.ListWriteKeysRequest;
+import io.segmentsidecar.v1.ListWriteKeysResponse;
+import io.segmentsidecar.v1.WriteKeyState;
+import io.segmentsidecar.v1.WriteKeyStatus;
 import java.time.Duration;
+import java.util.Iterator;
 import java.util.List;
+import java.util.NoSuchElementException;
 
 /**
  * A blocking client of segment-sidecar. Each method returns once the sidecar has durably spooled the event, retrying
@@ -111,6 +120,83 @@ public final class SidecarClient implements AutoCloseable {
   public FlushResult flush() {
     var resp = core.call(null, core.options.flushTimeout(), s -> s.flush(FlushRequest.getDefaultInstance()));
     return Core.flushResult(resp);
+  }
+
+  /**
+   * What the sidecar knows of one write key in one region: its state (OK, REFUSED since when, RETRYING, UNKNOWN),
+   * backlog, last delivery and dead letters by reason. Retried like every call.
+   */
+  public WriteKeyStatus getWriteKeyStatus(String writeKey, Region region) {
+    var req = GetWriteKeyStatusRequest.newBuilder().setWriteKey(writeKey).setRegion(region.toProto()).build();
+    return core.call(null, core.options.timeout(), s -> s.getWriteKeyStatus(req)).getStatus();
+  }
+
+  /**
+   * One page of every write key's status, named by fingerprint (never the key), ordered by fingerprint and region.
+   *
+   * @param state only keys in this state; WRITE_KEY_STATE_UNSPECIFIED for every key
+   * @param pageSize at most this many keys (0: the sidecar's default, 100)
+   * @param pageToken the previous page's next_page_token; empty for the first page
+   */
+  public ListWriteKeysResponse listWriteKeys(WriteKeyState state, int pageSize, String pageToken) {
+    var req = ListWriteKeysRequest.newBuilder().setState(state).setPageSize(pageSize).setPageToken(pageToken).build();
+    return core.call(null, core.options.timeout(), s -> s.listWriteKeys(req));
+  }
+
+  /** Every write key's status in {@code state}, page after page (each page one call, made as iteration needs it). */
+  public Iterable<WriteKeyStatus> writeKeys(WriteKeyState state, int pageSize) {
+    return () -> new Iterator<>() {
+      private Iterator<WriteKeyStatus> page = List.<WriteKeyStatus>of().iterator();
+      private String token = "";
+      private boolean last;
+
+      @Override
+      public boolean hasNext() {
+        while (!page.hasNext() && !last) {
+          ListWriteKeysResponse resp = listWriteKeys(state, pageSize, token);
+          page = resp.getWriteKeysList().iterator();
+          token = resp.getNextPageToken();
+          last = token.isEmpty();
+        }
+        return page.hasNext();
+      }
+
+      @Override
+      public WriteKeyStatus next() {
+        if (!hasNext()) {
+          throw new NoSuchElementException();
+        }
+        return page.next();
+      }
+    };
+  }
+
+  /** Where one event is: waiting, in flight, delivered, dead-lettered, expired, or unknown within the window. */
+  public GetMessageOutcomeResponse getMessageOutcome(String messageId) {
+    return getMessageOutcome(messageId, "");
+  }
+
+  /** {@link #getMessageOutcome(String)} for the event of one write key (when keys may share message ids). */
+  public GetMessageOutcomeResponse getMessageOutcome(String messageId, String writeKey) {
+    var req = GetMessageOutcomeRequest.newBuilder().setMessageId(messageId).setWriteKey(writeKey).build();
+    return core.call(null, core.options.timeout(), s -> s.getMessageOutcome(req));
+  }
+
+  /**
+   * Follows the outcome log: every record after {@code options.afterCursor()}, then new ones as they come, as a
+   * blocking iterator that resumes by itself after a dropped stream or a sidecar restart (see {@link OutcomeWatch}).
+   *
+   * <pre>{@code
+   * try (OutcomeWatch watch = client.watchOutcomes(WatchOptions.ALL.afterCursor(saved))) {
+   *   while (watch.hasNext()) {
+   *     Outcome outcome = watch.next();
+   *     saved = outcome.getCursor();
+   *   }
+   * }
+   * }</pre>
+   */
+  public OutcomeWatch watchOutcomes(WatchOptions options) {
+    return new OutcomeWatch(core, core.blockingStub(), options);
   }
 
   /** A future-based client over the same connection (closing either closes both). */

@@ -73,8 +73,8 @@ class ConformanceTest {
     return Files.exists(venv) ? venv.toString() : "python3";
   }
 
-  /** Starts the harness and returns its JSON line, or skips. */
-  private JsonNode startHarness() throws Exception {
+  /** Starts the harness ({@code up} plus {@code args}) and returns its JSON line, or skips. */
+  JsonNode startHarness(String... args) throws Exception {
     Path root = Path.of("").toAbsolutePath().resolve("../..").normalize();
     Path script = root.resolve("clients/conformance/harness.py");
     if (!Files.exists(script)) {
@@ -83,7 +83,9 @@ class ConformanceTest {
     String py = python(root);
     stderrLog = Files.createTempFile("conformance-harness", ".log");
     try {
-      harness = new ProcessBuilder(py, script.toString(), "up").directory(root.toFile())
+      List<String> command = new ArrayList<>(List.of(py, script.toString(), "up"));
+      command.addAll(List.of(args));
+      harness = new ProcessBuilder(command).directory(root.toFile())
           .redirectError(stderrLog.toFile()).start();
     } catch (IOException e) {
       unavailable("cannot start " + py + ": " + e.getMessage());

@@ -1,0 +1,237 @@
+package io.segmentsidecar.client;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import com.google.protobuf.Any;
+import com.google.rpc.Code;
+import com.google.rpc.ErrorInfo;
+import io.grpc.Server;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.StatusProto;
+import io.grpc.stub.StreamObserver;
+import io.segmentsidecar.v1.GetMessageOutcomeRequest;
+import io.segmentsidecar.v1.GetMessageOutcomeResponse;
+import io.segmentsidecar.v1.GetWriteKeyStatusRequest;
+import io.segmentsidecar.v1.GetWriteKeyStatusResponse;
+import io.segmentsidecar.v1.ListWriteKeysRequest;
+import io.segmentsidecar.v1.ListWriteKeysResponse;
+import io.segmentsidecar.v1.MessageState;
+import io.segmentsidecar.v1.Outcome;
+import io.segmentsidecar.v1.OutcomeKind;
+import io.segmentsidecar.v1.SidecarServiceGrpc;
+import io.segmentsidecar.v1.WatchOutcomesRequest;
+import io.segmentsidecar.v1.WatchOutcomesResponse;
+import io.segmentsidecar.v1.WriteKeyState;
+import io.segmentsidecar.v1.WriteKeyStatus;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/** The outcome API against a scripted gRPC server: the three calls, and a watch that resumes by itself. */
+class OutcomesTest {
+  /** The scripted outcome log, drops per watch connection, a failure for every watch, pages of keys. */
+  private final List<Outcome> log = new ArrayList<>();
+  private final Deque<Integer> drops = new ArrayDeque<>();
+  private volatile StatusRuntimeException failure;
+  private final List<String> cursors = new ArrayList<>();
+  private final List<List<String>> pages = new ArrayList<>();
+  private final List<String> tokens = new ArrayList<>();
+  private Server server;
+  private SidecarClient client;
+
+  private static List<Outcome> delivered(int n) {
+    List<Outcome> out = new ArrayList<>();
+    for (int i = 1; i <= n; i++) {
+      out.add(Outcome.newBuilder().setCursor("c" + i).setKind(OutcomeKind.OUTCOME_KIND_DELIVERED)
+          .setMessageId("m" + i).setWriteKeyFingerprint("fp").setSegmentStatus(200).build());
+    }
+    return out;
+  }
+
+  @BeforeEach
+  void start() throws Exception {
+    server = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0)).addService(new Service()).build()
+        .start();
+    RetryPolicy fast = new RetryPolicy(5, Duration.ofMillis(10), Duration.ofMillis(50), 2.0);
+    client = SidecarClient.create(SidecarOptions.builder().address("127.0.0.1:" + server.getPort())
+        .retryPolicy(fast).build());
+  }
+
+  @AfterEach
+  void stop() throws Exception {
+    client.close();
+    server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+  }
+
+  private final class Service extends SidecarServiceGrpc.SidecarServiceImplBase {
+    @Override
+    public void watchOutcomes(WatchOutcomesRequest r, StreamObserver<WatchOutcomesResponse> out) {
+      Integer drop;
+      List<Outcome> records;
+      synchronized (OutcomesTest.this) {
+        cursors.add(r.getAfterCursor());
+        if (failure != null) {
+          out.onError(failure);
+          return;
+        }
+        drop = drops.poll();
+        int start = 0;
+        for (int i = 0; i < log.size(); i++) {
+          if (log.get(i).getCursor().equals(r.getAfterCursor())) {
+            start = i + 1;
+          }
+        }
+        int end = drop == null ? log.size() : Math.min(log.size(), start + drop);
+        records = List.copyOf(log.subList(start, end));
+      }
+      for (Outcome o : records) {
+        out.onNext(WatchOutcomesResponse.newBuilder().setOutcome(o).build());
+      }
+      if (drop != null) {
+        out.onError(Status.UNAVAILABLE.withDescription("scripted drop").asRuntimeException());
+      }
+      // otherwise a live stream with nothing new: the client ends it
+    }
+
+    @Override
+    public synchronized void listWriteKeys(ListWriteKeysRequest r, StreamObserver<ListWriteKeysResponse> out) {
+      tokens.add(r.getPageToken());
+      int index = r.getPageToken().isEmpty() ? 0 : Integer.parseInt(r.getPageToken());
+      ListWriteKeysResponse.Builder resp = ListWriteKeysResponse.newBuilder();
+      for (String f : pages.get(index)) {
+        resp.addWriteKeys(WriteKeyStatus.newBuilder().setFingerprint(f).setState(r.getState()));
+      }
+      if (index + 1 < pages.size()) {
+        resp.setNextPageToken(String.valueOf(index + 1));
+      }
+      out.onNext(resp.build());
+      out.onCompleted();
+    }
+
+    @Override
+    public void getWriteKeyStatus(GetWriteKeyStatusRequest r, StreamObserver<GetWriteKeyStatusResponse> out) {
+      out.onNext(GetWriteKeyStatusResponse.newBuilder().setStatus(WriteKeyStatus.newBuilder()
+          .setFingerprint("fp-" + r.getWriteKey()).setRegion(r.getRegion()).setState(WriteKeyState.WRITE_KEY_STATE_REFUSED)
+          .setLastStatus(401)).build());
+      out.onCompleted();
+    }
+
+    @Override
+    public void getMessageOutcome(GetMessageOutcomeRequest r, StreamObserver<GetMessageOutcomeResponse> out) {
+      GetMessageOutcomeResponse.Builder resp = GetMessageOutcomeResponse.newBuilder()
+          .setState(MessageState.MESSAGE_STATE_UNKNOWN);
+      for (Outcome o : log) {
+        if (o.getMessageId().equals(r.getMessageId())) {
+          resp.setState(MessageState.MESSAGE_STATE_DELIVERED).setOutcome(o);
+        }
+      }
+      out.onNext(resp.build());
+      out.onCompleted();
+    }
+  }
+
+  /** Three dropped streams (one before any record) are reconnected from the last cursor, every record once. */
+  @Test
+  void watchResumesAfterTheLastCursorWhenTheStreamDrops() {
+    log.addAll(delivered(10));
+    drops.addAll(List.of(3, 0, 4));
+    List<String> ids = new ArrayList<>();
+    try (OutcomeWatch watch = client.watchOutcomes(WatchOptions.ALL.kinds(OutcomeKind.OUTCOME_KIND_DELIVERED))) {
+      while (ids.size() < 10 && watch.hasNext()) {
+        ids.add(watch.next().getMessageId());
+      }
+      assertEquals("c10", watch.cursor());
+    }
+    assertEquals(List.of("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10"), ids);
+    synchronized (this) {
+      assertEquals(List.of("", "c3", "c3", "c7"), cursors);
+    }
+  }
+
+  /** Eight drops in a row are more than a call's 5 attempts: the watch still reconnects. */
+  @Test
+  void watchKeepsReconnectingPastTheAttemptLimit() {
+    log.addAll(delivered(1));
+    drops.addAll(List.of(0, 0, 0, 0, 0, 0, 0, 0));
+    try (OutcomeWatch watch = client.watchOutcomes(WatchOptions.ALL)) {
+      assertEquals("m1", watch.next().getMessageId());
+    }
+    synchronized (this) {
+      assertEquals(9, cursors.size());
+    }
+  }
+
+  /** Closing the watch from another thread ends a hasNext() that waits for records. */
+  @Test
+  void closeEndsAWaitingWatch() throws Exception {
+    OutcomeWatch watch = client.watchOutcomes(WatchOptions.ALL.startingNow());
+    Thread closer = new Thread(() -> {
+      try {
+        Thread.sleep(200);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      watch.close();
+    });
+    closer.start();
+    assertFalse(watch.hasNext());
+    closer.join();
+  }
+
+  /** OUT_OF_RANGE throws CursorExpiredException with the oldest cursor from an ErrorInfo detail or the message. */
+  @ParameterizedTest
+  @ValueSource(strings = {"detail", "cursor c1 is older than the window; the oldest cursor held is \"c42\"",
+      "cursor c1 is older than the window (oldest cursor held: c42)"})
+  void cursorOlderThanTheWindowIsTyped(String message) {
+    if (message.equals("detail")) {
+      failure = StatusProto.toStatusRuntimeException(com.google.rpc.Status.newBuilder()
+          .setCode(Code.OUT_OF_RANGE_VALUE).setMessage("cursor is older than the window")
+          .addDetails(Any.pack(ErrorInfo.newBuilder().setReason("CURSOR_EXPIRED").putMetadata("oldest_cursor", "c42")
+              .build())).build());
+    } else {
+      failure = Status.OUT_OF_RANGE.withDescription(message).asRuntimeException();
+    }
+    try (OutcomeWatch watch = client.watchOutcomes(WatchOptions.ALL.afterCursor("c1"))) {
+      CursorExpiredException e = assertThrows(CursorExpiredException.class, watch::hasNext);
+      assertEquals("c42", e.oldestCursor().orElseThrow());
+      assertEquals(Status.Code.OUT_OF_RANGE, e.getStatus().getCode());
+    }
+    synchronized (this) {
+      assertEquals(1, cursors.size());
+    }
+  }
+
+  /** The three unary calls: a key's status, every page of keys, one message. */
+  @Test
+  void statusPagesAndMessageOutcome() {
+    log.addAll(delivered(2));
+    pages.addAll(List.of(List.of("a", "b"), List.of("c")));
+    WriteKeyStatus status = client.getWriteKeyStatus("wk", Region.EU);
+    assertEquals("fp-wk", status.getFingerprint());
+    assertEquals(WriteKeyState.WRITE_KEY_STATE_REFUSED, status.getState());
+    assertEquals(io.segmentsidecar.v1.Region.REGION_EU, status.getRegion());
+    List<String> fingerprints = new ArrayList<>();
+    for (WriteKeyStatus s : client.writeKeys(WriteKeyState.WRITE_KEY_STATE_REFUSED, 2)) {
+      fingerprints.add(s.getFingerprint());
+    }
+    assertEquals(List.of("a", "b", "c"), fingerprints);
+    assertEquals(List.of("", "1"), tokens);
+    GetMessageOutcomeResponse found = client.getMessageOutcome("m2");
+    assertEquals(MessageState.MESSAGE_STATE_DELIVERED, found.getState());
+    assertEquals("c2", found.getOutcome().getCursor());
+    assertEquals(MessageState.MESSAGE_STATE_UNKNOWN, client.getMessageOutcome("nope").getState());
+  }
+}
