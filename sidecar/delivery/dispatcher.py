@@ -12,8 +12,7 @@ and when; :func:`sidecar.delivery.decide.decide` says what an outcome means. Thi
   (an OAuth key may wait for its token), then the rate limiter grants it, then the sender starts the request at
   once. The decision is applied to the spool (remove, dead-letter) and settled in the scheduler with what left the
   spool. A failing spool call or sender is logged once with its traceback, the key backs off (the scheduler's
-  backoff; its events are still in the spool), and the unit is reported (health NOT_SERVING) until the same call
-  succeeds again;
+  backoff; its events are still in the spool), and the unit is reported (health NOT_SERVING) until it succeeds again;
 * the *replays* loop re-queues dead letters marked for replay by ``segment-sidecar dead-letters replay``.
 
 Admission and the read-ahead: with a rate limiter, a batch is chosen as late as possible, since one waiting at the
@@ -123,8 +122,6 @@ class Dispatcher:
         self.keys = KeyBook()  # each key's state as Segment's answers say it, stored on every change
         self.delivered = 0
         self.dead_lettered_total = 0
-        self._last_flush_totals = (0, 0)
-        """(delivered, dead-lettered) when the last flush answered: a flush reports what settled since then."""
         self.requests = 0
 
     def _clock_of(self, accepted_at: float) -> float:
@@ -246,9 +243,7 @@ class Dispatcher:
         parked = [key for key, _ in self._scheduler.parked() if self._scheduler.waiting_events(key)]
         count = sum(self._scheduler.waiting_events(key) for key in parked)
         hashes = tuple(sorted(write_key_hash(key[0]) for key in parked))
-        delivered, dead_lettered = self._last_flush_totals
-        self._last_flush_totals = (self.delivered, self.dead_lettered_total)
-        return FlushResult(self.delivered - delivered, self.dead_lettered_total - dead_lettered, count, hashes)
+        return FlushResult(*self._flushes.since_last(self.delivered, self.dead_lettered_total), count, hashes)
 
     def _request_done(self, key: ShardKey, left: Sequence[SpooledEvent]) -> None:
         """A request of ``key`` settled: tell the waiting flushes, then anyone draining."""

@@ -50,6 +50,8 @@ class Flushes:
     def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
         self._waiting: list[Flush] = []
+        self._reported = (0, 0)
+        """(delivered, dead-lettered) totals when the last flush answered: each flush reports what settled since."""
 
     def __bool__(self) -> bool:
         return bool(self._waiting)
@@ -63,6 +65,11 @@ class Flushes:
         waiter = Flush(target, remaining, holding)
         self._waiting.append(waiter)
         return waiter
+
+    def since_last(self, delivered: int, dead_lettered: int) -> tuple[int, int]:
+        """The delivered and dead-lettered events since the previous flush answered, from the running totals."""
+        before, self._reported = self._reported, (delivered, dead_lettered)
+        return delivered - before[0], dead_lettered - before[1]
 
     def end(self, waiter: Flush) -> None:
         """The flush returned (or gave up)."""
