@@ -49,32 +49,32 @@ try {
   await page.waitForFunction(() => document.getElementById("status").textContent === "live");
 
   // Sent before the page opened: shown from the stream's snapshot, and already delivered.
-  const early = page.locator("tbody tr[data-kind=accepted]", { hasText: "Email Delivered" });
+  const early = page.locator("#rows tr[data-kind=accepted]", { hasText: "Email Delivered" });
   await early.first().waitFor();
-  await page.locator("tbody tr[data-kind=accepted]", { hasText: "Email Delivered" })
+  await page.locator("#rows tr[data-kind=accepted]", { hasText: "Email Delivered" })
     .locator("td.status", { hasText: "delivered (HTTP 200)" }).first().waitFor();
   console.log("READY");
 
   await waitFor("SENT");
   // Live: an accepted event that gets delivered, a rejected one with its reason and Spec suggestion, an identify.
-  const opened = page.locator("tbody tr[data-kind=accepted]", { hasText: "Email Opened" }).first();
+  const opened = page.locator("#rows tr[data-kind=accepted]", { hasText: "Email Opened" }).first();
   await opened.locator("td.status", { hasText: "delivered (HTTP 200)" }).waitFor();
-  const rejected = page.locator("tbody tr[data-kind=rejected]", { hasText: "email open" }).first();
+  const rejected = page.locator("#rows tr[data-kind=rejected]", { hasText: "email open" }).first();
   await rejected.waitFor();
   const rejectedText = await rejected.innerText();
   check(rejectedText.includes("INVALID_ARGUMENT"), `rejected row lacks its code: ${rejectedText}`);
   check(rejectedText.includes('looks like the Spec event "Email Opened"'), `rejected row lacks its reason: ${rejectedText}`);
   check(rejectedText.includes("Spec suggestion: Email Opened"), `rejected row lacks the suggestion: ${rejectedText}`);
-  await page.locator("tbody tr[data-kind=batch]", { hasText: "HTTP 200" }).first().waitFor();
-  await page.locator("tbody tr[data-kind=accepted]", { hasText: "identify" }).first().waitFor();
+  await page.locator("#rows tr[data-kind=batch]", { hasText: "HTTP 200" }).first().waitFor();
+  await page.locator("#rows tr[data-kind=accepted]", { hasText: "identify" }).first().waitFor();
 
   // Newest first.
-  const ids = await page.$$eval("tbody tr", (rows) => rows.map((row) => Number(row.dataset.id)));
+  const ids = await page.$$eval("#rows tr", (rows) => rows.map((row) => Number(row.dataset.id)));
   check(ids.length >= 6, `expected at least 6 rows, got ${ids.length}`);
   check(ids.every((id, i) => i === 0 || ids[i - 1] > id), `rows are not newest first: ${ids}`);
 
   // Filters: type, name, write key hash.
-  const visible = () => page.$$eval("tbody tr:not([hidden])", (rows) => rows.map((row) => row.innerText));
+  const visible = () => page.$$eval("#rows tr:not([hidden])", (rows) => rows.map((row) => row.innerText));
   await page.selectOption("#f-type", "identify");
   let shown = await visible();
   check(shown.length >= 1 && shown.every((text) => text.includes("identify")), `type filter failed: ${shown}`);
