@@ -110,8 +110,8 @@ async def wait_metric(port: int, prefix: str, needle: str, timeout: float) -> st
 
 
 def fill(path: Path) -> None:
-    """Write zeros to ``path`` until the disk is full."""
-    with path.open("wb") as filler, contextlib.suppress(OSError):
+    """Write zeros to ``path`` until the disk is full (a disk the spool already filled fails at the open: full too)."""
+    with contextlib.suppress(OSError), path.open("wb") as filler:
         chunk = b"\0" * 65536
         while True:
             filler.write(chunk)
@@ -133,6 +133,8 @@ async def test_a_full_disk_under_the_spool_pauses_delivery_and_it_resumes_after(
             "SIDECAR_ENDPOINT_US": collector.url,
             "SIDECAR_ENDPOINT_EU": collector.url,
             "SIDECAR_SPOOL_DIR": str(tiny_disk / "spool"),
+            # The spool's bound fits the volume, so that the filler below, not the spool, is what fills it.
+            "SIDECAR_SPOOL_MAX_BYTES": "8MiB",
             "SIDECAR_LOG_LEVEL": "info",
             "SIDECAR_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
         },
@@ -156,7 +158,7 @@ async def test_a_full_disk_under_the_spool_pauses_delivery_and_it_resumes_after(
                 await pb_grpc.SidecarServiceStub(channel).Flush(pb.FlushRequest(), timeout=2)
         assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert time.monotonic() - started < 4
-        (tiny_disk / "filler").unlink()
+        (tiny_disk / "filler").unlink(missing_ok=True)
         await wait_delivered(collector, traffic.acknowledged, timeout=60)
         await wait_health(process.address, health_pb2.HealthCheckResponse.SERVING, timeout=15)
         async with grpc.aio.insecure_channel(process.address) as channel:
