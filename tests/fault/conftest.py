@@ -60,6 +60,8 @@ class Traffic:
     write_keys: list[str]
     batch_size: int = 50
     acknowledged: set[str] = field(default_factory=set)
+    unanswered: set[str] = field(default_factory=set)
+    """Ids of calls that failed (a killed sidecar): each may or may not have been spooled before it died."""
     refused_calls: int = 0
     _ids: Iterator[int] = field(default_factory=itertools.count)
 
@@ -89,6 +91,7 @@ class Traffic:
             reply = await stub.Batch(request, timeout=5)
         except grpc.aio.AioRpcError:
             self.refused_calls += 1
+            self.unanswered.update(event.track.message_id for event in request.events)
             return
         self.acknowledged.update(r.message_id for r in reply.results if r.WhichOneof("result") == "message_id")
 

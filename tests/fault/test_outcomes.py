@@ -129,7 +129,9 @@ async def test_one_final_record_per_event_across_watcher_kills_and_a_sidecar_sig
     assert len(set(cursors)) == len(cursors), "a record came twice"
     finals = _finals(records)
     counts = Counter(r.message_id for r in finals)
-    assert set(counts) == acknowledged
+    # Every acknowledged event has its final record; so may events of a Batch the SIGKILL cut off before its answer
+    # (spooled, then killed before replying: at least once), and nothing else.
+    assert acknowledged <= set(counts) <= acknowledged | traffic.unanswered
     assert max(counts.values()) == 1, [m for m, c in counts.items() if c > 1][:5]
     for record in finals:
         if record.message_id in rejected:
