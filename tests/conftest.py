@@ -12,7 +12,7 @@ import pytest
 
 from sidecar.collector.server import Collector
 from tests.fleet.redis_server import RedisServer, running_redis
-from tests.support.harness import Collectors, SidecarUnderTest, start_sidecar
+from tests.support.harness import TEST_ENV, Collectors, SidecarProcess, SidecarUnderTest, free_port, start_sidecar
 
 
 @pytest.fixture
@@ -61,6 +61,27 @@ async def sidecar_factory(collectors: Collectors, tmp_path: Path) -> AsyncIterat
 async def sidecar(sidecar_factory: SidecarFactory) -> SidecarUnderTest:
     """One sidecar with test timings (flush interval 100 ms)."""
     return await sidecar_factory()
+
+
+@pytest.fixture
+async def ready_process(collector: Collector, tmp_path: Path) -> AsyncIterator[SidecarProcess]:
+    """A ready sidecar process (its own interpreter) delivering to the collector, on its defaults otherwise."""
+    running = SidecarProcess(
+        env={
+            **TEST_ENV,
+            "SIDECAR_ENDPOINT_US": collector.url,
+            "SIDECAR_ENDPOINT_EU": collector.url,
+            "SIDECAR_SPOOL_DIR": str(tmp_path / "spool"),
+        },
+        port=free_port(),
+        log_path=tmp_path / "sidecar.log",
+    )
+    running.start()
+    try:
+        await running.wait_ready()
+        yield running
+    finally:
+        running.ensure_stopped()
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -21,7 +20,7 @@ import pytest
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.collector.server import Collector
-from tests.support.harness import TEST_ENV, SidecarProcess, free_port
+from tests.support.harness import SidecarProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python" / "src"))
 from segment_sidecar_client import AsyncClient
@@ -32,31 +31,10 @@ KEY = "wk-burst"
 DOCUMENTED_OVERLOAD = {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE}
 
 
-@pytest.fixture
-async def process(collector: Collector, tmp_path: Path) -> AsyncIterator[SidecarProcess]:
-    """A ready sidecar process delivering to the collector, with the default call limit."""
-    running = SidecarProcess(
-        env={
-            **TEST_ENV,
-            "SIDECAR_ENDPOINT_US": collector.url,
-            "SIDECAR_ENDPOINT_EU": collector.url,
-            "SIDECAR_SPOOL_DIR": str(tmp_path / "spool"),
-        },
-        port=free_port(),
-        log_path=tmp_path / "sidecar.log",
-    )
-    running.start()
-    try:
-        await running.wait_ready()
-        yield running
-    finally:
-        running.ensure_stopped()
-
-
-async def test_a_burst_on_one_channel_is_never_answered_cancelled(process: SidecarProcess) -> None:
+async def test_a_burst_on_one_channel_is_never_answered_cancelled(ready_process: SidecarProcess) -> None:
     """2,000 concurrent raw Tracks on one channel: every answer is OK or a documented, retryable overload code
     (RESOURCE_EXHAUSTED or UNAVAILABLE), never CANCELLED (99dcdba: about a hundred CANCELLED)."""
-    async with grpc.aio.insecure_channel(process.address) as channel:
+    async with grpc.aio.insecure_channel(ready_process.address) as channel:
         stub = pb_grpc.SidecarServiceStub(channel)
 
         async def one(i: int) -> grpc.StatusCode:
@@ -71,11 +49,11 @@ async def test_a_burst_on_one_channel_is_never_answered_cancelled(process: Sidec
 
 
 async def test_every_event_of_a_client_burst_is_acknowledged_once_and_delivered(
-    process: SidecarProcess, collector: Collector
+    ready_process: SidecarProcess, collector: Collector
 ) -> None:
     """3,000 concurrent ``track()`` calls on one AsyncClient: all acknowledged, each message id once, and all 3,000
     arrive at the collector (99dcdba: 541 raised SidecarError(CANCELLED) and were never delivered)."""
-    async with AsyncClient(process.address, write_key=KEY) as client:
+    async with AsyncClient(ready_process.address, write_key=KEY) as client:
         acks = await asyncio.gather(
             *(client.track(user_id=f"u{i}", event="Burst", properties={"i": i}) for i in range(3000))
         )

@@ -12,13 +12,12 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from sidecar.collector.server import Collector
-from tests.support.harness import TEST_ENV, SidecarProcess, free_port
+from tests.support.harness import SidecarProcess
 
 pytestmark = pytest.mark.slow
 
@@ -34,29 +33,8 @@ def readme_block(name: str) -> str:
     return found.group(1)
 
 
-@pytest.fixture
-async def process(collector: Collector, tmp_path: Path) -> AsyncIterator[SidecarProcess]:
-    """A ready sidecar process delivering to the collector."""
-    running = SidecarProcess(
-        env={
-            **TEST_ENV,
-            "SIDECAR_ENDPOINT_US": collector.url,
-            "SIDECAR_ENDPOINT_EU": collector.url,
-            "SIDECAR_SPOOL_DIR": str(tmp_path / "spool"),
-        },
-        port=free_port(),
-        log_path=tmp_path / "sidecar.log",
-    )
-    running.start()
-    try:
-        await running.wait_ready()
-        yield running
-    finally:
-        running.ensure_stopped()
-
-
 async def test_the_go_readme_example_builds_and_runs_in_a_fresh_module(
-    process: SidecarProcess, collector: Collector, tmp_path: Path
+    ready_process: SidecarProcess, collector: Collector, tmp_path: Path
 ) -> None:
     """A module made of the README's go.mod (checkout path filled in) and main.go, outside the repository, builds
     and runs with the README's commands; its three events (a Track, then a Batch of two) reach the collector.
@@ -77,7 +55,7 @@ async def test_the_go_readme_example_builds_and_runs_in_a_fresh_module(
     result = subprocess.run(
         ["sh", "-ec", commands],
         cwd=service,
-        env={**os.environ, "SIDECAR_ADDRESS": process.address, "GOFLAGS": "-mod=mod"},
+        env={**os.environ, "SIDECAR_ADDRESS": ready_process.address, "GOFLAGS": "-mod=mod"},
         capture_output=True,
         text=True,
         timeout=300,
