@@ -11,6 +11,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from tests.support.harness import python_module_with_ctrl_c
+
 
 def test_demo_shows_distinct_whole_ids_and_cleans_up(tmp_path: Path) -> None:
     """The demo exits 0; each accepted call prints a whole UUID, all different, and each arrives under that id; the
@@ -41,7 +43,7 @@ def test_keep_running_keeps_the_debugger_page_alive_until_ctrl_c(tmp_path: Path)
     temp = tmp_path / "tmp"
     temp.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "demo", "--pause", "0", "--keep-running"],
+        python_module_with_ctrl_c("sidecar", "demo", "--pause", "0", "--keep-running"),
         env={**os.environ, "TMPDIR": str(temp)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -22,6 +22,17 @@ from sidecar.app import Sidecar
 from sidecar.collector.server import Collector
 from sidecar.config import load
 
+CTRL_C_REACHES_PYTHON = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+"""The start of a ``python -c`` child that a test stops with SIGINT: a shell's background job (``make test`` runs its
+checks so) starts with SIGINT ignored, a child inherits that, and Python leaves an ignored SIGINT ignored."""
+
+
+def python_module_with_ctrl_c(module: str, *args: str) -> list[str]:
+    """The command line of ``python -m module args`` whose SIGINT raises KeyboardInterrupt however it was started."""
+    run = f"import runpy; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    return [sys.executable, "-c", CTRL_C_REACHES_PYTHON + run, *args]
+
+
 TEST_ENV = {
     "SIDECAR_FLUSH_INTERVAL": "100ms",
     "SIDECAR_INTEGRATION_NAME": "acme-mail",

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from sidecar.collector.cli import main
+from tests.support.harness import CTRL_C_REACHES_PYTHON
 
-RUNNER = "import sys; from sidecar.collector.cli import main; sys.exit(main(sys.argv[1:]))"
+RUNNER = CTRL_C_REACHES_PYTHON + "import sys; from sidecar.collector.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 @pytest.fixture
