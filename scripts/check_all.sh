@@ -3,7 +3,7 @@
 # each took, so one run shows everything that needs fixing.
 #
 # Two phases, to stay within five minutes on two cores:
-# 1. A pool of three jobs at a time: the three pytest groups, the clients' tests, lint, the documented commands.
+# 1. A pool of three jobs at a time: four pytest groups, the clients' tests, lint, the documented commands.
 #    Much of the suite waits on real processes and clocks rather than computing, so three jobs overlap on two cores
 #    instead of adding up. The longest job starts first; the others take a slot as one frees.
 # 2. The fleet suites, in two halves at once and with nothing else running: they measure the cap per wall-clock
@@ -55,11 +55,20 @@ start() {  # start NAME COMMAND...: run a job in the background, its output to i
   local name=$1
   shift
   jobs_started=$((jobs_started + 1))
-  "$@" </dev/null >"$scratch/job-$jobs_started.log" 2>&1 &
+  # `times` in the job's own shell: the CPU its processes used (all the ones it waited for), for the summary.
+  ("$@"; status=$?; times >"$scratch/job-$jobs_started.cpu"; exit $status) </dev/null >"$scratch/job-$jobs_started.log" 2>&1 &
   job_name[$!]=$name
   job_log[$!]=$scratch/job-$jobs_started.log
   job_started[$!]=$SECONDS
   echo "   started: $name"
+}
+
+cpu_seconds() {  # cpu_seconds FILE: user + system seconds of the children, from the second line `times` wrote
+  awk 'NR == 2 {
+    total = 0
+    for (i = 1; i <= 2; i++) { split($i, part, "m"); total += part[1] * 60 + part[2] }
+    printf "%d s", total
+  }' "$1" 2>/dev/null
 }
 
 finish_one() {  # wait for any job to end; print its output; remember a failure
@@ -69,7 +78,7 @@ finish_one() {  # wait for any job to end; print its output; remember a failure
   local name=${job_name[$pid]} took=$((SECONDS - ${job_started[$pid]}))
   echo "== $name ($took s, exit $status)"
   cat "${job_log[$pid]}"
-  summary+=("$(printf '%4d s  %s' "$took" "$name")")
+  summary+=("$(printf '%4d s  %5s  %s' "$took" "$(cpu_seconds "${job_log[$pid]%.log}.cpu")" "$name")")
   if [ "$status" -ne 0 ]; then failed+=("$name"); fi
   unset "job_started[$pid]"
 }
@@ -96,8 +105,9 @@ run_pool() {  # run_pool SLOTS: run the queued jobs (QUEUE, "name|command" lines
 FLEET_TIERS=(tests/fleet/test_tiers.py tests/fleet/test_outcome_tiers.py)
 
 QUEUE=(
-  "'pytest: not slow' pytest_in quick -m 'not slow' --ignore=tests/fleet"
+  "'pytest: not slow, integration and the rest' pytest_in quick -m 'not slow' --ignore=tests/unit --ignore=tests/fleet"
   "'pytest: slow, fault' pytest_in fault -m slow tests/fault"
+  "'pytest: not slow, unit' pytest_in unit -m 'not slow' tests/unit"
   "'pytest: slow, the rest' pytest_in slow -m slow --ignore=tests/fault --ignore=tests/fleet"
   "'clients' scripts/test_clients.sh"
   "'lint' lint"
@@ -115,7 +125,7 @@ run_pool 2
 
 trap - INT TERM
 rm -rf "$scratch"
-echo "== times (wall clock, whole run $SECONDS s)"
+echo "== times: wall clock, CPU (user + system), check; the whole run took $SECONDS s"
 printf '%s\n' "${summary[@]}"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}" >&2
