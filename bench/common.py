@@ -123,6 +123,7 @@ def sidecar(
     profile: Path | None = None,
     grace: float = 0.5,
     switch_interval: float | None = None,
+    root: Path = ROOT,
 ) -> Iterator[Server]:
     """A sidecar process (bench/serve.py) on a free port with a fresh spool folder; stopped on exit.
 
@@ -145,7 +146,7 @@ def sidecar(
             "SIDECAR_METRICS_LISTEN": "off",
             **(env or {}),
         }
-        command = [sys.executable, str(ROOT / "bench" / "serve.py"), "--loop", loop]
+        command = [sys.executable, str(root / "bench" / "serve.py"), "--loop", loop]
         if profile is not None:
             command += ["--profile", str(profile)]
         if switch_interval:

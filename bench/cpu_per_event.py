@@ -18,6 +18,10 @@ for the same events sent three ways: ``Track`` calls (8 in flight), ``Batch`` ca
 the sidecar has one, the HTTP intake (analytics-python pointed at it). Each sidecar uses its defaults (disk spool)
 and delivers to the local collector; its figure runs until the sidecar's Flush returned, so delivery is counted.
 
+With ``--base DIR`` (a checkout of an earlier commit: ``git worktree add DIR <commit>``), the Python client and the
+sidecar sides run a second time from that tree, as ``python@base``, ``sidecar-track@base`` and ``sidecar-http@base``,
+alternating with this tree's within each round: a before/after in one run.
+
 Rounds alternate the sides (``--rounds``, 3 by default) and the table gives each side's median, with the ratios to
 analytics-python computed within each round and then their median: the machine is shared, and absolute
 microseconds move with its load (the load average is printed with the figures).
@@ -86,7 +90,7 @@ def user_id(index: int) -> str:
 # Partners in Python (spawned processes; each puts (cpu_seconds, events) on ``out``)
 
 
-def _partner_analytics_python(host: str, events: int, out: Any) -> None:
+def _partner_analytics_python(host: str, events: int, out: Any, client_src: str | None = None) -> None:
     """segment-analytics-python as a partner embeds it: track, flush."""
     import logging  # noqa: PLC0415
 
@@ -102,8 +106,10 @@ def _partner_analytics_python(host: str, events: int, out: Any) -> None:
     client.shutdown()
 
 
-def _partner_python_client(address: str, events: int, out: Any) -> None:
+def _partner_python_client(address: str, events: int, out: Any, client_src: str | None = None) -> None:
     """This project's Python client with its Batcher: add every event, flush the batcher."""
+    if client_src is not None:
+        sys.path.insert(0, client_src)
     from segment_sidecar_client import Batcher, Client, Track  # noqa: PLC0415
 
     with Client(address, write_key=WRITE_KEY) as client:
@@ -115,8 +121,10 @@ def _partner_python_client(address: str, events: int, out: Any) -> None:
         out.put((cpu_seconds() - started, events))
 
 
-def _partner_python_track(address: str, events: int, out: Any) -> None:
+def _partner_python_track(address: str, events: int, out: Any, client_src: str | None = None) -> None:
     """Track calls, 8 in flight, from an AsyncClient (the sidecar's per-call path)."""
+    if client_src is not None:
+        sys.path.insert(0, client_src)
     import asyncio  # noqa: PLC0415
 
     from segment_sidecar_client import AsyncClient, Track  # noqa: PLC0415
@@ -136,11 +144,14 @@ def _partner_python_track(address: str, events: int, out: Any) -> None:
     asyncio.run(run())
 
 
-def run_python_partner(target: Callable[[str, int, Any], None], where: str, events: int) -> float:
+def run_python_partner(
+    target: Callable[[str, int, Any, str | None], None], where: str, events: int, tree: Path = ROOT
+) -> float:
     """Run one Python partner in a spawned process; its CPU seconds."""
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    process = context.Process(target=target, args=(where, events, out))
+    client_src = None if tree == ROOT else str(tree / "clients" / "python" / "src")
+    process = context.Process(target=target, args=(where, events, out, client_src))
     process.start()
     deadline = time.monotonic() + PARTNER_TIMEOUT
     while True:
@@ -258,7 +269,9 @@ def run_external(partner: ExternalPartner, address: str, events: int) -> float:
 
 
 @contextlib.contextmanager
-def measured_sidecar(collector: CollectorProcess, http: bool = False) -> Iterator[tuple[str, int, str | None]]:
+def measured_sidecar(
+    collector: CollectorProcess, http: bool = False, tree: Path = ROOT
+) -> Iterator[tuple[str, int, str | None]]:
     """A sidecar on its defaults delivering to ``collector``: (gRPC address, pid, HTTP intake URL or None)."""
     env = {"SIDECAR_ENDPOINT_US": collector.url, "SIDECAR_ENDPOINT_EU": collector.url}
     http_url = None
@@ -268,7 +281,7 @@ def measured_sidecar(collector: CollectorProcess, http: bool = False) -> Iterato
         port = free_port()
         env["SIDECAR_HTTP_LISTEN"] = f"127.0.0.1:{port}"
         http_url = f"http://127.0.0.1:{port}"
-    with sidecar(env) as server:
+    with sidecar(env, root=tree) as server:
         yield server.address, server.pid, http_url
 
 
@@ -298,22 +311,25 @@ class Cell:
     sidecar: float | None
 
 
-def measure(side: str, events: int, externals: dict[str, ExternalPartner]) -> Cell:
-    """Run one side once against a fresh collector (and sidecar, where the side has one)."""
+def measure(side: str, events: int, externals: dict[str, ExternalPartner], base: Path | None = None) -> Cell:
+    """Run one side once against a fresh collector (and sidecar, where the side has one); ``side@base`` runs the
+    side's Python client and sidecar from the ``base`` tree."""
+    side, _, variant = side.partition("@")
+    tree = base if variant == "base" and base is not None else ROOT
     collector = CollectorProcess()
     collector.start()
     try:
         if side == "analytics-python":
             return Cell(run_python_partner(_partner_analytics_python, collector.url, events), None)
-        with measured_sidecar(collector, http=side == "sidecar-http") as (address, pid, http_url):
+        with measured_sidecar(collector, http=side == "sidecar-http", tree=tree) as (address, pid, http_url):
             before = process_cpu_seconds(pid)
             if side == "sidecar-http":
                 assert http_url is not None
                 partner = run_python_partner(_partner_analytics_python, http_url, events)
             elif side == "sidecar-track":
-                partner = run_python_partner(_partner_python_track, address, events)
+                partner = run_python_partner(_partner_python_track, address, events, tree)
             elif side == "python":
-                partner = run_python_partner(_partner_python_client, address, events)
+                partner = run_python_partner(_partner_python_client, address, events, tree)
             else:
                 partner = run_external(externals[side], address, events)
             flush_sidecar(address)
@@ -333,6 +349,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sides", default="", help="comma-separated subset of the sides")
+    parser.add_argument("--base", type=Path, help="a checkout of an earlier commit: its client and sidecar run too")
     args = parser.parse_args()
     events, rounds = (3_000, 1) if args.quick else (args.events, args.rounds)
 
@@ -354,6 +371,8 @@ def main() -> None:
                 skipped[partner.name] = problem
                 sides.remove(partner.name)
 
+    if args.base is not None:
+        sides += [f"{side}@base" for side in sides if side in ("python", "sidecar-track", "sidecar-http")]
     print(machine())
     print(f"{events:,} track events of ~300 B (10 properties), one write key; {rounds} round(s), sides alternated")
     results: dict[str, list[Cell]] = {side: [] for side in sides}
@@ -362,7 +381,7 @@ def main() -> None:
         order = sides[round_number % len(sides) :] + sides[: round_number % len(sides)]
         for side in order:
             loads.append(os.getloadavg()[0])
-            results[side].append(measure(side, events, externals))
+            results[side].append(measure(side, events, externals, args.base))
             cell = results[side][-1]
             print(f"  round {round_number + 1} {side}: partner {cell.partner} s, sidecar {cell.sidecar} s", flush=True)
     print(f"load average (1 min) during the run: {min(loads):.1f} to {max(loads):.1f}")
@@ -385,7 +404,7 @@ def report(results: dict[str, list[Cell]], events: int) -> str:
         own = [per_event_us(cell.sidecar, events) for cell in cells]
         ratio = ""
         total_ratio = ""
-        if library and side in CLIENT_SIDES:
+        if library and side.partition("@")[0] in CLIENT_SIDES:
             ratios = [
                 (cell.partner or 0.0) / lib.partner for cell, lib in zip(cells, library, strict=False) if lib.partner
             ]
