@@ -74,7 +74,7 @@ def assert_same_message(got: Any, want: Any) -> None:
 @pytest.mark.parametrize("event", EVERY_FIELD + MINIMAL, ids=lambda e: type(e).__name__)
 def test_each_call_type_encodes_to_the_bytes_of_the_old_path(event: Event) -> None:
     """For every call type, with every field or with the fewest, the entry is what the message path serialised."""
-    message_id, entry = Encoder()(event, "wk", "eu")
+    message_id, entry = Encoder().encode(event, "wk", "eu")
     want = old_path(event, "wk", "eu")
     assert message_id == event.message_id
     got = decoded([entry]).events[0]
@@ -109,7 +109,7 @@ def test_each_call_type_encodes_to_the_bytes_of_the_old_path(event: Event) -> No
 )
 def test_structs_dataclasses_timestamps_and_empty_objects_decode_the_same(event: Event) -> None:
     """Struct fields, dataclass objects, empty objects and every timestamp form decode to the old path's message."""
-    _, entry = Encoder()(event, "wk", None)
+    _, entry = Encoder().encode(event, "wk", None)
     want = old_path(event, "wk", None)
     got = decoded([entry]).events[0]
     assert_same_message(getattr(got, got.WhichOneof("event")), getattr(want, want.WhichOneof("event")))
@@ -118,7 +118,7 @@ def test_structs_dataclasses_timestamps_and_empty_objects_decode_the_same(event:
 def test_a_batch_is_the_concatenation_of_its_entries() -> None:
     """Entries of mixed types, joined, are the serialised BatchRequest of the old path's messages, in order."""
     encoder = Encoder()
-    entries = [encoder(event, "wk", None)[1] for event in EVERY_FIELD + MINIMAL]
+    entries = [encoder.encode(event, "wk", None)[1] for event in EVERY_FIELD + MINIMAL]
     want = sidecar_pb2.BatchRequest(events=[old_path(event, "wk", None) for event in EVERY_FIELD + MINIMAL])
     assert decoded(entries) == want
     assert b"".join(entries) == want.SerializeToString()
@@ -127,7 +127,7 @@ def test_a_batch_is_the_concatenation_of_its_entries() -> None:
 def test_a_prepared_request_has_the_same_entry() -> None:
     """``entry_of`` (for ``batch_requests``) gives the encoder's bytes for the same event."""
     for event in EVERY_FIELD:
-        assert entry_of(to_request(event, "wk", "us")) == Encoder()(event, "wk", "us")[1]
+        assert entry_of(to_request(event, "wk", "us")) == Encoder().encode(event, "wk", "us")[1]
 
 
 def test_event_write_key_and_region_win_and_heads_do_not_mix() -> None:
@@ -140,7 +140,7 @@ def test_event_write_key_and_region_win_and_heads_do_not_mix() -> None:
             (Track(user_id="u", event="E", region="eu"), "default", sidecar_pb2.REGION_EU),
             (Track(user_id="u", event="E", write_key="own", region=Region.US), "own", sidecar_pb2.REGION_US),
         ]:
-            track = decoded([encoder(event, "default", None)[1]]).events[0].track
+            track = decoded([encoder.encode(event, "default", None)[1]]).events[0].track
             assert (track.write_key, track.region) == (key, region)
 
 
@@ -151,7 +151,7 @@ def test_threads_sharing_an_encoder_keep_their_write_keys() -> None:
 
     def produce(key: str) -> None:
         for _ in range(2000):
-            if decoded([encoder(Track(user_id="u", event="E"), key, None)[1]]).events[0].track.write_key != key:
+            if decoded([encoder.encode(Track(user_id="u", event="E"), key, None)[1]]).events[0].track.write_key != key:
                 wrong.append(key)
 
     threads = [threading.Thread(target=produce, args=(f"key-{n}",)) for n in range(4)]
@@ -165,8 +165,8 @@ def test_threads_sharing_an_encoder_keep_their_write_keys() -> None:
 def test_new_message_ids_are_made_and_returned() -> None:
     """An event without a message id gets a fresh one, returned with its entry and written in it."""
     encoder = Encoder()
-    first, entry = encoder(Track(user_id="u", event="E"), "wk", None)
-    second, _ = encoder(Track(user_id="u", event="E"), "wk", None)
+    first, entry = encoder.encode(Track(user_id="u", event="E"), "wk", None)
+    second, _ = encoder.encode(Track(user_id="u", event="E"), "wk", None)
     assert first != second
     assert decoded([entry]).events[0].track.message_id == first
 
@@ -188,7 +188,7 @@ def test_unsendable_events_raise_like_the_old_path(
 ) -> None:
     """An event that cannot be sent raises the same kind of error as ``to_request`` did, at once."""
     with pytest.raises(error, match=match):
-        Encoder()(event, write_key, None)
+        Encoder().encode(event, write_key, None)
     with pytest.raises(error):
         to_request(dataclasses.replace(event, message_id="m"), write_key, None)
 

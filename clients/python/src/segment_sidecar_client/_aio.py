@@ -148,7 +148,8 @@ class AsyncClient:
         """The request message for ``event``: the client's write key and region filled in, a message id made.
 
         Raises ValueError or TypeError at once for an event that cannot be sent (no write key, an object that is not
-        JSON). The batching helpers prepare each event when it is queued, so such errors reach the producer.
+        JSON). The batching helpers encode each event when it is queued, with the same checks, so such errors reach
+        the producer.
         """
         return to_request(with_message_id(event), self.write_key, self.region)
 
@@ -162,7 +163,7 @@ class AsyncClient:
 
         Raises ValueError or TypeError at once for an event that cannot be sent, as :meth:`prepare` does.
         """
-        return self._encoder(event, self.write_key, self.region)
+        return self._encoder.encode(event, self.write_key, self.region)
 
     async def _send_entries(self, entries: list[bytes], timeout: float | None = None) -> sidecar_pb2.BatchResponse:
         """One ``Batch`` call whose body is the given entries, retried as any call; the sidecar's response."""

@@ -45,7 +45,11 @@ from segment_sidecar_client._proto import sidecar_pb2
 _LENGTH_DELIMITED = 2
 _VARINT = 0
 _SMALL = tuple(bytes((n,)) for n in range(128))
-"""The varints of 0 to 127: one byte each (most lengths on the hot path)."""
+"""The varints of 0 to 127: one byte each."""
+_REMEMBERED = 1 << 14
+_VARINTS: dict[int, bytes] = dict(enumerate(_SMALL))
+"""Varints below 16,384 (one or two bytes) as they are first made: a dictionary lookup costs a quarter of making one,
+and the encoder writes three or more lengths per event."""
 
 # How a field after the common ones is encoded.
 _STRING = 0
@@ -58,17 +62,20 @@ _NOTHING: Any = object()
 
 
 def varint(value: int) -> bytes:
-    """A non-negative integer as a protobuf base-128 varint."""
-    if value < 128:
-        return _SMALL[value]
-    if value < 16384:
-        return bytes((value & 0x7F | 0x80, value >> 7))
+    """A non-negative integer as a protobuf base-128 varint (remembered, for the lengths the encoder writes)."""
+    known = _VARINTS.get(value)
+    if known is not None:
+        return known
     out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    rest = value
+    while rest > 0x7F:
+        out.append(rest & 0x7F | 0x80)
+        rest >>= 7
+    out.append(rest)
+    data = bytes(out)
+    if value < _REMEMBERED:
+        _VARINTS[value] = data
+    return data
 
 
 def _key(field: Any) -> bytes:
@@ -167,8 +174,8 @@ def _timestamp_and_objects(event: Event, parts: list[bytes]) -> None:
 class Encoder:
     """Events to ``BatchRequest`` entries (see the module docstring); thread-safe.
 
-    Calling it with an event and the client's default write key and region returns the event's message id (its own,
-    or a new UUIDv7) and its entry bytes. It raises ValueError for an event without a write key or with an unknown
+    :meth:`encode`, given an event and the client's default write key and region, returns the event's message id (its
+    own, or a new UUIDv7) and its entry bytes. It raises ValueError for an event without a write key or with an unknown
     region, and TypeError for an object that is not JSON or a string field that is not a string, as ``to_request``
     does.
     """
@@ -192,10 +199,10 @@ class Encoder:
         self._last = (write_key, region, cached)
         return cached
 
-    def __call__(self, event: Event, write_key: str | None, region: Region | str | None) -> tuple[str, bytes]:
+    def encode(self, event: Event, write_key: str | None, region: Region | str | None) -> tuple[str, bytes]:
         """The event's message id and its entry bytes."""
         # Written out rather than looped over for the common fields: this runs once per event, and a loop over
-        # field tables costs a third more. Lengths below 128 take the one-byte varint inline.
+        # field tables costs a third more. Lengths are looked up inline (a call costs as much as the lookup).
         member, own_fields = _LAYOUTS[type(event)]
         if event.write_key is not None:
             write_key = event.write_key
@@ -204,17 +211,17 @@ class Encoder:
         last = self._last
         prefix = last[2] if last[0] is write_key and last[1] is region else self._head(write_key, region)
         message_id = event.message_id or self._new_id()
-        small = _SMALL
+        lengths = _VARINTS
         parts = [prefix]
         try:
             if event.user_id:
                 data = event.user_id.encode()
-                parts += (_USER_ID, small[size] if (size := len(data)) < 128 else varint(size), data)
+                parts += (_USER_ID, lengths.get(len(data)) or varint(len(data)), data)
             if event.anonymous_id:
                 data = event.anonymous_id.encode()
-                parts += (_ANONYMOUS_ID, small[size] if (size := len(data)) < 128 else varint(size), data)
+                parts += (_ANONYMOUS_ID, lengths.get(len(data)) or varint(len(data)), data)
             data = message_id.encode()
-            parts += (_MESSAGE_ID, small[size] if (size := len(data)) < 128 else varint(size), data)
+            parts += (_MESSAGE_ID, lengths.get(len(data)) or varint(len(data)), data)
             if event.timestamp is not None or event.context is not None or event.integrations is not None:
                 _timestamp_and_objects(event, parts)
             for name, how, key, struct_key in own_fields:
@@ -222,21 +229,20 @@ class Encoder:
                 if how == _STRING:
                     if value:
                         data = value.encode()
-                        parts += (key, small[size] if (size := len(data)) < 128 else varint(size), data)
+                        parts += (key, lengths.get(len(data)) or varint(len(data)), data)
                 elif value is not None:
                     if isinstance(value, struct_pb2.Struct):
                         data = value.SerializeToString()
                         parts += (struct_key, varint(len(data)), data)
                     else:
                         data = to_json_bytes(value)
-                        parts += (key, varint(len(data)), data)
+                        parts += (key, lengths.get(len(data)) or varint(len(data)), data)
         except AttributeError as exc:  # str.encode of a value that is not a string
             raise TypeError(f"{type(event).__name__}: a string field holds something else ({exc})") from None
         request = b"".join(parts)
-        length = varint(len(request))
-        return message_id, b"".join(
-            (_ENTRY_KEY, varint(len(member) + len(length) + len(request)), member, length, request)
-        )
+        length = lengths.get(len(request)) or varint(len(request))
+        size = len(member) + len(length) + len(request)
+        return message_id, b"".join((_ENTRY_KEY, lengths.get(size) or varint(size), member, length, request))
 
 
 def entry_of(request: Any) -> bytes:
