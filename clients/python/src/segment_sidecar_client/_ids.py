@@ -1,10 +1,10 @@
 """Message ids: UUIDv7 (RFC 9562), made cheaply in pure Python.
 
-An id is ``tttttttt-tttt-7aaa-Vbbb-bbbbbbbbbbbb``: 48 bits of Unix milliseconds (``t``), the version ``7``, 12
-random bits drawn once per millisecond (``a``), then the variant ``V`` (``8``, ``9``, ``a`` or ``b``: two fixed bits)
-and 62 random bits drawn per id (``b``). Ids are unique across processes and restarts (the chance that two of a
-million ids made in one millisecond collide is about 1e-7), sort by the millisecond they were made in (not within
-it), and parse as UUIDs everywhere; the sidecar makes the same kind for events that arrive without one.
+An id is ``tttttttt-tttt-7aaa-Vbbb-bbbbbbbbbbbb``: 48 bits of Unix milliseconds (``t``), the version ``7``, 12 bits
+drawn once per millisecond from ``random`` (``a``), then the variant ``V`` (``8``, ``9``, ``a`` or ``b``: two fixed
+bits) and 62 random bits from ``os.urandom`` per id (``b``). Ids are unique across processes and restarts (the chance
+that two of a million ids made in one millisecond collide is about 1e-7), sort by the millisecond they were made in
+(not within it), and parse as UUIDs everywhere; the sidecar makes the same kind for events that arrive without one.
 
 Why not ``str(uuid.uuid4())``: it costs several microseconds (a ``UUID`` object, a system call for 16 random bytes,
 formatting), which was the largest part of the client's CPU per queued event. Here the random parts of 256 ids come
@@ -18,6 +18,7 @@ same ones (an id made twice would be de-duplicated by Segment: one event lost).
 from __future__ import annotations
 
 import os
+import random
 import time
 
 _BATCH = 256
@@ -53,7 +54,7 @@ class MessageIds:
         clock = self._clock
         if clock[0] != now:
             digits = f"{now:012x}"
-            random_a = int.from_bytes(os.urandom(2), "big") & 0xFFF
+            random_a = random.getrandbits(12)  # no system call per millisecond; re-seeded after fork
             clock = self._clock = (now, f"{digits[:8]}-{digits[8:]}-7{random_a:03x}-")
         try:
             return clock[1] + self._parts.pop()
