@@ -9,13 +9,14 @@ A ``Batch`` call's body is a ``BatchRequest``; on the wire (protobuf's encoding,
 
 ``member`` is the key of the oneof member (track = 1 ... alias = 6) and ``key`` is ``number << 3 | 2`` as a varint.
 So :class:`Encoder` turns an event into its ``entry`` bytes when the batcher queues it, and a batch leaves as
-``b"".join(entries)`` through a stub whose request serializer is the identity: nothing is built or encoded twice,
+``b"".join(entries)`` through a stub without request serializer: nothing is built or encoded twice,
 and no protobuf message exists per event. The bytes are those ``to_request`` and ``SerializeToString`` give (the
 tests compare them for every call type and field); strings travel as UTF-8, objects as the ``*_json`` bytes of their
 JSON (or as the ``Struct`` field for a ``google.protobuf.Struct``), a timestamp as its ``Timestamp`` message.
 
 The field layout of each request comes from the generated descriptors, so a field added to the proto and to the
-event's dataclass is encoded without a change here; a field of a type this module does not know fails at import.
+event's dataclass is encoded without a change here (a proto field the dataclass lacks is never sent, as before); a
+field of a type this module does not know fails at import.
 """
 
 from __future__ import annotations
@@ -125,8 +126,8 @@ def _own_fields(event_class: type, request_class: Any) -> tuple[Field, ...]:
         name = field.name
         if name in _COMMON or name.endswith("_json"):
             continue
-        if name not in names:
-            raise TypeError(f"{descriptor.full_name}.{name}: {event_class.__name__} has no such field")
+        if name not in names:  # a field the Python event does not offer yet is never set, as in to_request
+            continue
         if field.type == FieldDescriptor.TYPE_STRING:
             fields.append((name, _STRING, _key(field), b""))
         elif field.message_type is not None and field.message_type.full_name == "google.protobuf.Struct":
