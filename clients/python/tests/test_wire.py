@@ -14,7 +14,7 @@ from google.protobuf.internal import encoder as protobuf_encoder
 from segment_sidecar_client import Alias, Event, Group, Identify, Page, Region, Screen, Track, to_struct
 from segment_sidecar_client._events import to_batch_event, to_request
 from segment_sidecar_client._proto import sidecar_pb2
-from segment_sidecar_client._wire import Encoder, entry_of, varint
+from segment_sidecar_client._wire import Encoder, _own_fields, entry_of, varint
 
 
 @dataclasses.dataclass
@@ -197,3 +197,20 @@ def test_unsendable_events_raise_like_the_old_path(
 def test_varint_is_protobufs(value: int) -> None:
     """Lengths are written as protobuf's own encoder writes them, at every size boundary."""
     assert varint(value) == protobuf_encoder._VarintBytes(value)
+
+
+def test_layouts_skip_fields_the_event_lacks_and_refuse_unknown_types() -> None:
+    """A proto field the Python event does not have is left out; a field of a type with no encoding fails early."""
+
+    @dataclasses.dataclass
+    class OnlyProperties:
+        properties: Any = None
+
+    assert [name for name, *_ in _own_fields(OnlyProperties, sidecar_pb2.TrackRequest)] == ["properties"]
+
+    @dataclasses.dataclass
+    class WithANumber:
+        segment_status: int = 0
+
+    with pytest.raises(TypeError, match="segment_status"):
+        _own_fields(WithANumber, sidecar_pb2.Outcome)
