@@ -132,6 +132,7 @@ def _direct_init(cls: type[_E]) -> type[_E]:
     namespace: dict[str, Any] = dict(defaults)
     exec(source, namespace)  # noqa: S102 - code generated from the class's own field names, as dataclass does
     init = namespace["__init__"]
+    init.__module__ = cls.__module__
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__annotations__ = dict(cls.__init__.__annotations__)
     init.__doc__ = cls.__init__.__doc__
