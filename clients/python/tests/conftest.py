@@ -75,6 +75,8 @@ class ScriptedSidecar(sidecar_pb2_grpc.SidecarServiceServicer):
     """When set, every watch connection fails with it at once (OUT_OF_RANGE...)."""
     key_pages: list[list[str]] = field(default_factory=list)
     """The fingerprints ``ListWriteKeys`` answers, page by page (the page token is the next page's index)."""
+    batch_counts: bool = False
+    """Whether ``Batch`` fills the response's ``accepted`` and ``rejected`` counters, as the sidecar does."""
 
     async def _answer(self, method: str, request: Any, context: grpc.aio.ServicerContext, response: Any) -> Any:
         self.seen.append((method, request, time.monotonic()))
@@ -108,7 +110,11 @@ class ScriptedSidecar(sidecar_pb2_grpc.SidecarServiceServicer):
                 results.append(sidecar_pb2.BatchResult(rejected=rejection))
             else:
                 results.append(sidecar_pb2.BatchResult(message_id=inner.message_id))
-        return await self._answer("Batch", request, context, sidecar_pb2.BatchResponse(results=results))
+        response = sidecar_pb2.BatchResponse(results=results)
+        if self.batch_counts:
+            response.rejected = sum(1 for result in results if result.HasField("rejected"))
+            response.accepted = len(results) - response.rejected
+        return await self._answer("Batch", request, context, response)
 
     async def Flush(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         """Answer a flush with zero counters."""

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 import pytest
 from conftest import Failure, Running
 
 from segment_sidecar_client import (
+    Alias,
     AsyncBatcher,
     AsyncClient,
     Batcher,
     BatchResult,
     Client,
     Event,
+    Group,
+    Identify,
     SidecarError,
     Track,
 )
+from segment_sidecar_client._events import to_batch_event, to_request
 
 
 def batch_sizes(running: Running) -> list[int]:
@@ -134,3 +141,137 @@ async def test_add_waits_while_the_queue_is_full(scripted: Running) -> None:
         await asyncio.gather(*(batcher.add(Track(user_id="u", event=f"E{i}")) for i in range(7)))
     assert sum(batch_sizes(scripted)) == 7
     assert all(size <= 2 for size in batch_sizes(scripted))
+
+
+def run_sync(scripted: Running, body: Callable[[Client], None]) -> None:
+    """Run ``body`` with a blocking client in a thread (the scripted server lives on this test's event loop)."""
+
+    def run() -> None:
+        with Client(scripted.address, write_key="wk") as client:
+            body(client)
+
+    return asyncio.to_thread(run)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("counters", [True, False], ids=["counters", "no-counters"])
+async def test_default_handler_logs_each_rejection_once(
+    scripted: Running, counters: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default on_result logs the rejected events only, with their ids, whether or not the counters are filled."""
+    scripted.sidecar.batch_counts = counters
+    ids: list[str] = []
+
+    def body(client: Client) -> None:
+        with Batcher(client, max_events=50) as batcher:
+            for i in range(120):
+                ids.append(batcher.add(Track(user_id="u", event="Bad Event" if i in {3, 77} else "Good")))
+            batcher.flush()
+
+    with caplog.at_level(logging.WARNING, logger="segment_sidecar_client"):
+        await run_sync(scripted, body)
+    rejected = [record.getMessage() for record in caplog.records if "rejected" in record.getMessage()]
+    assert len(rejected) == 2
+    assert f"message_id={ids[3]}" in rejected[0]
+    assert f"message_id={ids[77]}" in rejected[1]
+
+
+async def test_handlers_get_events_with_their_message_ids(scripted: Running) -> None:
+    """on_result and on_error receive each event with the message id add() returned and the sidecar saw."""
+    seen: list[tuple[Event, BatchResult]] = []
+    failed: list[Event] = []
+    ids: list[str] = []
+
+    def body(client: Client) -> None:
+        with Batcher(
+            client,
+            on_result=lambda event, result: seen.append((event, result)),
+            on_error=lambda events, _error: failed.extend(events),
+        ) as batcher:
+            ids.append(batcher.add(Track(user_id="u", event="Good")))
+            ids.append(batcher.add(Track(user_id="u", event="Bad Event", message_id="mine")))
+            batcher.flush()
+            scripted.sidecar.failures = [Failure(grpc.StatusCode.INVALID_ARGUMENT, "whole batch refused")]
+            ids.append(batcher.add(Track(user_id="u", event="Lost")))
+            batcher.flush()
+
+    await run_sync(scripted, body)
+    assert ids[1] == "mine"
+    assert [(event.message_id, result.message_id, result.ok) for event, result in seen] == [
+        (ids[0], ids[0], True),
+        ("mine", "mine", False),
+    ]
+    assert [event.message_id for event in failed] == [ids[2]]
+    assert [(event.event, event.user_id) for event, _ in seen] == [("Good", "u"), ("Bad Event", "u")]
+
+
+async def test_sync_batcher_sends_after_max_delay(scripted: Running) -> None:
+    """A lone event leaves the thread-based batcher once it has waited max_delay, without a flush."""
+    elapsed: list[float] = []
+
+    def body(client: Client) -> None:
+        with Batcher(client, max_delay=0.2) as batcher:
+            started = time.monotonic()
+            batcher.add(Track(user_id="u", event="E"))
+            while not batch_sizes(scripted) and time.monotonic() - started < 5:
+                time.sleep(0.01)
+            elapsed.append(time.monotonic() - started)
+
+    await run_sync(scripted, body)
+    assert batch_sizes(scripted) == [1]
+    assert 0.15 <= elapsed[0] < 5
+
+
+async def test_sync_add_blocks_while_the_queue_is_full(scripted: Running) -> None:
+    """With max_queue=2, producers on several threads all get through, in batches of at most two."""
+
+    def body(client: Client) -> None:
+        with Batcher(client, max_events=2, max_queue=2, max_delay=30.0) as batcher:
+            threads = [
+                threading.Thread(target=lambda: [batcher.add(Track(user_id="u", event="E")) for _ in range(5)])
+                for _ in range(3)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+    await run_sync(scripted, body)
+    assert sum(batch_sizes(scripted)) == 15
+    assert all(size <= 2 for size in batch_sizes(scripted))
+
+
+async def test_batches_on_the_wire_are_the_messages_of_the_old_path(scripted: Running) -> None:
+    """What the server parses from the batcher's pre-encoded bodies equals the message path's requests, one by one."""
+    events = [
+        Track(user_id=f"u{i}", event="Email Opened", properties={"n": i, "s": "é"}, context={"ip": "x"})
+        for i in range(30)
+    ] + [Identify(user_id="u", traits={"plan": "pro"}, region="eu"), Alias(user_id="u", previous_id="p")]
+
+    def body(client: Client) -> None:
+        with Batcher(client, max_events=8) as batcher:
+            ids = [batcher.add(event) for event in events]
+            batcher.flush()
+        want = [
+            to_batch_event(to_request(dataclasses.replace(event, message_id=message_id), "wk", None))
+            for event, message_id in zip(events, ids, strict=True)
+        ]
+        got = [event for method, request, _ in scripted.sidecar.seen if method == "Batch" for event in request.events]
+        assert got == want
+
+    await run_sync(scripted, body)
+    assert batch_sizes(scripted) == [8, 8, 8, 8]
+
+
+async def test_client_batch_and_batch_requests_send_the_same_events(scripted: Running) -> None:
+    """Client.batch (encoded events) and batch_requests (prepared messages) put the same events on the wire."""
+
+    def body(client: Client) -> None:
+        events = [Track(user_id="u", event="E", message_id="m1"), Group(user_id="u", group_id="g", message_id="m2")]
+        first = client.batch(events)
+        second = client.batch_requests([client.prepare(event) for event in events])
+        assert [r.message_id for r in first] == [r.message_id for r in second] == ["m1", "m2"]
+
+    await run_sync(scripted, body)
+    sent = [request for method, request, _ in scripted.sidecar.seen if method == "Batch"]
+    assert len(sent) == 2
+    assert sent[0] == sent[1]

@@ -51,7 +51,7 @@ def test_dataclass_properties_are_sent_as_json() -> None:
 
 
 def test_message_id_is_made_once_and_kept() -> None:
-    """An event without a message id gets a UUID4; one with an id keeps it."""
+    """An event without a message id gets a UUID (a UUIDv7); one with an id keeps it."""
     made = with_message_id(Track(user_id="u", event="E"))
     assert len(made.message_id) == 36
     assert with_message_id(made) is made

@@ -35,9 +35,9 @@ from segment_sidecar_client._events import (
     Rejection,
     Screen,
     Track,
-    new_message_id,
     to_struct,
 )
+from segment_sidecar_client._ids import new_message_id
 from segment_sidecar_client._outcomes import (
     MessageOutcome,
     MessageState,

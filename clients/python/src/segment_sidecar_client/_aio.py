@@ -28,7 +28,6 @@ from segment_sidecar_client._events import (
     batch_results,
     flush_result,
     kind,
-    to_batch_event,
     to_request,
     with_message_id,
 )
@@ -49,6 +48,7 @@ from segment_sidecar_client._outcomes import (
 from segment_sidecar_client._proto import sidecar_pb2, sidecar_pb2_grpc
 from segment_sidecar_client._retry import DEFAULT_FLUSH_TIMEOUT, DEFAULT_TIMEOUT, Attempts, RetryPolicy
 from segment_sidecar_client._status import translate
+from segment_sidecar_client._wire import Encoder, entry_of
 
 _METHOD = {
     "track": "Track",
@@ -90,6 +90,13 @@ class AsyncClient:
         self._owns_channel = channel is None
         self._channel = channel or grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = sidecar_pb2_grpc.SidecarServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        # Batch with a body of pre-encoded entries (_wire): no request serializer, the bytes go out as they are.
+        self._batch = self._channel.unary_unary(
+            "/segment.sidecar.v1.SidecarService/Batch",
+            request_serializer=None,
+            response_deserializer=sidecar_pb2.BatchResponse.FromString,
+        )
+        self._encoder = Encoder()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -105,10 +112,9 @@ class AsyncClient:
         if self._owns_channel:
             await self._channel.close(None)
 
-    async def _invoke(self, method: str, request: Any, timeout: float | None) -> Any:
-        """Call ``method``, retrying retryable failures until the deadline, and translate the final error."""
+    async def _invoke(self, call: Any, request: Any, timeout: float | None) -> Any:
+        """Call ``call`` (a method of the stub), retrying retryable failures until the deadline; translate the error."""
         attempts = Attempts(self.retry, self.timeout if timeout is None else timeout)
-        call = getattr(self._stub, method)
         while True:
             try:
                 return await call(request, timeout=attempts.start())
@@ -126,7 +132,7 @@ class AsyncClient:
         """Send one event of any type; returns its :class:`Ack` or raises a :class:`SidecarError`."""
         event = with_message_id(event)
         request = to_request(event, self.write_key, self.region)
-        return ack_of(await self._invoke(_METHOD[kind(event)], request, timeout))
+        return ack_of(await self._invoke(getattr(self._stub, _METHOD[kind(event)]), request, timeout))
 
     async def batch(self, events: Iterable[Event], *, timeout: float | None = None) -> list[BatchResult]:
         """Send events of mixed types in one call; one result per event, in order.
@@ -134,26 +140,40 @@ class AsyncClient:
         An invalid event is rejected alone (its result says why); a capacity or shutdown failure fails the whole
         call, which is retried whole with the same message ids.
         """
-        requests = [self.prepare(event) for event in events]
-        return await self.batch_requests(requests, timeout=timeout)
+        encoded = [self._encode(event) for event in events]
+        response = await self._send_entries([entry for _, entry in encoded], timeout)
+        return batch_results([message_id for message_id, _ in encoded], response)
 
     def prepare(self, event: Event) -> Any:
         """The request message for ``event``: the client's write key and region filled in, a message id made.
 
         Raises ValueError or TypeError at once for an event that cannot be sent (no write key, an object that is not
-        JSON). The batching helpers prepare each event when it is queued, so such errors reach the producer.
+        JSON). The batching helpers encode each event when it is queued, with the same checks, so such errors reach
+        the producer.
         """
         return to_request(with_message_id(event), self.write_key, self.region)
 
     async def batch_requests(self, requests: list[Any], *, timeout: float | None = None) -> list[BatchResult]:
         """Send prepared requests (:meth:`prepare`) in one ``Batch`` call; one result per request, in order."""
-        message = sidecar_pb2.BatchRequest(events=[to_batch_event(r) for r in requests])
-        return batch_results(requests, await self._invoke("Batch", message, timeout))
+        response = await self._send_entries([entry_of(r) for r in requests], timeout)
+        return batch_results([request.message_id for request in requests], response)
+
+    def _encode(self, event: Event) -> tuple[str, bytes]:
+        """The event's message id and its ``BatchRequest`` entry (``_wire``), for the batching helpers.
+
+        Raises ValueError or TypeError at once for an event that cannot be sent, as :meth:`prepare` does.
+        """
+        return self._encoder.encode(event, self.write_key, self.region)
+
+    async def _send_entries(self, entries: list[bytes], timeout: float | None = None) -> sidecar_pb2.BatchResponse:
+        """One ``Batch`` call whose body is the given entries, retried as any call; the sidecar's response."""
+        response: sidecar_pb2.BatchResponse = await self._invoke(self._batch, b"".join(entries), timeout)
+        return response
 
     async def flush(self, *, timeout: float | None = None) -> FlushResult:
         """Wait until the sidecar has delivered (or given up on) everything accepted before this call."""
         response = await self._invoke(
-            "Flush", sidecar_pb2.FlushRequest(), self.flush_timeout if timeout is None else timeout
+            self._stub.Flush, sidecar_pb2.FlushRequest(), self.flush_timeout if timeout is None else timeout
         )
         return flush_result(response)
 
@@ -312,7 +332,7 @@ class AsyncClient:
         request = sidecar_pb2.GetWriteKeyStatusRequest(
             write_key=key, region=f"REGION_{Region.parse(region if region is not None else self.region).value}"
         )
-        return status_of((await self._invoke("GetWriteKeyStatus", request, timeout)).status)
+        return status_of((await self._invoke(self._stub.GetWriteKeyStatus, request, timeout)).status)
 
     async def list_write_keys(
         self,
@@ -328,7 +348,7 @@ class AsyncClient:
             page_token=page_token,
             state=f"WRITE_KEY_STATE_{WriteKeyState.parse(state).value}",
         )
-        return page_of(await self._invoke("ListWriteKeys", request, timeout))
+        return page_of(await self._invoke(self._stub.ListWriteKeys, request, timeout))
 
     async def iter_write_keys(
         self, *, state: WriteKeyState | str | None = None, page_size: int = 0, timeout: float | None = None
@@ -348,7 +368,7 @@ class AsyncClient:
     ) -> MessageOutcome:
         """Where one event is: waiting, in flight, delivered, dead-lettered, expired, or unknown within the window."""
         request = sidecar_pb2.GetMessageOutcomeRequest(message_id=message_id, write_key=write_key)
-        return message_outcome_of(await self._invoke("GetMessageOutcome", request, timeout))
+        return message_outcome_of(await self._invoke(self._stub.GetMessageOutcome, request, timeout))
 
     async def watch_outcomes(
         self,

@@ -6,23 +6,32 @@ it), and an event that cannot be sent at all (no write key, properties that are 
 The outcome of each event goes to ``on_result`` (rejections are logged by default); a batch that fails as a whole,
 after the client's retries, goes to ``on_error`` (logged by default). ``max_queue`` bounds the events waiting:
 :meth:`add` blocks while the queue is full, pushing back on the producer instead of growing without bound.
+
+What an event costs the producer (the batcher's reason to exist is high volume): :meth:`add` encodes the event once,
+straight to the bytes of its entry in the ``Batch`` request (``_wire``), and queues them with the event and its id; a
+batch leaves as the concatenation of its entries. The sending side is woken only when it has something to do (the
+first event of a batch starts its ``max_delay`` timer, a full batch, a flush, close), not per event. Handlers get the
+events with their message ids filled in; the default ``on_result`` only looks at rejections, so for it the batcher
+builds no result for accepted events (the response's counters say when there is none to look for).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 
 from segment_sidecar_client._errors import SidecarError
-from segment_sidecar_client._events import BatchResult, Event, with_message_id
+from segment_sidecar_client._events import BatchResult, Event, all_accepted, batch_results, rejections
+from segment_sidecar_client._proto import sidecar_pb2
 
 if TYPE_CHECKING:
     from segment_sidecar_client._aio import AsyncClient
@@ -36,6 +45,8 @@ DEFAULT_MAX_QUEUE = 10_000
 
 ResultHandler = Callable[[Event, BatchResult], None]
 ErrorHandler = Callable[[list[Event], SidecarError], None]
+Queued = tuple[Event, str, bytes]
+"""A queued event: the event as given, its message id, its entry bytes."""
 
 
 def log_rejection(event: Event, result: BatchResult) -> None:
@@ -75,12 +86,15 @@ class Batcher:
         self._max_queue = max_queue
         self._on_result = on_result
         self._on_error = on_error
-        self._pending: list[tuple[Event, Any]] = []
+        self._pending: list[Queued] = []
         self._oldest = 0.0
         self._in_flight = 0
         self._flush_requests = 0
         self._closed = False
-        self._cond = threading.Condition()
+        # add() takes the bare lock (cheaper than the condition's context manager) and notifies only on a change the
+        # sender thread waits for.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._thread = threading.Thread(target=self._run, name="segment-sidecar-batcher", daemon=True)
         self._thread.start()
 
@@ -94,17 +108,24 @@ class Batcher:
 
     def add(self, event: Event) -> str:
         """Queue an event (blocking while the queue is full); returns its message id."""
-        event = with_message_id(event)
-        item = (event, self._client.prepare(event))
-        with self._cond:
+        message_id, entry = self._client._encode(event)
+        with self._lock:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
-            self._cond.wait_for(lambda: len(self._pending) < self._max_queue or self._closed)
-            if not self._pending:
+            pending = self._pending
+            if len(pending) >= self._max_queue:
+                self._cond.wait_for(self._has_room)
+            pending.append((event, message_id, entry))
+            queued = len(pending)
+            if queued == 1:
                 self._oldest = time.monotonic()
-            self._pending.append(item)
-            self._cond.notify_all()
-        return event.message_id
+                self._cond.notify_all()  # the sender starts the max_delay timer
+            elif queued == self._max_events:
+                self._cond.notify_all()  # a full batch is due
+        return message_id
+
+    def _has_room(self) -> bool:
+        return len(self._pending) < self._max_queue or self._closed
 
     def flush(self) -> None:
         """Send everything queued now and wait until it has been sent (the sidecar accepted or refused it)."""
@@ -121,7 +142,7 @@ class Batcher:
             self._cond.notify_all()
         self._thread.join()
 
-    def _take(self) -> list[tuple[Event, Any]] | None:
+    def _take(self) -> list[Queued] | None:
         """Wait for a batch to be due; None when closed and drained. Called with the lock held."""
         while True:
             if not self._pending:
@@ -158,19 +179,41 @@ def unexpected(exc: Exception) -> SidecarError:
     return SidecarError(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
 
 
-def send(client: Client, chunk: list[tuple[Event, Any]], on_result: ResultHandler, on_error: ErrorHandler) -> None:
+def with_id(event: Event, message_id: str) -> Event:
+    """The event as handlers see it: with the message id it was sent with (a copy, when it was made here)."""
+    return event if event.message_id == message_id else dataclasses.replace(event, message_id=message_id)
+
+
+def failed(chunk: list[Queued], error: SidecarError, on_error: ErrorHandler) -> None:
+    """Hand a batch that failed as a whole to ``on_error``."""
+    on_error([with_id(event, message_id) for event, message_id, _ in chunk], error)
+
+
+def report(chunk: list[Queued], response: sidecar_pb2.BatchResponse, on_result: ResultHandler) -> None:
+    """Hand each event's outcome to ``on_result``; to the default handler, which ignores the rest, only rejections."""
+    if on_result is log_rejection:
+        if all_accepted(len(chunk), response):
+            return
+        for index, result in rejections([message_id for _, message_id, _ in chunk], response):
+            event, message_id, _ = chunk[index]
+            log_rejection(with_id(event, message_id), result)
+        return
+    results = batch_results([message_id for _, message_id, _ in chunk], response)
+    for (event, message_id, _), result in zip(chunk, results, strict=False):
+        on_result(with_id(event, message_id), result)
+
+
+def send(client: Client, chunk: list[Queued], on_result: ResultHandler, on_error: ErrorHandler) -> None:
     """Send one batch with a blocking client and report each outcome; never raises, so the thread lives on."""
-    events = [event for event, _ in chunk]
     try:
-        results = client.batch_requests([request for _, request in chunk])
+        response = client._send_entries([entry for _, _, entry in chunk])
     except SidecarError as exc:
-        on_error(events, exc)
+        failed(chunk, exc, on_error)
         return
     except Exception as exc:  # noqa: BLE001 - the batching thread must survive anything and report it
-        on_error(events, unexpected(exc))
+        failed(chunk, unexpected(exc), on_error)
         return
-    for event, result in zip(events, results, strict=False):
-        on_result(event, result)
+    report(chunk, response, on_result)
 
 
 class AsyncBatcher:
@@ -194,7 +237,7 @@ class AsyncBatcher:
         self._max_queue = max_queue
         self._on_result = on_result
         self._on_error = on_error
-        self._pending: list[tuple[Event, Any]] = []
+        self._pending: list[Queued] = []
         self._oldest = 0.0
         self._flush_requests = 0
         self._closed = False
@@ -212,19 +255,26 @@ class AsyncBatcher:
 
     async def add(self, event: Event) -> str:
         """Queue an event (waiting while the queue is full); returns its message id."""
-        event = with_message_id(event)
-        item = (event, self._client.prepare(event))
+        message_id, entry = self._client._encode(event)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="segment-sidecar-batcher")
         async with self._cond:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
-            await self._cond.wait_for(lambda: len(self._pending) < self._max_queue or self._closed)
-            if not self._pending:
+            pending = self._pending
+            if len(pending) >= self._max_queue:
+                await self._cond.wait_for(self._has_room)
+            pending.append((event, message_id, entry))
+            queued = len(pending)
+            if queued == 1:
                 self._oldest = time.monotonic()
-            self._pending.append(item)
-            self._cond.notify_all()
-        return event.message_id
+                self._cond.notify_all()  # the sender starts the max_delay timer
+            elif queued == self._max_events:
+                self._cond.notify_all()  # a full batch is due
+        return message_id
+
+    def _has_room(self) -> bool:
+        return len(self._pending) < self._max_queue or self._closed
 
     async def flush(self) -> None:
         """Send everything queued now and wait until it has been sent."""
@@ -244,7 +294,7 @@ class AsyncBatcher:
         if self._task is not None:
             await self._task
 
-    async def _take(self) -> list[tuple[Event, Any]] | None:
+    async def _take(self) -> list[Queued] | None:
         """Wait for a batch to be due; None when closed and drained. Called with the lock held."""
         while True:
             if not self._pending:
@@ -270,17 +320,15 @@ class AsyncBatcher:
                 chunk = await self._take()
             if chunk is None:
                 return
-            events = [event for event, _ in chunk]
             try:
                 try:
-                    results = await self._client.batch_requests([request for _, request in chunk])
+                    response = await self._client._send_entries([entry for _, _, entry in chunk])
                 except SidecarError as exc:
-                    self._on_error(events, exc)
+                    failed(chunk, exc, self._on_error)
                 except Exception as exc:  # noqa: BLE001 - the batching task must survive anything and report it
-                    self._on_error(events, unexpected(exc))
+                    failed(chunk, unexpected(exc), self._on_error)
                 else:
-                    for event, result in zip(events, results, strict=False):
-                        self._on_result(event, result)
+                    report(chunk, response, self._on_result)
             finally:
                 async with self._cond:
                     self._in_flight = 0

@@ -29,7 +29,6 @@ from segment_sidecar_client._events import (
     batch_results,
     flush_result,
     kind,
-    to_batch_event,
     to_request,
     with_message_id,
 )
@@ -50,6 +49,7 @@ from segment_sidecar_client._outcomes import (
 from segment_sidecar_client._proto import sidecar_pb2, sidecar_pb2_grpc
 from segment_sidecar_client._retry import DEFAULT_FLUSH_TIMEOUT, DEFAULT_TIMEOUT, Attempts, RetryPolicy
 from segment_sidecar_client._status import translate
+from segment_sidecar_client._wire import Encoder, entry_of
 
 _METHOD = {
     "track": "Track",
@@ -91,6 +91,13 @@ class Client:
         self._owns_channel = channel is None
         self._channel = channel or grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = sidecar_pb2_grpc.SidecarServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        # Batch with a body of pre-encoded entries (_wire): no request serializer, the bytes go out as they are.
+        self._batch = self._channel.unary_unary(
+            "/segment.sidecar.v1.SidecarService/Batch",
+            request_serializer=None,
+            response_deserializer=sidecar_pb2.BatchResponse.FromString,
+        )
+        self._encoder = Encoder()
 
     def __enter__(self) -> Client:
         return self
@@ -106,10 +113,9 @@ class Client:
         if self._owns_channel:
             self._channel.close()
 
-    def _invoke(self, method: str, request: Any, timeout: float | None) -> Any:
-        """Call ``method``, retrying retryable failures until the deadline, and translate the final error."""
+    def _invoke(self, call: Any, request: Any, timeout: float | None) -> Any:
+        """Call ``call`` (a method of the stub), retrying retryable failures until the deadline; translate the error."""
         attempts = Attempts(self.retry, self.timeout if timeout is None else timeout)
-        call = getattr(self._stub, method)
         while True:
             try:
                 return call(request, timeout=attempts.start())
@@ -127,7 +133,7 @@ class Client:
         """Send one event of any type; returns its :class:`Ack` or raises a :class:`SidecarError`."""
         event = with_message_id(event)
         request = to_request(event, self.write_key, self.region)
-        return ack_of(self._invoke(_METHOD[kind(event)], request, timeout))
+        return ack_of(self._invoke(getattr(self._stub, _METHOD[kind(event)]), request, timeout))
 
     def batch(self, events: Iterable[Event], *, timeout: float | None = None) -> list[BatchResult]:
         """Send events of mixed types in one call; one result per event, in order.
@@ -135,25 +141,41 @@ class Client:
         An invalid event is rejected alone (its result says why); a capacity or shutdown failure fails the whole
         call, which is retried whole with the same message ids.
         """
-        requests = [self.prepare(event) for event in events]
-        return self.batch_requests(requests, timeout=timeout)
+        encoded = [self._encode(event) for event in events]
+        response = self._send_entries([entry for _, entry in encoded], timeout)
+        return batch_results([message_id for message_id, _ in encoded], response)
 
     def prepare(self, event: Event) -> Any:
         """The request message for ``event``: the client's write key and region filled in, a message id made.
 
         Raises ValueError or TypeError at once for an event that cannot be sent (no write key, an object that is not
-        JSON). The batching helpers prepare each event when it is queued, so such errors reach the producer.
+        JSON). The batching helpers encode each event when it is queued, with the same checks, so such errors reach
+        the producer.
         """
         return to_request(with_message_id(event), self.write_key, self.region)
 
     def batch_requests(self, requests: list[Any], *, timeout: float | None = None) -> list[BatchResult]:
         """Send prepared requests (:meth:`prepare`) in one ``Batch`` call; one result per request, in order."""
-        message = sidecar_pb2.BatchRequest(events=[to_batch_event(r) for r in requests])
-        return batch_results(requests, self._invoke("Batch", message, timeout))
+        response = self._send_entries([entry_of(r) for r in requests], timeout)
+        return batch_results([request.message_id for request in requests], response)
+
+    def _encode(self, event: Event) -> tuple[str, bytes]:
+        """The event's message id and its ``BatchRequest`` entry (``_wire``), for the batching helpers.
+
+        Raises ValueError or TypeError at once for an event that cannot be sent, as :meth:`prepare` does.
+        """
+        return self._encoder.encode(event, self.write_key, self.region)
+
+    def _send_entries(self, entries: list[bytes], timeout: float | None = None) -> sidecar_pb2.BatchResponse:
+        """One ``Batch`` call whose body is the given entries, retried as any call; the sidecar's response."""
+        response: sidecar_pb2.BatchResponse = self._invoke(self._batch, b"".join(entries), timeout)
+        return response
 
     def flush(self, *, timeout: float | None = None) -> FlushResult:
         """Wait until the sidecar has delivered (or given up on) everything accepted before this call."""
-        response = self._invoke("Flush", sidecar_pb2.FlushRequest(), self.flush_timeout if timeout is None else timeout)
+        response = self._invoke(
+            self._stub.Flush, sidecar_pb2.FlushRequest(), self.flush_timeout if timeout is None else timeout
+        )
         return flush_result(response)
 
     def track(
@@ -311,7 +333,7 @@ class Client:
         request = sidecar_pb2.GetWriteKeyStatusRequest(
             write_key=key, region=f"REGION_{Region.parse(region if region is not None else self.region).value}"
         )
-        return status_of((self._invoke("GetWriteKeyStatus", request, timeout)).status)
+        return status_of((self._invoke(self._stub.GetWriteKeyStatus, request, timeout)).status)
 
     def list_write_keys(
         self,
@@ -327,7 +349,7 @@ class Client:
             page_token=page_token,
             state=f"WRITE_KEY_STATE_{WriteKeyState.parse(state).value}",
         )
-        return page_of(self._invoke("ListWriteKeys", request, timeout))
+        return page_of(self._invoke(self._stub.ListWriteKeys, request, timeout))
 
     def iter_write_keys(
         self, *, state: WriteKeyState | str | None = None, page_size: int = 0, timeout: float | None = None
@@ -346,7 +368,7 @@ class Client:
     ) -> MessageOutcome:
         """Where one event is: waiting, in flight, delivered, dead-lettered, expired, or unknown within the window."""
         request = sidecar_pb2.GetMessageOutcomeRequest(message_id=message_id, write_key=write_key)
-        return message_outcome_of(self._invoke("GetMessageOutcome", request, timeout))
+        return message_outcome_of(self._invoke(self._stub.GetMessageOutcome, request, timeout))
 
     def watch_outcomes(
         self,
