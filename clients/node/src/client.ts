@@ -264,7 +264,7 @@ export class SidecarClient {
     return this.sendBatch(body, prepared.map((p) => p.messageId), options);
   }
 
-  /** Send a batch the Batcher or `batch` encoded; one result per event, in order. */
+  /** Send a batch the Batcher or `batch` encoded (EncodedBatch is internal to the package); one result per event. */
   batchEncoded(batch: EncodedBatch, options: CallOptions = {}): Promise<BatchResult[]> {
     return this.sendBatch(batch.body(), batch.messageIds, options);
   }
