@@ -4,10 +4,6 @@ import (
 	"context"
 	"sync"
 	"time"
-
-	"google.golang.org/protobuf/proto"
-
-	sidecarv1 "github.com/segment-sidecar/segment-sidecar/clients/go/gen/segment/sidecar/v1"
 )
 
 // BatcherOptions bounds a Batcher's batches in size and time. Zero values take the defaults.
@@ -43,10 +39,10 @@ type Batcher struct {
 	opts   BatcherOptions
 
 	mu       sync.Mutex
-	buf      []*sidecarv1.BatchEvent
-	ids      []string
-	bytes    int
-	gen      uint64 // counts cut batches, so a late timer does not cut a newer one
+	wire     []byte   // the buffered events, encoded as a BatchRequest
+	ids      []string // their message ids, one per event
+	lastSize int      // the previous batch's size in bytes, to size the next buffer once
+	gen      uint64   // counts cut batches, so a late timer does not cut a newer one
 	timer    *time.Timer
 	closed   bool
 	inflight sync.WaitGroup // Adds and Flushes between cutting a batch and queueing it
@@ -60,7 +56,7 @@ type Batcher struct {
 
 // pendingBatch is a cut batch on its way to the sender; done, when set, is closed once it has been sent.
 type pendingBatch struct {
-	req  *sidecarv1.BatchRequest
+	req  *encodedBatch
 	ids  []string
 	done chan struct{}
 }
@@ -93,24 +89,26 @@ func (c *Client) NewBatcher(opts BatcherOptions) *Batcher {
 // MaxPending batches behind, and then at most until ctx is done.
 func (b *Batcher) Add(ctx context.Context, e Event) (string, error) {
 	id := idFor(e)
-	be, err := e.toBatchEvent(id)
+	// Encoded once, here, outside the lock; the batch's bytes are these entries end to end.
+	entry, err := appendBatchEvent(nil, e, id)
 	if err != nil {
 		return id, err
 	}
-	size := proto.Size(be)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return id, errClosed
 	}
-	if len(b.buf) == 0 {
+	if len(b.ids) == 0 {
 		gen := b.gen
 		b.timer = time.AfterFunc(b.opts.MaxDelay, func() { b.onTimer(gen) })
+		// Sized like the previous batch, so a steady stream grows no buffer.
+		b.wire = make([]byte, 0, min(b.lastSize, b.opts.MaxBytes)+len(entry))
+		b.ids = make([]string, 0, b.opts.MaxEvents)
 	}
-	b.buf = append(b.buf, be)
+	b.wire = append(b.wire, entry...)
 	b.ids = append(b.ids, id)
-	b.bytes += size
-	if len(b.buf) < b.opts.MaxEvents && b.bytes < b.opts.MaxBytes {
+	if len(b.ids) < b.opts.MaxEvents && len(b.wire) < b.opts.MaxBytes {
 		b.mu.Unlock()
 		return id, nil
 	}
@@ -123,7 +121,7 @@ func (b *Batcher) Add(ctx context.Context, e Event) (string, error) {
 // onTimer cuts the batch whose first event started the timer, unless it was cut already.
 func (b *Batcher) onTimer(gen uint64) {
 	b.mu.Lock()
-	if b.gen != gen || len(b.buf) == 0 {
+	if b.gen != gen || len(b.ids) == 0 {
 		b.mu.Unlock()
 		return
 	}
@@ -137,10 +135,11 @@ func (b *Batcher) onTimer(gen uint64) {
 // Called with mu held.
 func (b *Batcher) cutLocked(done chan struct{}) pendingBatch {
 	p := pendingBatch{ids: b.ids, done: done}
-	if len(b.buf) > 0 {
-		p.req = &sidecarv1.BatchRequest{Events: b.buf}
+	if len(b.ids) > 0 {
+		p.req = &encodedBatch{wire: b.wire}
+		b.lastSize = len(b.wire)
 	}
-	b.buf, b.ids, b.bytes = nil, nil, 0
+	b.wire, b.ids = nil, nil
 	b.gen++
 	if b.timer != nil {
 		b.timer.Stop()
@@ -227,8 +226,13 @@ func (b *Batcher) send() {
 	defer b.stopSend()
 	for p := range b.queue {
 		if p.req != nil {
-			results, err := b.client.sendBatch(b.sendCtx, p.req, p.ids)
+			resp, err := b.client.sendBatch(b.sendCtx, p.req)
+			// The per-event results are built only for a caller who asked for them.
 			if b.opts.OnReport != nil {
+				var results []BatchResult
+				if err == nil {
+					results, err = batchResults(resp, p.ids)
+				}
 				b.opts.OnReport(BatchReport{MessageIDs: p.ids, Results: results, Err: err})
 			}
 		}

@@ -248,47 +248,52 @@ const MaxBatchEvents = 10000
 // not reject the others: its result carries an *InvalidEventError. The returned error is for the whole call (after
 // retries with the same message ids), such as UNAVAILABLE past the deadline.
 func (c *Client) Batch(ctx context.Context, events ...Event) ([]BatchResult, error) {
-	req, ids, err := batchRequest(events)
+	batch, ids, err := batchRequest(events)
 	if err != nil {
 		return nil, err
 	}
-	return c.sendBatch(ctx, req, ids)
+	resp, err := c.sendBatch(ctx, batch)
+	if err != nil {
+		return nil, err
+	}
+	return batchResults(resp, ids)
 }
 
-// batchRequest converts events, fixing a message id for each.
-func batchRequest(events []Event) (*sidecarv1.BatchRequest, []string, error) {
+// batchRequest encodes events, fixing a message id for each.
+func batchRequest(events []Event) (*encodedBatch, []string, error) {
 	if len(events) > MaxBatchEvents {
 		return nil, nil, fmt.Errorf("sidecar: %d events in one batch, at most %d", len(events), MaxBatchEvents)
 	}
-	req := &sidecarv1.BatchRequest{Events: make([]*sidecarv1.BatchEvent, len(events))}
+	var wire []byte
 	ids := make([]string, len(events))
 	for i, e := range events {
 		if e == nil {
 			return nil, nil, fmt.Errorf("sidecar: batch event %d is nil", i)
 		}
 		ids[i] = idFor(e)
-		be, err := e.toBatchEvent(ids[i])
-		if err != nil {
+		var err error
+		if wire, err = appendBatchEvent(wire, e, ids[i]); err != nil {
 			return nil, nil, fmt.Errorf("sidecar: batch event %d: %w", i, err)
 		}
-		req.Events[i] = be
 	}
-	return req, ids, nil
+	return &encodedBatch{wire: wire}, ids, nil
 }
 
-// sendBatch sends a prepared batch with the default deadline and retries, and maps its results.
-func (c *Client) sendBatch(ctx context.Context, req *sidecarv1.BatchRequest, ids []string) ([]BatchResult, error) {
+// sendBatch sends an encoded batch with the default deadline and retries.
+func (c *Client) sendBatch(ctx context.Context, batch *encodedBatch) (*sidecarv1.BatchResponse, error) {
 	ctx, cancel := withDefaultDeadline(ctx, c.timeout)
 	defer cancel()
 	var resp *sidecarv1.BatchResponse
 	err := c.withRetry(ctx, func(ctx context.Context, opts ...grpc.CallOption) error {
 		var err error
-		resp, err = c.stub.Batch(ctx, req, opts...)
+		resp, err = c.invokeBatch(ctx, batch, opts...)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
+	return resp, err
+}
+
+// batchResults maps a BatchResponse onto the events' message ids.
+func batchResults(resp *sidecarv1.BatchResponse, ids []string) ([]BatchResult, error) {
 	if len(resp.GetResults()) != len(ids) {
 		return nil, fmt.Errorf("sidecar: %d results for %d events", len(resp.GetResults()), len(ids))
 	}

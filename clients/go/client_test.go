@@ -7,6 +7,8 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,19 +17,31 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+var uuidV7 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // fastRetry keeps the tests' own backoff short, so that what they measure is the server's RetryInfo.
 var fastRetry = WithRetryPolicy(RetryPolicy{InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Multiplier: 2})
 
-// TestNewMessageIDIsARandomUUIDv4 checks the generated ids' format and that two ids differ.
-func TestNewMessageIDIsARandomUUIDv4(t *testing.T) {
-	a, b := newMessageID(), newMessageID()
-	if !uuidV4.MatchString(a) || !uuidV4.MatchString(b) {
-		t.Fatalf("not UUIDv4: %q %q", a, b)
+// TestNewMessageIDIsATimeOrderedUUIDv7 checks the generated ids' format, that their first 48 bits are the Unix
+// milliseconds of their making, and that ids differ, also across a refill of the buffered random bytes.
+func TestNewMessageIDIsATimeOrderedUUIDv7(t *testing.T) {
+	before := time.Now().UnixMilli()
+	seen := make(map[string]bool)
+	for range 3 * len(idRandom.buf) / idRandomBytes {
+		id := newMessageID()
+		if !uuidV7.MatchString(id) {
+			t.Fatalf("not UUIDv7: %q", id)
+		}
+		if seen[id] {
+			t.Fatalf("message id %q made twice", id)
+		}
+		seen[id] = true
 	}
-	if a == b {
-		t.Fatal("two message ids are equal")
+	id := newMessageID()
+	after := time.Now().UnixMilli()
+	ms, err := strconv.ParseInt(strings.ReplaceAll(id[:13], "-", ""), 16, 64)
+	if err != nil || ms < before || ms > after {
+		t.Fatalf("id %q carries %d ms, want within [%d, %d]", id, ms, before, after)
 	}
 }
 
@@ -45,8 +59,8 @@ func TestTrackRetriesUnavailableAndExhaustedWithTheSameMessageID(t *testing.T) {
 	if len(tracks) != 3 {
 		t.Fatalf("attempts = %d, want 3", len(tracks))
 	}
-	if !uuidV4.MatchString(res.MessageID) {
-		t.Fatalf("message id %q is not a UUIDv4", res.MessageID)
+	if !uuidV7.MatchString(res.MessageID) {
+		t.Fatalf("message id %q is not a UUIDv7", res.MessageID)
 	}
 	for i, r := range tracks {
 		if r.GetMessageId() != res.MessageID {

@@ -4,7 +4,7 @@
 // A Client makes one call per event; a Batcher groups events from many goroutines into Batch calls. Both:
 //   - take properties and traits as map[string]any or any json.Marshal-able struct (sent as JSON bytes, integers
 //     kept exact), or as a *structpb.Struct;
-//   - give every event a UUIDv4 message id on the client unless it has one, so a retried call is de-duplicated;
+//   - give every event a UUIDv7 message id on the client unless it has one, so a retried call is de-duplicated;
 //   - retry UNAVAILABLE, RESOURCE_EXHAUSTED and a CANCELLED they did not cause with the same message ids, at most
 //     5 attempts with full jitter, waiting at least what the sidecar's google.rpc.RetryInfo asks, never past the
 //     call's deadline (DefaultTimeout when the context has none): see RetryPolicy;

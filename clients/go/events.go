@@ -43,7 +43,7 @@ type Track struct {
 	Region       Region
 	UserID       string
 	AnonymousID  string
-	MessageID    string    // optional; the client generates a UUIDv4 when empty
+	MessageID    string    // optional; the client generates a UUIDv7 when empty
 	Timestamp    time.Time // optional; the sidecar uses the time it received the call when zero
 	Event        string    // the Spec event name, such as "Email Opened" (required)
 	Properties   any
@@ -138,6 +138,15 @@ func encodeObject(field string, value any) (object, error) {
 			return object{}, nil
 		}
 		return object{jsonBytes: v}, nil
+	}
+	if m, ok := value.(map[string]any); ok {
+		// Room for a typical property (a short key and value) each, so the buffer grows once at most.
+		if b, ok := appendJSONObject(make([]byte, 0, 2+48*len(m)), m); ok {
+			if m == nil {
+				return object{}, nil
+			}
+			return object{jsonBytes: b}, nil
+		}
 	}
 	b, err := json.Marshal(value)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 
@@ -34,6 +35,17 @@ func main() {
 	}
 	defer client.Close()
 	ctx := context.Background()
+	if path := os.Getenv("BENCH_CPUPROFILE"); path != "" {
+		// A pprof CPU profile of the measured part, for `go tool pprof` (bench/README.md); off in the benchmark.
+		f, err := os.Create(path)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	started := cpuSeconds()
 	batcher := client.NewBatcher(sidecar.BatcherOptions{MaxEvents: 1000})
 	for i := range events {

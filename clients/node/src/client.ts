@@ -5,7 +5,6 @@ import {
   type Ack,
   type AliasFields,
   type AnyRequest,
-  batchResults,
   type BatchResult,
   type EventType,
   type FlushResult,
@@ -15,7 +14,6 @@ import {
   type RegionName,
   type ScreenFields,
   type SidecarEvent,
-  toBatchEvent,
   toRegion,
   toRequest,
   type TrackFields,
@@ -39,6 +37,7 @@ import {
 import { Attempts, backoffMs, DEFAULT_FLUSH_TIMEOUT_MS, DEFAULT_RETRY, DEFAULT_TIMEOUT_MS, type RetryPolicy } from "./retry";
 import type { SidecarError } from "./errors";
 import { translate } from "./status";
+import { decodeBatchResults, EncodedBatch, encodeEntry } from "./wire";
 
 /** How to build a SidecarClient; every field is optional. */
 export interface SidecarClientOptions {
@@ -58,11 +57,35 @@ export interface SidecarClientOptions {
   credentials?: ChannelCredentials;
 }
 
-/** An event converted to its request message, ready for a Batch call (`SidecarClient.prepare`). */
+/**
+ * An event encoded for a Batch call, with its message id fixed (`SidecarClient.prepare`). `request` is the request
+ * message, decoded from `bytes` when first read.
+ */
 export interface PreparedEvent {
-  type: EventType;
-  request: AnyRequest;
+  readonly type: EventType;
+  readonly messageId: string;
+  /** The event as one entry of a BatchRequest's `events` field, in wire form. */
+  readonly bytes: Buffer;
+  readonly request: AnyRequest;
 }
+
+class Prepared implements PreparedEvent {
+  private decoded: AnyRequest | undefined;
+
+  constructor(
+    readonly type: EventType,
+    readonly messageId: string,
+    readonly bytes: Buffer,
+  ) {}
+
+  get request(): AnyRequest {
+    this.decoded ??= pb.BatchRequest.decode(this.bytes).events[0]![this.type] as AnyRequest;
+    return this.decoded;
+  }
+}
+
+const BATCH_PATH = "/segment.sidecar.v1.SidecarService/Batch";
+const asIs = (bytes: Buffer): Buffer => bytes;
 
 /** Options of one call. */
 export interface CallOptions {
@@ -215,33 +238,45 @@ export class SidecarClient {
    * a capacity or shutdown failure fails the whole call, which is retried whole with the same message ids.
    */
   batch(events: SidecarEvent[], options: CallOptions = {}): Promise<BatchResult[]> {
-    let prepared: PreparedEvent[];
+    const batch = new EncodedBatch();
     try {
-      prepared = events.map((event) => this.prepare(event));
+      for (const event of events) {
+        batch.add(event, this);
+      }
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.batchPrepared(prepared, options);
+    return this.batchEncoded(batch, options);
   }
 
   /**
-   * The request message for `event`: the client's write key and region filled in, a message id made. Throws at
-   * once for an event that cannot be sent (no write key, a bad region or timestamp); the Batcher prepares each event
-   * when it is queued, so such errors reach the producer.
+   * The event encoded for a Batch call: the client's write key and region filled in, a message id made. Throws at
+   * once for an event that cannot be sent (no write key, a bad region or timestamp).
    */
   prepare(event: SidecarEvent): PreparedEvent {
-    return { type: event.type, request: toRequest(withMessageId(event), this) };
+    const { messageId, bytes } = encodeEntry(event, this);
+    return new Prepared(event.type, messageId, bytes);
   }
 
   /** Send prepared events in one Batch call; one result per event, in order. */
-  async batchPrepared(prepared: PreparedEvent[], options: CallOptions = {}): Promise<BatchResult[]> {
-    const message: pb.BatchRequest = { events: prepared.map((p) => toBatchEvent(p.type, p.request)) };
-    const method = this.stub.batch as unknown as Unary<pb.BatchRequest, pb.BatchResponse>;
-    const response = await this.invoke(method, message, options.timeoutMs ?? this.timeoutMs);
-    return batchResults(
-      prepared.map((p) => p.request),
-      response,
-    );
+  batchPrepared(prepared: PreparedEvent[], options: CallOptions = {}): Promise<BatchResult[]> {
+    const body = Buffer.concat(prepared.map((p) => p.bytes));
+    return this.sendBatch(body, prepared.map((p) => p.messageId), options);
+  }
+
+  /** Send a batch the Batcher or `batch` encoded (EncodedBatch is internal to the package); one result per event. */
+  batchEncoded(batch: EncodedBatch, options: CallOptions = {}): Promise<BatchResult[]> {
+    return this.sendBatch(batch.body(), batch.messageIds, options);
+  }
+
+  /** One Batch call whose request is `body`, already encoded, and whose response is read in place. */
+  private async sendBatch(body: Buffer, messageIds: readonly string[], options: CallOptions): Promise<BatchResult[]> {
+    const method: Unary<Buffer, Buffer> = (request, metadata, callOptions, callback) =>
+      this.stub.makeUnaryRequest(BATCH_PATH, asIs, asIs, request, metadata, callOptions, (error, value) =>
+        callback(error, value!),
+      );
+    const response = await this.invoke(method, body, options.timeoutMs ?? this.timeoutMs);
+    return decodeBatchResults(response, messageIds);
   }
 
   /** Wait until the sidecar has delivered (or given up on) everything accepted before this call. */

@@ -154,7 +154,8 @@ export function toRegion(region: RegionName | undefined): pb.Region {
   }
 }
 
-function toDate(value: Date | string): Date {
+/** A Date from a Date or an RFC 3339 string; throws for anything else. */
+export function toDate(value: Date | string): Date {
   const date = value instanceof Date ? value : new Date(value);
   if (Number.isNaN(date.getTime())) {
     throw new TypeError(`invalid timestamp ${JSON.stringify(value)}: expected a Date or an RFC 3339 string`);
@@ -247,17 +248,4 @@ export function toBatchEvent(type: EventType, request: AnyRequest): pb.BatchEven
 /** Warnings of a response or a batch result. */
 export function warningsOf(message: { warnings: pb.Warning[] }): Warning[] {
   return message.warnings.map((w) => ({ code: w.code, field: w.field, message: w.message }));
-}
-
-/** One BatchResult per request, in order; a rejected event keeps the message id it was sent with. */
-export function batchResults(requests: AnyRequest[], response: pb.BatchResponse): BatchResult[] {
-  return response.results.map((result, index) => {
-    const messageId = requests[index]?.messageId ?? "";
-    if (result.rejected !== undefined) {
-      const { code, reason, fieldViolations } = result.rejected;
-      const violations = fieldViolations.map((v) => ({ field: v.field, description: v.description }));
-      return { ok: false, messageId, rejection: { code, reason, violations }, warnings: warningsOf(result) };
-    }
-    return { ok: true, messageId: result.messageId || messageId, warnings: warningsOf(result) };
-  });
 }

@@ -1,8 +1,6 @@
 package io.segmentsidecar.client;
 
-import io.segmentsidecar.v1.BatchEvent;
-import io.segmentsidecar.v1.BatchRequest;
-import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
@@ -20,6 +18,9 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * One thread sends, in order; when it falls {@code maxPending} batches behind, {@link #add} blocks (back-pressure)
  * rather than buffer without bound. {@link #close} sends what is left and stops the threads; it is safe to call
  * twice. Each call's outcome goes to {@link BatcherOptions#onReport}.
+ *
+ * <p>Each event is encoded once, in {@link #add}, into the bytes of the Batch call that will carry it; nothing is
+ * encoded again when the batch leaves or is retried, and per-event results are built only for an onReport.
  */
 public final class Batcher implements AutoCloseable {
   private final Core core;
@@ -28,11 +29,12 @@ public final class Batcher implements AutoCloseable {
   private final Thread sender;
   private final ScheduledExecutorService timer;
 
+  /** Each thread encodes its event here, outside the lock, then appends the bytes to the buffer under it. */
+  private static final ThreadLocal<WireBatch> SCRATCH = ThreadLocal.withInitial(() -> new WireBatch(1024, 1));
+
   /** Guards the buffer and its bookkeeping. */
   private final Object lock = new Object();
-  private List<BatchEvent> buffer = new ArrayList<>();
-  private List<String> ids = new ArrayList<>();
-  private long bytes;
+  private WireBatch buffer;
   private long generation;
   private ScheduledFuture<?> delayed;
   private boolean closed;
@@ -44,7 +46,7 @@ public final class Batcher implements AutoCloseable {
   private final ReentrantReadWriteLock queueing = new ReentrantReadWriteLock();
 
   /** A cut batch on its way to the sender; {@code request} is null for a flush marker, END for the end. */
-  private record Pending(BatchRequest request, List<String> ids, CompletableFuture<Void> done) {}
+  private record Pending(WireBatch request, List<String> ids, CompletableFuture<Void> done) {}
 
   private static final Pending END = new Pending(null, List.of(), null);
 
@@ -52,6 +54,7 @@ public final class Batcher implements AutoCloseable {
     this.core = core;
     this.options = options;
     this.queue = new ArrayBlockingQueue<>(options.maxPending() + 1);
+    this.buffer = new WireBatch(16 * 1024, options.maxEvents());
     this.timer = Executors.newSingleThreadScheduledExecutor(r -> daemon(r, "segment-sidecar-batcher-timer"));
     this.sender = daemon(this::send, "segment-sidecar-batcher");
     sender.start();
@@ -70,21 +73,20 @@ public final class Batcher implements AutoCloseable {
    * @throws CancellationException when interrupted while blocked (the thread's interrupt flag is set again)
    */
   public String add(Event event) {
-    String id = Requests.idFor(event);
-    BatchEvent be = Requests.batchEvent(event, id);
+    WireBatch one = SCRATCH.get();
+    one.clear();
+    String id = one.add(event);
     Pending cut;
     synchronized (lock) {
       if (closed) {
         throw new IllegalStateException("the batcher is closed");
       }
-      if (buffer.isEmpty()) {
+      if (buffer.count() == 0) {
         long gen = generation;
         delayed = timer.schedule(() -> onDelay(gen), options.maxDelay().toNanos(), TimeUnit.NANOSECONDS);
       }
-      buffer.add(be);
-      ids.add(id);
-      bytes += be.getSerializedSize();
-      if (buffer.size() < options.maxEvents() && bytes < options.maxBytes()) {
+      buffer.append(one);
+      if (buffer.count() < options.maxEvents() && buffer.size() < options.maxBytes()) {
         return id;
       }
       cut = cutLocked(null);
@@ -98,7 +100,7 @@ public final class Batcher implements AutoCloseable {
   private void onDelay(long gen) {
     Pending cut;
     synchronized (lock) {
-      if (generation != gen || buffer.isEmpty() || closed) {
+      if (generation != gen || buffer.count() == 0 || closed) {
         return;
       }
       cut = cutLocked(null);
@@ -109,11 +111,9 @@ public final class Batcher implements AutoCloseable {
 
   /** Takes the buffered events as one batch. Called holding {@code lock}. */
   private Pending cutLocked(CompletableFuture<Void> done) {
-    Pending p = new Pending(buffer.isEmpty() ? null : BatchRequest.newBuilder().addAllEvents(buffer).build(),
-        List.copyOf(ids), done);
-    buffer = new ArrayList<>();
-    ids = new ArrayList<>();
-    bytes = 0;
+    Pending p = new Pending(buffer.count() == 0 ? null : buffer, Collections.unmodifiableList(buffer.ids()), done);
+    // Sized like the batch just cut, so a steady stream grows no buffer.
+    buffer = new WireBatch(Math.min(buffer.size(), options.maxBytes()) + 1024, options.maxEvents());
     generation++;
     if (delayed != null) {
       delayed.cancel(false);
@@ -213,8 +213,8 @@ public final class Batcher implements AutoCloseable {
       if (p.request() != null) {
         BatchReport report;
         try {
-          var resp = core.call(null, core.options.timeout(), s -> s.batch(p.request()));
-          report = new BatchReport(p.ids(), Core.results(resp, p.ids()), null);
+          var resp = core.call(null, core.options.timeout(), s -> Core.batch(s, p.request()));
+          report = options.onReport() == null ? null : new BatchReport(p.ids(), Core.results(resp, p.ids()), null);
         } catch (RuntimeException e) {
           report = new BatchReport(p.ids(), null, e);
         }

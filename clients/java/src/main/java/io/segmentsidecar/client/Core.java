@@ -6,8 +6,8 @@ import io.grpc.Deadline;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.stub.ClientCalls;
 import io.grpc.stub.StreamObserver;
-import io.segmentsidecar.v1.BatchRequest;
 import io.segmentsidecar.v1.BatchResponse;
 import io.segmentsidecar.v1.FlushResponse;
 import io.segmentsidecar.v1.SidecarServiceGrpc;
@@ -190,27 +190,38 @@ final class Core implements AutoCloseable {
     return ex;
   }
 
-  /** A prepared Batch call: the request and the message id of each event. */
-  record PreparedBatch(BatchRequest request, List<String> ids) {}
-
-  /** Converts events into a Batch request, fixing a message id for each. */
-  static PreparedBatch prepare(List<? extends Event> events) {
+  /** Encodes events for a Batch call, fixing a message id for each. */
+  static WireBatch prepare(List<? extends Event> events) {
     if (events.size() > SidecarClient.MAX_BATCH_EVENTS) {
       throw new IllegalArgumentException(
           events.size() + " events in one batch, at most " + SidecarClient.MAX_BATCH_EVENTS);
     }
-    BatchRequest.Builder req = BatchRequest.newBuilder();
-    List<String> ids = new ArrayList<>(events.size());
+    WireBatch batch = new WireBatch(512 * events.size(), events.size());
     for (Event e : events) {
-      String id = Requests.idFor(e);
-      ids.add(id);
-      req.addEvents(Requests.batchEvent(e, id));
+      batch.add(e);
     }
-    return new PreparedBatch(req.build(), ids);
+    return batch;
   }
 
-  /** Maps a BatchResponse onto the events' ids. */
-  static List<BatchResult> results(BatchResponse resp, List<String> ids) {
+  /** One blocking Batch call, sending the batch's bytes as they are, with the stub's deadline and interceptors. */
+  static byte[] batch(SidecarServiceGrpc.SidecarServiceBlockingStub stub, WireBatch batch) {
+    return ClientCalls.blockingUnaryCall(stub.getChannel(), WireBatch.BATCH, stub.getCallOptions(), batch);
+  }
+
+  /** The asynchronous form of {@link #batch}. */
+  static void batch(SidecarServiceGrpc.SidecarServiceStub stub, WireBatch batch, StreamObserver<byte[]> o) {
+    ClientCalls.asyncUnaryCall(stub.getChannel().newCall(WireBatch.BATCH, stub.getCallOptions()), batch, o);
+  }
+
+  /** Parses a BatchResponse and maps it onto the events' ids. */
+  static List<BatchResult> results(byte[] bytes, List<String> ids) {
+    BatchResponse resp;
+    try {
+      resp = BatchResponse.parseFrom(bytes);
+    } catch (com.google.protobuf.InvalidProtocolBufferException ex) {
+      throw Status.INTERNAL.withDescription("the sidecar's BatchResponse does not parse: " + ex.getMessage())
+          .withCause(ex).asRuntimeException();
+    }
     if (resp.getResultsCount() != ids.size()) {
       throw Status.INTERNAL.withDescription(resp.getResultsCount() + " results for " + ids.size() + " events")
           .asRuntimeException();

@@ -1,8 +1,7 @@
 package io.segmentsidecar.client;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.google.protobuf.ByteString;
+import com.google.protobuf.UnsafeByteOperations;
 import com.google.protobuf.Struct;
 import com.google.protobuf.Timestamp;
 import io.segmentsidecar.v1.AliasRequest;
@@ -13,18 +12,15 @@ import io.segmentsidecar.v1.PageRequest;
 import io.segmentsidecar.v1.ScreenRequest;
 import io.segmentsidecar.v1.TrackRequest;
 import java.time.Instant;
-import java.util.UUID;
 
 /** Converts the wrapper's events into the generated request messages. */
 final class Requests {
-  private static final ObjectMapper JSON = new ObjectMapper();
-
   private Requests() {}
 
-  /** The event's own message id, or a new random UUID. */
+  /** The event's own message id, or a new UUIDv7. */
   static String idFor(Event e) {
     String id = e.messageId();
-    return id == null || id.isEmpty() ? UUID.randomUUID().toString() : id;
+    return id == null || id.isEmpty() ? MessageIds.next() : id;
   }
 
   /** An encoded object field: a Struct, JSON bytes, or neither. */
@@ -40,16 +36,8 @@ final class Requests {
     if (value instanceof Struct s) {
       return new ObjectField(s, null);
     }
-    byte[] bytes;
-    try {
-      bytes = JSON.writeValueAsBytes(value);
-    } catch (JsonProcessingException ex) {
-      throw new IllegalArgumentException(field + " cannot be serialised to JSON: " + ex.getMessage(), ex);
-    }
-    if (bytes.length == 0 || bytes[0] != '{') {
-      throw new IllegalArgumentException(field + " must serialise to a JSON object");
-    }
-    return new ObjectField(null, ByteString.copyFrom(bytes));
+    // The bytes are new and never changed: wrapping them spares a copy.
+    return new ObjectField(null, UnsafeByteOperations.unsafeWrap(JsonBytes.of(field, value)));
   }
 
   private static Timestamp timestamp(Instant t) {

@@ -111,9 +111,9 @@ public final class SidecarClient implements AutoCloseable {
    * same message ids).
    */
   public List<BatchResult> batch(List<? extends Event> events) {
-    Core.PreparedBatch p = Core.prepare(events);
-    var resp = core.call(null, core.options.timeout(), s -> s.batch(p.request()));
-    return Core.results(resp, p.ids());
+    WireBatch batch = Core.prepare(events);
+    var resp = core.call(null, core.options.timeout(), s -> Core.batch(s, batch));
+    return Core.results(resp, batch.ids());
   }
 
   /** Waits until every event the sidecar accepted before the call is delivered or given up on. */

@@ -2,7 +2,6 @@ package io.segmentsidecar.client;
 
 import io.grpc.Channel;
 import io.segmentsidecar.v1.AliasResponse;
-import io.segmentsidecar.v1.BatchResponse;
 import io.segmentsidecar.v1.FlushRequest;
 import io.segmentsidecar.v1.FlushResponse;
 import io.segmentsidecar.v1.GroupResponse;
@@ -92,9 +91,9 @@ public final class SidecarFutureClient implements AutoCloseable {
 
   /** Sends events of any type in one call; see {@link SidecarClient#batch}. */
   public CompletableFuture<List<BatchResult>> batch(List<? extends Event> events) {
-    Core.PreparedBatch p = Core.prepare(events);
-    return core.<BatchResponse>callAsync(null, core.options.timeout(), (s, o) -> s.batch(p.request(), o))
-        .thenApply(r -> Core.results(r, p.ids()));
+    WireBatch batch = Core.prepare(events);
+    return core.<byte[]>callAsync(null, core.options.timeout(), (s, o) -> Core.batch(s, batch, o))
+        .thenApply(r -> Core.results(r, batch.ids()));
   }
 
   /** Completes when every event the sidecar accepted before the call is delivered or given up on. */

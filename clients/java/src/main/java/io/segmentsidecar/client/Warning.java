@@ -10,6 +10,9 @@ package io.segmentsidecar.client;
 public record Warning(String code, String field, String message) {
 
   static java.util.List<Warning> fromProto(java.util.List<io.segmentsidecar.v1.Warning> ws) {
+    if (ws.isEmpty()) {
+      return java.util.List.of();
+    }
     return ws.stream().map(w -> new Warning(w.getCode(), w.getField(), w.getMessage())).toList();
   }
 }

@@ -56,7 +56,7 @@ class SidecarClientTest {
 
     List<TrackRequest> tracks = server.tracks();
     assertEquals(3, tracks.size());
-    assertEquals(4, UUID.fromString(result.messageId()).version());
+    assertEquals(7, UUID.fromString(result.messageId()).version());
     for (TrackRequest r : tracks) {
       assertEquals(result.messageId(), r.getMessageId());
     }
