@@ -260,16 +260,20 @@ class _Plan:
 _PLANS = {kind: _Plan(kind) for kind in CallType}
 
 
-def _within_limits(values: tuple[Any, ...], plan: _Plan) -> bool:
-    """Whether the strings and JSON bytes read are all far inside their limits, so :func:`check_limits` would find
-    nothing in them: the common case, settled by C-level counts."""
+def _read_within_limits(plan: _Plan, request: ProtoRequest) -> tuple[Any, ...] | None:
+    """The request's scalar values when the strings and JSON bytes among them are all far inside their limits, so
+    :func:`check_limits` would find nothing in them (the common case, settled by C-level counts); else None.
+
+    None rather than the values: the caller then runs :func:`check_limits`, and a refusal's traceback must not keep
+    a copy of an oversized value alive (refused inputs leave nothing behind)."""
+    values = plan.read(request)
     if max(map(len, values[: plan.strings])) > _MIN_STRING_LIMIT:
-        return False
+        return None
     for _, _, index in plan.objects:
         raw = values[index]
         if raw and (len(raw) > MAX_JSON_BYTES or raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH):
-            return False
-    return True
+            return None
+    return values
 
 
 def _read_objects(
@@ -314,12 +318,13 @@ def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, 
     every limit), so nothing below parses or copies an oversized value.
     """
     plan = _PLANS[call_type]
-    values = plan.read(request)
     has_field = request.HasField
     structs = [has_field(name) for name, _, _ in plan.objects]
     has_timestamp = has_field("timestamp")
-    if True in structs or has_timestamp or not _within_limits(values, plan):
+    values = None if True in structs or has_timestamp else _read_within_limits(plan, request)
+    if values is None:
         check_limits(call_type, request)
+        values = plan.read(request)
     fields: dict[str, Any] = {}
     parsed: dict[str, dict[str, Any]] = {}
     violations: list[FieldViolation] = []
