@@ -241,7 +241,7 @@ class _Plan:
     (``operator.attrgetter`` over the names), and each value's place in that tuple is precomputed, so the per-event
     path reads each field once and does no string work."""
 
-    __slots__ = ("context", "leading", "objects", "read", "strings", "trailing")
+    __slots__ = ("context", "leading", "objects", "read", "strings", "structs", "trailing")
 
     def __init__(self, call_type: CallType) -> None:
         names = [name for name, _ in _STRINGS[call_type]]
@@ -253,6 +253,7 @@ class _Plan:
         self.objects = tuple(
             (name, json_name, len(names) + index) for index, (name, json_name) in enumerate(_OBJECTS[call_type])
         )
+        self.structs = tuple(name for name, _, _ in self.objects)
         self.context = next(index for name, _, index in self.objects if name == "context")
         self.read = operator.attrgetter(*names, *(json_name for _, json_name in _OBJECTS[call_type]), "region")
 
@@ -267,12 +268,14 @@ def _read_within_limits(plan: _Plan, request: ProtoRequest) -> tuple[Any, ...] |
     None rather than the values: the caller then runs :func:`check_limits`, and a refusal's traceback must not keep
     a copy of an oversized value alive (refused inputs leave nothing behind)."""
     values = plan.read(request)
-    if max(map(len, values[: plan.strings])) > _MIN_STRING_LIMIT:
+    strings = plan.strings
+    if max(map(len, values[:strings])) > _MIN_STRING_LIMIT:
         return None
-    for _, _, index in plan.objects:
-        raw = values[index]
-        if raw and (len(raw) > MAX_JSON_BYTES or raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH):
-            return None
+    # The JSON bytes fields together: within the size and bracket bounds, each of them is (a text with more brackets
+    # than the depth bound may still be shallow enough; check_limits decides that exactly).
+    texts = b"".join(values[strings:-1])
+    if len(texts) > MAX_JSON_BYTES or texts.count(b"{") + texts.count(b"[") > MAX_JSON_DEPTH:
+        return None
     return values
 
 
@@ -319,7 +322,7 @@ def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, 
     """
     plan = _PLANS[call_type]
     has_field = request.HasField
-    structs = [has_field(name) for name, _, _ in plan.objects]
+    structs = list(map(has_field, plan.structs))
     has_timestamp = has_field("timestamp")
     values = None if True in structs or has_timestamp else _read_within_limits(plan, request)
     if values is None:
