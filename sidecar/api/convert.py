@@ -158,6 +158,8 @@ def _json_object(raw: bytes, json_name: str) -> dict[str, Any] | FieldViolation 
         return None
     if type(value) is not dict:
         return None
+    if raw.count(b":") == len(value):
+        return value  # json_keys' first test, here to spare two calls: a flat object, no colon in its strings
     return check_duplicate_keys(json_name, raw, value) or value
 
 
