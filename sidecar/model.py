@@ -90,6 +90,9 @@ class Call:
     fields: dict[str, Any]
     parsed: dict[str, dict[str, Any]]
     received_at: float
+    context_json: bytes = b""
+    """The caller's ``context`` as the JSON bytes it sent, when it sent them so (empty otherwise): the same bytes
+    always enrich to the same context, so the enricher remembers the result by them."""
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ not ``3.0``.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from sidecar.errors import FieldViolation, InvalidEvent
 from sidecar.model import Call, CallType, Region
 from sidecar.validate.json_keys import check_duplicate_keys
 from sidecar.validate.limits import (
+    MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     MAX_STRING_CHARS,
     check_json_bytes,
@@ -156,7 +158,35 @@ def _json_object(raw: bytes, json_name: str) -> dict[str, Any] | FieldViolation 
         return None
     if type(value) is not dict:
         return None
+    if raw.count(b":") == len(value):
+        return value  # json_keys' first test, here to spare two calls: a flat object, no colon in its strings
     return check_duplicate_keys(json_name, raw, value) or value
+
+
+_REPEATED = frozenset({"context", "integrations"})
+"""Objects a caller usually sends byte for byte the same on every call (its app, device and library; its
+destination switches), unlike properties and traits."""
+MAX_REMEMBERED_OBJECTS = 1024
+"""Distinct ``context``/``integrations`` texts remembered as checked, with their parsed objects."""
+MAX_REMEMBERED_BYTES = 4096
+"""Longer texts are checked on every call and never remembered: the memo holds at most ~4 MiB of text."""
+_checked: dict[bytes, dict[str, Any]] = {}
+
+
+def _repeated_object(raw: bytes, json_name: str) -> dict[str, Any] | FieldViolation | None:
+    """:func:`_json_object` remembered by the bytes: the same text always parses to the same object with the same
+    verdict, so text seen before is neither parsed nor checked for repeated keys again. The object handed out is
+    shared between calls; nothing downstream changes a parsed object (the enricher copies the context it extends).
+    Only objects are remembered (a refusal is worded afresh each time), and the memo starts over when full."""
+    found = _checked.get(raw)
+    if found is not None:
+        return found
+    value = _json_object(raw, json_name)
+    if type(value) is dict and len(raw) <= MAX_REMEMBERED_BYTES:
+        if len(_checked) >= MAX_REMEMBERED_OBJECTS:
+            _checked.clear()
+        _checked[raw] = value
+    return value
 
 
 def _timestamp(stamp: timestamp_pb2.Timestamp) -> tuple[int, int]:
@@ -204,35 +234,69 @@ def check_limits(call_type: CallType, request: ProtoRequest) -> None:
         raise InvalidEvent("; ".join(f"{v.field}: {v.description}" for v in violations), tuple(violations))
 
 
-def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, received_at: float) -> Call:
-    """Decode a request into a Call; raise :class:`InvalidEvent` for undecodable input (all problems at once).
+_MIN_STRING_LIMIT = min(MAX_STRING_CHARS, SEGMENT_MAX_MESSAGE_ID_CHARS)
+"""Strings no longer than this are within every string limit: one ``max`` settles them all."""
 
-    ``fields`` is filled in Segment's order (see ``_LEADING``); messageId and timestamp come last. The limits are
-    checked first (:func:`check_limits`), so nothing below parses or copies an oversized value.
-    """
-    check_limits(call_type, request)
-    fields: dict[str, Any] = {}
-    parsed: dict[str, dict[str, Any]] = {}
-    violations: list[FieldViolation] = []
-    for proto_name, json_name in _LEADING[call_type]:
-        value = getattr(request, proto_name)
-        if value:
-            fields[json_name] = value
-    if user_id := request.user_id:
-        fields["userId"] = user_id
-    if anonymous_id := request.anonymous_id:
-        fields["anonymousId"] = anonymous_id
-    for proto_name, json_name in _TRAILING.get(call_type, ()):
-        value = getattr(request, proto_name)
-        if value:
-            fields[json_name] = value
-    for name, json_name in _OBJECTS[call_type]:
-        raw = getattr(request, json_name)
-        has_struct = request.HasField(name)
+
+class _Plan:
+    """One call type's reading plan, built once: every scalar field the caller can set is read in one C call
+    (``operator.attrgetter`` over the names), and each value's place in that tuple is precomputed, so the per-event
+    path reads each field once and does no string work."""
+
+    __slots__ = ("context", "leading", "objects", "read", "strings", "structs", "trailing")
+
+    def __init__(self, call_type: CallType) -> None:
+        names = [name for name, _ in _STRINGS[call_type]]
+        self.strings = len(names)
+        position = {name: index for index, name in enumerate(names)}
+        self.leading = tuple((position[proto], json) for proto, json in _LEADING[call_type])
+        self.trailing = tuple((position[proto], json) for proto, json in _TRAILING.get(call_type, ()))
+        # (Struct field, JSON bytes field, index of the bytes in the values read)
+        self.objects = tuple(
+            (name, json_name, len(names) + index) for index, (name, json_name) in enumerate(_OBJECTS[call_type])
+        )
+        self.structs = tuple(name for name, _, _ in self.objects)
+        self.context = next(index for name, _, index in self.objects if name == "context")
+        self.read = operator.attrgetter(*names, *(json_name for _, json_name in _OBJECTS[call_type]), "region")
+
+
+_PLANS = {kind: _Plan(kind) for kind in CallType}
+
+
+def _read_within_limits(plan: _Plan, request: ProtoRequest) -> tuple[Any, ...] | None:
+    """The request's scalar values when the strings and JSON bytes among them are all far inside their limits, so
+    :func:`check_limits` would find nothing in them (the common case, settled by C-level counts); else None.
+
+    None rather than the values: the caller then runs :func:`check_limits`, and a refusal's traceback must not keep
+    a copy of an oversized value alive (refused inputs leave nothing behind)."""
+    values = plan.read(request)
+    strings = plan.strings
+    if max(map(len, values[:strings])) > _MIN_STRING_LIMIT:
+        return None
+    # The JSON bytes fields together: within the size and bracket bounds, each of them is (a text with more brackets
+    # than the depth bound may still be shallow enough; check_limits decides that exactly).
+    texts = b"".join(values[strings:-1])
+    if len(texts) > MAX_JSON_BYTES or texts.count(b"{") + texts.count(b"[") > MAX_JSON_DEPTH:
+        return None
+    return values
+
+
+def _read_objects(
+    request: ProtoRequest,
+    plan: _Plan,
+    values: tuple[Any, ...],
+    structs: list[bool],
+    fields: dict[str, Any],
+    parsed: dict[str, dict[str, Any]],
+    violations: list[FieldViolation],
+) -> None:
+    """The JSON object fields of a request into ``fields`` (what to embed) and ``parsed`` (what to check)."""
+    for (name, json_name, index), has_struct in zip(plan.objects, structs, strict=True):
+        raw = values[index]
         if raw and not has_struct:
             # The fast path: a JSON object sent as bytes, parsed once, embedded as-is. Anything else (unparsable,
             # not an object) falls through to _object, which words the violation.
-            value = _json_object(raw, json_name)
+            value = _json_object(raw, json_name) if name not in _REPEATED else _repeated_object(raw, json_name)
             if isinstance(value, FieldViolation):
                 violations.append(value)
                 continue
@@ -249,20 +313,54 @@ def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, 
             continue
         if found is not None:
             fields[name], parsed[name] = found
-    if message_id := request.message_id:
+
+
+def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, received_at: float) -> Call:
+    """Decode a request into a Call; raise :class:`InvalidEvent` for undecodable input (all problems at once).
+
+    ``fields`` is filled in Segment's order (see ``_LEADING``); messageId and timestamp come last. The limits are
+    checked first (:func:`check_limits`, or the same answer from the values already read when they are far inside
+    every limit), so nothing below parses or copies an oversized value.
+    """
+    plan = _PLANS[call_type]
+    has_field = request.HasField
+    structs = list(map(has_field, plan.structs))
+    has_timestamp = has_field("timestamp")
+    values = None if True in structs or has_timestamp else _read_within_limits(plan, request)
+    if values is None:
+        check_limits(call_type, request)
+        values = plan.read(request)
+    fields: dict[str, Any] = {}
+    parsed: dict[str, dict[str, Any]] = {}
+    violations: list[FieldViolation] = []
+    for index, json_name in plan.leading:
+        value = values[index]
+        if value:
+            fields[json_name] = value
+    if user_id := values[1]:
+        fields["userId"] = user_id
+    if anonymous_id := values[2]:
+        fields["anonymousId"] = anonymous_id
+    for index, json_name in plan.trailing:
+        value = values[index]
+        if value:
+            fields[json_name] = value
+    _read_objects(request, plan, values, structs, fields, parsed, violations)
+    if message_id := values[plan.strings - 1]:
         fields["messageId"] = message_id
-    if request.HasField("timestamp"):
+    if has_timestamp:
         fields["timestamp"] = _timestamp(request.timestamp)
     region = default_region
-    if request.region:
-        known = _REGIONS.get(request.region)
+    if request_region := values[-1]:
+        known = _REGIONS.get(request_region)
         if known is None:
-            violations.append(FieldViolation("region", f"unknown region {request.region}; use REGION_US or REGION_EU"))
+            violations.append(FieldViolation("region", f"unknown region {request_region}; use REGION_US or REGION_EU"))
         else:
             region = known
     if violations:
         raise InvalidEvent("; ".join(f"{v.field}: {v.description}" for v in violations), tuple(violations))
-    return Call(call_type, request.write_key, region, fields, parsed, received_at)
+    context = values[plan.context]
+    return Call(call_type, values[0], region, fields, parsed, received_at, context if "context" in parsed else b"")
 
 
 BATCH_KINDS: dict[str, CallType] = {kind.value: kind for kind in CallType}

@@ -22,8 +22,7 @@ Health and reflection are not counted against the call limit, so probes still an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -79,6 +78,9 @@ class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # ge
         in progress hold in memory (calls are short: a spool commit; a Flush holds its place while it waits)."""
         self._max = max_concurrent_calls
         self._active = 0
+        # Per method: the handler gRPC gave and the wrapped one made of it. Both wrappers hold no per-call state, so
+        # a call reuses them instead of building four closures and two handlers each time.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
     @property
     def active(self) -> int:
@@ -95,26 +97,23 @@ class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # ge
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
             return handler
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
         guarded = with_unary_behavior(
             handler,
             _refuse_undecodable(unary_behavior(handler)),
             request_deserializer=_guard_deserializer(handler.request_deserializer),
         )
-        if not handler_call_details.method.startswith(_SERVICE_PREFIX):
-            return guarded
-        return read_after(guarded, self._place)
+        wrapped = read_after(guarded, self._place) if method.startswith(_SERVICE_PREFIX) else guarded
+        self._wrapped[method] = (handler, wrapped)  # one entry per method gRPC has a handler for
+        return wrapped
 
-    @asynccontextmanager
-    async def _place(self, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+    def _place(self, context: grpc.aio.ServicerContext[Any, Any]) -> _Place:
         """One of the ``max_concurrent_calls`` places, taken before the request is read and held to the call's
         end; past the limit the call is refused RESOURCE_EXHAUSTED with RetryInfo."""
-        if self._active >= self._max:
-            await self._refuse_busy(context)
-        self._active += 1
-        try:
-            yield
-        finally:
-            self._active -= 1
+        return _Place(self, context)
 
     async def _refuse_busy(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         log.warning("call_refused", code="RESOURCE_EXHAUSTED", reason="too many calls in progress", limit=self._max)
@@ -123,6 +122,26 @@ class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # ge
             retry_after=BUSY_RETRY_AFTER,
         )
         await cast(Any, context).abort_with_status(with_pushback(to_status(error), BUSY_RETRY_AFTER))
+
+
+class _Place:
+    """The admission gate of one call (:meth:`RequestLimits._place`): a plain async context manager, since a
+    generator-based one costs a generator and its frames per call."""
+
+    __slots__ = ("_context", "_limits")
+
+    def __init__(self, limits: RequestLimits, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        self._limits = limits
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        limits = self._limits
+        if limits._active >= limits._max:  # the gate is part of RequestLimits
+            await limits._refuse_busy(self._context)  # aborts: the place is never taken
+        limits._active += 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limits._active -= 1
 
 
 def _refuse_undecodable(behavior: UnaryBehavior) -> UnaryBehavior:

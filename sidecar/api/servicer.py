@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 import grpc
 import structlog
@@ -63,6 +63,19 @@ def _warnings(warnings: Sequence[Warning]) -> list[pb.Warning]:
     return [pb.Warning(code=w.code, field=w.field, message=w.message) for w in warnings]
 
 
+async def _refuse(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> NoReturn:
+    """Answer a call that raised ``error`` (called in its ``except`` block, so the log keeps the traceback): a
+    SidecarError with its status, anything else INTERNAL with a plain message."""
+    if isinstance(error, SidecarError):
+        if not isinstance(error, InvalidEvent):
+            log.warning("call_refused", code=code_of(error).name, reason=str(error))
+        await cast(Any, context).abort_with_status(to_status(error))  # missing from grpc-stubs' aio context
+    else:
+        log.exception("internal_error")
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error in the sidecar; see its log")
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
 class SidecarServicer(pb_grpc.SidecarServiceServicer):
     """Implements ``segment.sidecar.v1.SidecarService``."""
 
@@ -88,16 +101,8 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
     ) -> Response:
         try:
             return await work()
-        except SidecarError as error:
-            if not isinstance(error, InvalidEvent):
-                log.warning("call_refused", code=code_of(error).name, reason=str(error))
-            await cast(Any, context).abort_with_status(to_status(error))  # missing from grpc-stubs' aio context
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("internal_error")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error in the sidecar; see its log")
-        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+        except Exception as error:  # noqa: BLE001 - _refuse answers every exception (cancellation is no Exception)
+            await _refuse(context, error)
 
     async def _one(self, call_type: CallType, request: Any) -> tuple[Event, list[Warning]]:
         self._check_accepting()
@@ -120,11 +125,12 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
         response: Callable[..., Response],
     ) -> Response:
-        async def work() -> Response:
+        # The per-call path of every unary event call: _guard's handling inline, without a closure and a coroutine.
+        try:
             event, warnings = await self._one(call_type, request)
             return response(message_id=event.message_id, warnings=_warnings(warnings))
-
-        return await self._guard(context, work)
+        except Exception as error:  # noqa: BLE001 - _refuse answers every exception (cancellation is no Exception)
+            await _refuse(context, error)
 
     async def Track(self, request: pb.TrackRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.TrackResponse:
         """Accept a track call."""

@@ -76,49 +76,90 @@ class IsoClock:
         return f"{self._prefix}.{millis:03d}Z"
 
 
-class Enricher:
-    """Adds the required fields and serialises the event; refuses one that ends up over Segment's 32 KB."""
+MAX_REMEMBERED_CONTEXTS = 1024
+"""Distinct caller contexts (as sent, in JSON bytes) whose enrichment is remembered."""
+MAX_REMEMBERED_CONTEXT_BYTES = 4096
+"""Longer contexts are enriched on every call and never remembered: the memo holds at most ~8 MiB."""
 
-    __slots__ = ("_clock", "_integration", "_library", "_message_ids")
+_REPLACED = Warning(
+    "context.integration_replaced",
+    "context.integration",
+    "context.integration is set by the sidecar from SIDECAR_INTEGRATION_NAME; the value sent was replaced",
+)
+
+
+class _Context:
+    """A caller context's enrichment: the JSON to embed (None: keep the caller's, an edge enriched it already) and
+    whether the caller's ``integration`` was replaced."""
+
+    __slots__ = ("json", "replaced")
+
+    def __init__(self, json: orjson.Fragment | None, replaced: bool) -> None:
+        self.json = json
+        self.replaced = replaced
+
+
+class Enricher:
+    """Adds the required fields and serialises the event; refuses one that ends up over Segment's 32 KB.
+
+    The context is the part of an event that repeats: the sidecar's own when the caller sends none (serialised once,
+    here), and a caller's context sent as JSON bytes is usually the same bytes call after call, so its enrichment is
+    remembered by them (bounded by :data:`MAX_REMEMBERED_CONTEXTS`; the memo starts over when full).
+    """
+
+    __slots__ = ("_clock", "_contexts", "_default_context", "_integration", "_library", "_message_ids")
 
     def __init__(self, integration_name: str, integration_version: str) -> None:
         self._integration = {"name": integration_name, "version": integration_version}
         self._library = {"name": LIBRARY_NAME, "version": __version__}
+        self._default_context = orjson.Fragment(
+            orjson.dumps({"integration": self._integration, "library": self._library})
+        )
+        self._contexts: dict[bytes, _Context] = {}
         self._clock = IsoClock()
         self._message_ids = MessageIds()
+
+    def _enrich_context(self, caller_context: dict[str, Any]) -> _Context:
+        integration = self._integration
+        # An edge sidecar forwarding to this one (a gateway) sends events it enriched already: their context is kept
+        # as written (docs/fleet.md), as are their messageId and timestamp below.
+        if caller_context.get("integration") == integration and "library" in caller_context:
+            return _Context(None, False)
+        replaced = caller_context.get("integration", integration) != integration
+        # The caller's keys keep their order; ours replace theirs in place or come last.
+        context = {**caller_context, "integration": integration, "library": self._library}
+        return _Context(orjson.Fragment(orjson.dumps(context)), replaced)
+
+    def _context(self, call: Call) -> _Context | None:
+        caller_context = call.parsed.get("context")
+        if caller_context is None:
+            return None
+        key = call.context_json
+        if not key or len(key) > MAX_REMEMBERED_CONTEXT_BYTES:
+            return self._enrich_context(caller_context)
+        found = self._contexts.get(key)
+        if found is None:
+            found = self._enrich_context(caller_context)
+            if len(self._contexts) >= MAX_REMEMBERED_CONTEXTS:
+                self._contexts.clear()
+            self._contexts[key] = found
+        return found
 
     def __call__(self, call: Call, warnings: list[Warning]) -> Event:
         """The enriched, serialised event."""
         fields = call.fields
         message_id = fields.get("messageId") or self._message_ids()
-        integration = self._integration
-        caller_context = call.parsed.get("context")
-        # An edge sidecar forwarding to this one (a gateway) sends events it enriched already: their context is kept
-        # as written (docs/fleet.md), as are their messageId and timestamp below.
-        enriched = (
-            caller_context is not None
-            and caller_context.get("integration") == integration
-            and "library" in caller_context
-        )
-        if caller_context is None:
-            context: dict[str, Any] = {"integration": integration, "library": self._library}
-        else:
-            if caller_context.get("integration", integration) != integration:
-                warnings.append(
-                    Warning(
-                        "context.integration_replaced",
-                        "context.integration",
-                        "context.integration is set by the sidecar from SIDECAR_INTEGRATION_NAME; "
-                        "the value sent was replaced",
-                    )
-                )
-            # The caller's keys keep their order; ours replace theirs in place or come last.
-            context = {**caller_context, "integration": integration, "library": self._library}
         # One C-level copy: to_call inserts the fields in Segment's order (identity, what happened, objects), so the
         # event needs no per-field loop. messageId and timestamp are then set (or overwritten) with their final form.
         event: dict[str, Any] = {"type": _TYPE_NAMES[call.type], **fields}
-        if not enriched:
-            event["context"] = context
+        context = self._context(call)
+        if context is None:
+            event["context"] = self._default_context
+        else:
+            if context.replaced:
+                warnings.append(_REPLACED)
+            if context.json is not None:
+                event["context"] = context.json
         event["messageId"] = message_id
         stamp = fields.get("timestamp")
         event["timestamp"] = (

@@ -20,6 +20,12 @@ _PAYLOAD_FIELD = {
 }
 
 
+_SPOTS: dict[CallType, tuple[str | None, str | None]] = {
+    kind: (_NAME_FIELD.get(kind), _PAYLOAD_FIELD.get(kind)) for kind in CallType if kind is not CallType.ALIAS
+}
+"""Per call type the Spec speaks about, (name field, payload field): one lookup per call (alias has neither)."""
+
+
 class SpecRule:
     """Runs :class:`SpecChecker` on a call; findings of ERROR severity refuse it with the suggestion."""
 
@@ -30,15 +36,16 @@ class SpecRule:
 
     def __call__(self, call: Call, warnings: list[Warning]) -> None:
         """Refuse near-miss names (strict mode); add every other finding as a warning."""
-        if call.type is CallType.ALIAS:
+        spot = _SPOTS.get(call.type)
+        if spot is None:
             return
-        name_field = _NAME_FIELD.get(call.type)
-        payload_field = _PAYLOAD_FIELD.get(call.type)
+        name_field, payload_field = spot
+        parsed = call.parsed
         findings = self._checker.check(
             call.type,
             call.fields.get(name_field) if name_field else None,
-            call.parsed.get(payload_field) if payload_field else None,
-            call.parsed.get("integrations"),
+            parsed.get(payload_field) if payload_field else None,
+            parsed.get("integrations"),
         )
         if not findings:
             return

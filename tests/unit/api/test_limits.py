@@ -42,6 +42,31 @@ async def test_service_calls_take_their_request_as_a_stream_and_health_stays_una
         assert handler.request_streaming is streaming, method
 
 
+async def test_a_method_is_wrapped_once_and_the_wrapper_reused() -> None:
+    """Every call of a method gets the handler wrapped for its first call (the wrappers hold no per-call state), and
+    a different handler from gRPC for the same method is wrapped afresh."""
+
+    async def reply(request: object, context: object) -> bytes:
+        return b""
+
+    handlers = [
+        grpc.unary_unary_rpc_method_handler(reply, request_deserializer=bytes, response_serializer=bytes)
+        for _ in range(2)
+    ]
+    given = handlers[0]
+
+    async def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
+        return given
+
+    limits = RequestLimits(max_concurrent_calls=1)
+    details = cast(grpc.HandlerCallDetails, SimpleNamespace(method="/segment.sidecar.v1.SidecarService/Track"))
+    first = await limits.intercept_service(continuation, details)
+    assert await limits.intercept_service(continuation, details) is first
+    given = handlers[1]
+    other = await limits.intercept_service(continuation, details)
+    assert other is not first and other.request_streaming
+
+
 async def until_a_track_is_admitted(running: SidecarUnderTest) -> None:
     """Wait (up to 10 s) until the one place is free again: a Track is answered OK."""
     deadline = time.monotonic() + 10
