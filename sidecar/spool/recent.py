@@ -65,26 +65,32 @@ class Recent:
             self.bytes += size
             self._tails[key] = tail
         if self.bytes > self._max_bytes:
+            # Down to seven eighths of the bound, so that a spool filling up (Segment unreachable) evicts now and
+            # then, not at every commit.
+            goal = self._max_bytes - self._max_bytes // 8
             for key in list(self._tails):  # least recently appended first
-                self._evict(key, self.bytes - self._max_bytes)
-                if self.bytes <= self._max_bytes:
+                self._evict(key, self.bytes - goal)
+                if self.bytes <= goal:
                     break
 
     def _evict(self, key: ShardKey, excess: int) -> None:
         """Drop the key's oldest events here until ``excess`` bytes went (or all of them): from then on the store
-        answers reads that start below what is left (``covered_from`` moves past the dropped events)."""
+        answers reads that start below what is left (``covered_from`` moves past the dropped events). Each event is
+        looked at once, when it goes."""
         tail = self._tails[key]
         live, head = tail.events, tail.head
-        sizes = list(accumulate(map(len, map(_payload_of, live[head:]))))
-        count = min(len(sizes), bisect.bisect_left(sizes, excess) + 1)
-        self._partial[key] = live[head + count - 1].seq + 1
-        tail.head = head + count
-        tail.bytes -= sizes[count - 1]
-        self.bytes -= sizes[count - 1]
-        if tail.head >= len(live):
+        dropped = 0
+        while head < len(live) and dropped < excess:
+            dropped += len(live[head].payload)
+            head += 1
+        self._partial[key] = live[head - 1].seq + 1
+        tail.head = head
+        tail.bytes -= dropped
+        self.bytes -= dropped
+        if head >= len(live):
             del self._tails[key]  # see remove(): an empty tail covers nothing the store holds
-        elif tail.head * 2 > len(live):
-            del live[: tail.head]
+        elif head * 2 > len(live):
+            del live[:head]
             tail.head = 0
 
     def remove(self, events: Sequence[SpooledEvent], oldest: Mapping[ShardKey, tuple[int, float]] | None) -> None:

@@ -58,20 +58,20 @@ def test_delivered_and_dead_lettered_events_leave_it() -> None:
 
 
 def test_past_its_bound_the_least_recently_appended_key_is_left_to_the_store() -> None:
-    """The bound holds by dropping the oldest events of the key appended to least recently; reads of what was dropped
-    go to the store."""
+    """Past the bound, the oldest events of the key appended to least recently go (down to seven eighths of the
+    bound); reads of what went are left to the store."""
     recent = Recent(max_bytes=100)
     recent.add(spooled(KEY_A, range(1, 6)))
     recent.add(spooled(KEY_B, range(6, 11)))
     recent.add(spooled(KEY_B, range(11, 12)))
-    assert recent.bytes <= 100
-    assert recent.read(KEY_A, 0, 1000, 100) is None, "only its oldest event went"
-    assert seqs_of(recent.read(KEY_A, 1, 1000, 100)) == [2, 3, 4, 5]
+    assert recent.bytes == 80, "110 bytes: A's three oldest went"
+    assert recent.read(KEY_A, 0, 1000, 100) is None
+    assert seqs_of(recent.read(KEY_A, 3, 1000, 100)) == [4, 5]
     recent.add(spooled(KEY_B, range(20, 25)))
-    assert recent.read(KEY_A, 1, 1000, 100) is None
-    assert recent.read(KEY_B, 5, 1000, 100) is None, "A went whole, then B's oldest"
-    assert seqs_of(recent.read(KEY_B, 6, 1000, 100)) == [7, 8, 9, 10, 11, 20, 21, 22, 23, 24]
-    assert recent.bytes == 100
+    assert recent.read(KEY_A, 3, 1000, 100) is None, "A went whole"
+    assert recent.read(KEY_B, 5, 1000, 100) is None, "then B's oldest"
+    assert seqs_of(recent.read(KEY_B, 8, 1000, 100)) == [9, 10, 11, 20, 21, 22, 23, 24]
+    assert recent.bytes == 80
     recent.add(spooled(KEY_A, range(30, 31)))
     assert seqs_of(recent.read(KEY_A, 29, 1000, 100)) == [30]
 
