@@ -3,7 +3,7 @@ of what was just appended need no trip to the store.
 
 A disk spool stores every event before its call is acknowledged; delivery reads each key's next events back, usually
 moments later. Reading them from SQLite (a query, a JSON aggregate to parse, one object per row, on a thread that
-needs the GIL back) cost about as much CPU as storing them. The events are still in memory when their commit
+needs the GIL back) costs about as much CPU as storing them. The events are still in memory when their commit
 succeeds, so :class:`Recent` keeps them, per key, in seq order, until they leave the spool or the bound evicts them.
 
 What makes it exact: per key, everything the store holds at or past a seq, ``covered_from``, is here too; 0 (the
