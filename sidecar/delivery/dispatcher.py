@@ -40,6 +40,7 @@ from sidecar.delivery.decision_log import log_decision
 from sidecar.delivery.flushes import Flushes
 from sidecar.delivery.interfaces import DeliveryObserver, DeliveryPolicy, DeliverySpool, FlushResult, Sender
 from sidecar.delivery.key_status import KeyBook
+from sidecar.delivery.keys import joined_by_key
 from sidecar.delivery.scheduler import Oldest, Scheduler, SchedulerPolicy, Take, TakeKind
 from sidecar.model import Backlog, Batch, DeadLetterReason, ShardKey, SpooledEvent, write_key_hash
 from sidecar.send.auth import Authorization
@@ -204,24 +205,8 @@ class Dispatcher:
             return
         now = self._clock()
         self._seen_seq = max(self._seen_seq, events[-1].seq)
-        if len(events) == 1:
-            event = events[0]
-            self._scheduler.add(event.shard, 1, len(event.payload), (event.seq, event.accepted_at), now)
-        else:
-            added: dict[ShardKey, list[int]] = {}
-            firsts: dict[ShardKey, SpooledEvent] = {}
-            for event in events:
-                key = (event.write_key, event.region)
-                counts = added.get(key)
-                if counts is None:
-                    added[key] = [1, len(event.payload)]
-                    firsts[key] = event
-                else:
-                    counts[0] += 1
-                    counts[1] += len(event.payload)
-            for key, (count, size) in added.items():
-                first = firsts[key]
-                self._scheduler.add(key, count, size, (first.seq, first.accepted_at), now)
+        for key, count, size, first in joined_by_key(events):
+            self._scheduler.add(key, count, size, (first.seq, first.accepted_at), now)
         self._wake.set()
 
     # --- flush

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sidecar.model import DeadLetterReason, SpooledEvent, write_key_hash
+from sidecar.model import DeadLetterReason, ShardKey, SpooledEvent, write_key_hash
 from sidecar.outcomes.records import OutcomeKind, Stamp, clip
 
 DEFAULT_OUTCOMES_MAX_AGE = 24 * 3600.0
@@ -23,12 +23,19 @@ def stamps(
     reason: str = "",
     response: str = "",
     gateway: str = "",
+    keys: Sequence[ShardKey] | None = None,
 ) -> list[tuple[list[SpooledEvent], Stamp]]:
-    """The events grouped by key (a batch is one key's: one group), each group with its records' shared part."""
+    """The events grouped by key (a batch is one key's: one group), each group with its records' shared part.
+    ``keys``: the events' distinct keys when the caller has them (one key: no pass over the events here)."""
+    answer = clip(response)
+    if keys is not None and len(keys) == 1:
+        write_key, region = keys[0]
+        return [
+            (list(events), Stamp(kind, at, write_key_hash(write_key), region.value, status, reason, answer, gateway))
+        ]
     groups: dict[tuple[str, str], list[SpooledEvent]] = {}
     for event in events:
         groups.setdefault((event.write_key, event.region.value), []).append(event)
-    answer = clip(response)
     return [
         (group, Stamp(kind, at, write_key_hash(write_key), region, status, reason, answer, gateway))
         for (write_key, region), group in groups.items()

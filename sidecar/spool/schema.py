@@ -97,6 +97,10 @@ def connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=5000")
+        # Some builds (Debian's among them) default to secure_delete=ON, which also zeroes and writes every page a
+        # delivered batch frees: about a fifth more bytes written per event (WAL, then checkpoint). FAST still
+        # zeroes deleted rows inside the pages written anyway, and writes nothing more.
+        db.execute("PRAGMA secure_delete=FAST")
         from sidecar.spool.migrate import upgrade  # noqa: PLC0415 - migrate builds on this module's schema
 
         upgrade(db, path)

@@ -6,8 +6,9 @@ refuses to overwrite a row rather than replace it.
 
 ``append`` returns only once its events are committed (with ``SIDECAR_SPOOL=disk``, fsync'd), which is when a call is
 acknowledged. Concurrent appends share one commit (group commit): while one commit runs on the store's thread, new
-appends gather, and the next commit takes all of them. Committed events are not kept in memory: delivery reads each
-key's next events back from the store (so a backlog of millions of events lives on disk, not in RAM).
+appends gather, and the next commit takes all of them; its callers wake in the callback that applies it. Delivery
+reads each key's next events from a bounded read-ahead of the newest commits (:mod:`sidecar.spool.recent`), else
+from the store (so a backlog of millions of events lives on disk, not in RAM).
 
 The spool is storage plus the news of what joined it: its one downstream (:class:`SpoolListener`, subscribed with
 :meth:`Spool.subscribe`) is told what the store held when it opened (each key's :class:`~sidecar.model.Backlog`), and,
@@ -32,7 +33,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
@@ -43,7 +43,7 @@ from sidecar.outcomes.records import KeyRecord, OutcomeKind, OutcomeRecord
 from sidecar.spool import outcome_log
 from sidecar.spool.bound import Bound
 from sidecar.spool.downstream import Downstream, SpoolListener
-from sidecar.spool.jobs import StoreJobs, keys_of, oldest_of, used_or_none
+from sidecar.spool.jobs import Lane, StoreJobs, keys_of, oldest_of, payload_bytes, seq_of, used_or_none
 from sidecar.spool.outcome_log import DEFAULT_OUTCOMES_MAX_AGE, DEFAULT_OUTCOMES_MAX_BYTES, OutcomeNews
 from sidecar.spool.pruning import (
     DEFAULT_DEAD_LETTER_MAX_AGE,
@@ -51,6 +51,7 @@ from sidecar.spool.pruning import (
     PRUNE_INTERVAL,
     DeadLetterBounds,
 )
+from sidecar.spool.recent import Recent
 from sidecar.spool.store import DeadLetter, Oldest, Pruned, Store
 from sidecar.tasks import Supervision, Supervisor
 
@@ -107,7 +108,8 @@ class Spool:
         self.appended_total = 0
         self.recovered = 0
         self._open = False
-        self._reader: ThreadPoolExecutor | None = None  # per-key reads of a store that blocks
+        self._reader: Lane | None = None  # per-key reads of a store that blocks
+        self._recent: Recent | None = None  # its read-ahead
         self._downstream = Downstream()
 
     # --- lifecycle
@@ -121,7 +123,10 @@ class Spool:
         if self._store.on_disk:
             self._bound.opened(await self._run(self._store.used_bytes))
         if not self._store.inline:
-            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
+            self._reader = Lane("spool-read")
+            self._reader.start()
+            # Keys with events on disk: those below the seq after the last one recovered are read from the store.
+            self._recent = Recent(partial=[(key, recovery.last_seq + 1) for key in recovery.backlogs])
         self._last_seq = recovery.last_seq
         self.key_records = recovery.key_records
         self.pending_events = sum(backlog.events for backlog in recovery.backlogs.values())
@@ -144,7 +149,7 @@ class Spool:
             await self._writer_done.wait()
         await self._supervisor.stop()
         if self._reader is not None:
-            self._reader.shutdown(wait=True)
+            self._reader.shutdown()
             self._reader = None
         if self._jobs.started:
             await self._run(self._store.close)
@@ -178,9 +183,7 @@ class Spool:
             return []
         if not self._open:
             raise SpoolFailure("the spool is not open")
-        size = 0
-        for event in events:
-            size += len(event.payload)
+        size = payload_bytes(events)
         estimate = self._bound.reserve(events, size, self.pending_bytes, self._store.known_keys)
         spooled = list(events)
         # Count the bytes now so that concurrent appends see the spool fill up before their commit.
@@ -239,8 +242,7 @@ class Spool:
                 self._supervisor.report("pruner", None)
 
     async def _commit(self, group: list[_PendingAppend]) -> None:
-        events = [event for pending in group for event in pending.events]
-        size = sum(pending.size for pending in group)
+        events = [event for pending in group for event in pending.events] if len(group) > 1 else group[0].events
         estimate = sum(pending.estimate for pending in group)
         measure = self._bound.should_measure()
         store = self._store
@@ -250,8 +252,16 @@ class Spool:
             return store.used_bytes() if measure else None
 
         def inserted(used: int | None) -> None:
+            # The job's own callback: callers wake in the turn that learns of the commit, not behind the writer task.
             self._bound.committed(estimate)
             self._bound.measured(used)
+            self.appended_total += len(events)
+            if self._recent is not None:
+                self._recent.add(events)
+            self._downstream.tell(events)
+            for pending in group:
+                if not pending.done.done():
+                    pending.done.set_result(None)
 
         # Numbered here, by the writer, never before: seqs of a failed commit are not given again (its rows cannot
         # have been kept, but a failed fsync leaves that uncertain, and a skipped seq costs nothing).
@@ -263,17 +273,11 @@ class Spool:
             if not isinstance(error, SpoolFailure):
                 log.exception("spool_commit_failed")
             self._bound.released(estimate)
-            self.pending_bytes -= size
+            self.pending_bytes -= sum(pending.size for pending in group)
             self.pending_events -= len(events)
             for pending in group:
                 if not pending.done.done():
                     pending.done.set_exception(exc)
-            return
-        self.appended_total += len(events)
-        self._downstream.tell(events)
-        for pending in group:
-            if not pending.done.done():
-                pending.done.set_result(None)
 
     # --- removal, dead letters and pruning
 
@@ -285,10 +289,10 @@ class Spool:
         store job; None when that read failed (the removal itself succeeded)."""
         if not events:
             return {}
-        seqs = [e.seq for e in events]
+        seqs = list(map(seq_of, events))
         keys = keys_of(events)
         store = self._store
-        groups = outcome_log.stamps(events, OutcomeKind.DELIVERED, self._wall(), status, gateway=gateway)
+        groups = outcome_log.stamps(events, OutcomeKind.DELIVERED, self._wall(), status, gateway=gateway, keys=keys)
 
         def job() -> tuple[dict[ShardKey, Oldest] | None, int | None]:
             for group, stamp in groups:
@@ -296,7 +300,7 @@ class Spool:
             return oldest_of(store, keys), used_or_none(store)
 
         def done(result: tuple[dict[ShardKey, Oldest] | None, int | None]) -> None:
-            self._left(events, result[1])
+            self._left(events, result[1], result[0])
             self.outcomes.written()
 
         oldest, _ = await self._run(job, then=done)
@@ -323,8 +327,8 @@ class Spool:
             return {}
         at = self._wall()
         letters = [DeadLetter(e, at, reason, response) for e in events]
-        groups = outcome_log.stamps(events, outcome_log.dead_kind(code), at, status, code, response)
         keys = keys_of(events)
+        groups = outcome_log.stamps(events, outcome_log.dead_kind(code), at, status, code, response, keys=keys)
         store = self._store
         bound, oldest_kept = self._dead.max_bytes, self._dead.oldest_kept(at)
 
@@ -340,7 +344,7 @@ class Spool:
             return oldest, used_or_none(store), pruned
 
         def done(result: tuple[dict[ShardKey, Oldest] | None, int | None, Pruned | None]) -> None:
-            self._left(events, result[1])
+            self._left(events, result[1], result[0])
             self.outcomes.written()
             if result[2] is not None:
                 self._dead.count(result[2])
@@ -367,11 +371,13 @@ class Spool:
         pruned, _, _ = await self._run(job, then=done)
         return pruned
 
-    def _left(self, events: Sequence[SpooledEvent], used: int | None) -> None:
-        """Events left the store (applied in job order)."""
+    def _left(self, events: Sequence[SpooledEvent], used: int | None, oldest: dict[ShardKey, Oldest] | None) -> None:
+        """Events left the store (applied in job order); ``oldest``: their keys' oldest events left, if read."""
         self._bound.measured(used)
         self.pending_events -= len(events)
-        self.pending_bytes -= sum(len(event.payload) for event in events)
+        self.pending_bytes -= payload_bytes(events)
+        if self._recent is not None:
+            self._recent.remove(events, oldest)
 
     # --- the downstream, and reads
 
@@ -393,8 +399,10 @@ class Spool:
             raise SpoolFailure("the spool is not open")
         if self._reader is None:
             return self._store.read(key, after_seq, max_bytes, max_events)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, self._store.read, key, after_seq, max_bytes, max_events)
+        recent = self._recent.read(key, after_seq, max_bytes, max_events) if self._recent is not None else None
+        if recent is not None:
+            return recent  # just committed: still in memory (see sidecar.spool.recent)
+        return await self._reader.run(self._store.read, key, after_seq, max_bytes, max_events)
 
     async def oldest_accepted_at(self) -> float | None:
         """Acceptance time (Unix) of the oldest undelivered event, or None when the spool is empty."""
@@ -435,5 +443,7 @@ class Spool:
             return
         self._last_seq = max(self._last_seq, events[-1].seq)
         self.pending_events += len(events)
-        self.pending_bytes += sum(len(e.payload) for e in events)
+        self.pending_bytes += payload_bytes(events)
+        if self._recent is not None:
+            self._recent.add(events)
         self._downstream.tell(events)

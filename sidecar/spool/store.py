@@ -2,7 +2,8 @@
 
 On-disk layout (``$SIDECAR_SPOOL_DIR``, created 0700; every file in it 0600, whatever the umask)::
 
-    spool.db        SQLite database in WAL mode, synchronous=FULL (a commit is fsync'd before it returns)
+    spool.db        SQLite database in WAL mode, synchronous=FULL (a commit is fsync'd before it returns),
+                    secure_delete=FAST (deleted rows zeroed in the pages written anyway; freed pages not rewritten)
     spool.db-wal    its write-ahead log; spool.db-shm its shared-memory index (both managed by SQLite, and created
                     with spool.db's mode); the WAL is checkpointed and truncated at a size scaled to the spool's bound
     lock            held with flock(2) while a sidecar runs, so two sidecars never share one spool

@@ -51,11 +51,15 @@ def insert_rows(db: sqlite3.Connection, parameters: list[object], rows: int) -> 
 
 
 def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
-    """Runs of consecutive seqs as (first, last): a batch of one write key is usually one run."""
+    """Runs of consecutive seqs as (first, last): a batch of one write key is usually one run, recognised without a
+    loop in Python."""
     ranges: list[tuple[int, int]] = []
-    ordered = sorted(seqs)
-    if not ordered:
+    if not seqs:
         return ranges
+    first, last = seqs[0], seqs[-1]
+    if last - first == len(seqs) - 1 and list(seqs) == list(range(first, last + 1)):
+        return [(first, last)]
+    ordered = sorted(seqs)
     first = last = ordered[0]
     for seq in ordered[1:]:
         if seq != last + 1:
