@@ -284,13 +284,18 @@ class FleetBudget:
             str(round(CLOCK_STEP_RESET * _US)), str(round(LEASE * _US)), str(round(LEAD * _US)),
             str(valid_until), str(lease_end),
         )  # fmt: skip
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             async with asyncio.timeout(limit):
                 reply, sent = await self._run(args)
         except NoScriptError as exc:  # the reload itself raced a second flush: rare, and the next call retries
+            _raise_lost_cancellation(task, cancels)
             raise FleetUnavailableError("the rate-limit script kept disappearing from Redis") from exc
         except (RedisError, OSError, TimeoutError) as exc:
+            _raise_lost_cancellation(task, cancels)
             raise FleetUnavailableError(_describe(exc)) from exc
+        _raise_lost_cancellation(task, cancels)
         received = self._clock()
         now, first, granted, interval, status = _integers(reply)
         if status == _TOO_LATE:
@@ -335,6 +340,17 @@ def _integers(reply: Any) -> tuple[int, int, int, int, int]:
             now, first, count, interval, status = (int(value) for value in reply)
             return now, first, count, interval, status
     raise FleetUnavailableError(f"unexpected reply from the rate-limit script: {reply!r:.80}")
+
+
+def _raise_lost_cancellation(task: asyncio.Task[Any] | None, cancels: int) -> None:
+    """Raise the CancelledError of a cancellation requested during a Redis call that the call did not raise.
+
+    redis-py writes through ``asyncio.wait_for``, which on Python 3.11 returns normally when the cancellation lands
+    as the write completes; the call then goes on to its reply, and a loop that ends only by cancellation (the lease
+    loop) would never end. ``asyncio.timeout`` withdraws its own cancellation, so any request left is someone else's.
+    """
+    if task is not None and task.cancelling() > cancels:
+        raise asyncio.CancelledError
 
 
 def _describe(exc: BaseException) -> str:

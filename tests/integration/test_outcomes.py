@@ -16,6 +16,7 @@ import pytest
 from google.rpc import error_details_pb2
 
 from sidecar._proto import sidecar_pb2 as pb
+from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.metrics import OutcomeCollector
 from sidecar.model import write_key_hash
 from tests.conftest import SidecarFactory
@@ -226,22 +227,30 @@ async def test_a_stalled_watcher_holds_up_nothing_and_the_metrics_show_it_behind
     sidecar_factory: SidecarFactory,
 ) -> None:
     """A watcher that opens a stream and stops reading: 3,000 events are still delivered (Flush returns), the
-    metrics count one watcher with a lag above zero and the records kept; when it reads again it gets all of them."""
+    metrics count one watcher with a lag above zero and the records kept; when it reads again it gets all of them.
+
+    The watcher's channel has gRPC's BDP probing off, so its stream window stays at 64 KB (about 800 records) and
+    flow control holds the server's sends: with probing on, the client's transport takes all 3,000 records unread,
+    the watcher catches up, and its lag is above zero only while Flush happens to outrun it."""
     running = await sidecar_factory()
-    stream = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(from_now=True))
-    async with asyncio.timeout(10):
-        while not running.app.outcomes.watchers:  # the stream sends no headers before its first record
-            await asyncio.sleep(0.01)
-    for start in range(0, 3000, 500):
-        await _send(running.stub, [_track(HEALTHY, f"s-{i}") for i in range(start, start + 500)])
-    flushed = await running.stub.Flush(pb.FlushRequest(), timeout=30)
-    assert flushed.delivered == 3000
-    families = {f.name: f for f in OutcomeCollector(running.app.outcomes).collect()}
-    assert families["sidecar_outcome_watchers"].samples[0].value == 1
-    assert families["sidecar_outcome_records"].samples[0].value == 3000
-    assert families["sidecar_outcome_watcher_lag_seconds"].samples[0].value > 0
-    got = await _collect(stream, lambda got: len(got) >= 3000)
-    stream.cancel()
+    stalled = grpc.aio.insecure_channel(f"127.0.0.1:{running.app.port}", options=[("grpc.http2.bdp_probe", 0)])
+    try:
+        stream = pb_grpc.SidecarServiceStub(stalled).WatchOutcomes(pb.WatchOutcomesRequest(from_now=True))
+        async with asyncio.timeout(10):
+            while not running.app.outcomes.watchers:  # the stream sends no headers before its first record
+                await asyncio.sleep(0.01)
+        for start in range(0, 3000, 500):
+            await _send(running.stub, [_track(HEALTHY, f"s-{i}") for i in range(start, start + 500)])
+        flushed = await running.stub.Flush(pb.FlushRequest(), timeout=30)
+        assert flushed.delivered == 3000
+        families = {f.name: f for f in OutcomeCollector(running.app.outcomes).collect()}
+        assert families["sidecar_outcome_watchers"].samples[0].value == 1
+        assert families["sidecar_outcome_records"].samples[0].value == 3000
+        assert families["sidecar_outcome_watcher_lag_seconds"].samples[0].value > 0
+        got = await _collect(stream, lambda got: len(got) >= 3000)
+        stream.cancel()
+    finally:
+        await stalled.close()
     assert sorted(r.message_id for r in got) == sorted(f"s-{i}" for i in range(3000))
 
 

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from sidecar.config import load
 from sidecar.send._fleet_budget import SlotBook
+from sidecar.send._fleet_redis import client as fleet_client
 from sidecar.send.fleet import (
     DEFAULT_KEY_PREFIX,
     LEAD,
@@ -299,6 +300,35 @@ async def test_schedule_expires_when_idle_and_survives_a_backward_clock_step(cli
     await client.set("k", str(reservation.now + 3_600_000_000))
     after = await budget.reserve(1)
     assert after.first == after.now
+
+
+async def test_a_call_cancelled_at_any_step_raises_cancelled_even_as_its_reply_arrives(
+    redis_server: RedisServer,
+) -> None:
+    """Cancelled at each successive step of the event loop, a Redis call always ends in CancelledError (until it
+    has returned): redis-py's write goes through ``asyncio.wait_for``, which on Python 3.11 drops a cancellation that
+    lands as the write completes, so the call would go on to its reply and a supervised loop (the lease loop) would
+    never end: ``stop()`` would wait forever."""
+    connection = fleet_client(redis_server.url, PATIENT)  # the limiter's own client: socket timeouts set
+    budget = FleetBudget(connection, "k", interval=0.001, timeout=PATIENT)
+    try:
+        await budget.reserve(0)  # connected and the script loaded: every later call is one EVALSHA
+        steps = 0
+        async with asyncio.timeout(30):
+            while True:  # one step later each time, until the call has returned before the cancellation
+                call = asyncio.create_task(budget.reserve(1))
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                if call.done():
+                    await call
+                    break
+                call.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await call
+                steps += 1
+        assert steps > 0
+    finally:
+        await connection.aclose()
 
 
 # --- the limiter
