@@ -275,8 +275,12 @@ def _read_within_limits(plan: _Plan, request: ProtoRequest) -> tuple[Any, ...] |
         return None
     # The JSON bytes fields together: within the size and bracket bounds, each of them is (a text with more brackets
     # than the depth bound may still be shallow enough; check_limits decides that exactly).
-    texts = b"".join(values[strings:-1])
-    if len(texts) > MAX_JSON_BYTES or texts.count(b"{") + texts.count(b"[") > MAX_JSON_DEPTH:
+    # Their sizes first: an oversized text is refused without being copied into the join.
+    json_texts = values[strings:-1]
+    if sum(map(len, json_texts)) > MAX_JSON_BYTES:
+        return None
+    texts = b"".join(json_texts)
+    if texts.count(b"{") + texts.count(b"[") > MAX_JSON_DEPTH:
         return None
     return values
 
