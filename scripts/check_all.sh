@@ -101,8 +101,9 @@ run_pool() {  # run_pool SLOTS: run the queued jobs (QUEUE, "name|command" lines
   while [ ${#job_started[@]} -gt 0 ]; do finish_one; done
 }
 
-# The fleet suites in two halves of about the same length: the two-tier files, and the rest of tests/fleet.
-FLEET_TIERS=(tests/fleet/test_tiers.py tests/fleet/test_outcome_tiers.py)
+# The fleet suites in two halves of about the same length (about a minute each): the two-tier files with the Redis
+# timeouts, and the rest of tests/fleet (shared budget, faults).
+FLEET_HALF=(tests/fleet/test_tiers.py tests/fleet/test_outcome_tiers.py tests/fleet/test_redis_timeouts.py)
 
 QUEUE=(
   "'pytest: not slow, integration and the rest' pytest_in quick -m 'not slow' --ignore=tests/unit --ignore=tests/fleet"
@@ -117,8 +118,8 @@ echo "== phase 1: $SLOTS jobs at a time"
 run_pool "$SLOTS"
 
 QUEUE=(
-  "'pytest: fleet, two tiers' pytest_in fleet-tiers ${FLEET_TIERS[*]}"
-  "'pytest: fleet, the rest' pytest_in fleet-rest tests/fleet ${FLEET_TIERS[*]/#/--ignore=}"
+  "'pytest: fleet, two tiers and Redis timeouts' pytest_in fleet-half ${FLEET_HALF[*]}"
+  "'pytest: fleet, shared budget and faults' pytest_in fleet-rest tests/fleet ${FLEET_HALF[*]/#/--ignore=}"
 )
 echo "== phase 2: the fleet suites, nothing else running"
 run_pool 2
