@@ -241,7 +241,7 @@ def prepare_external(partner: ExternalPartner) -> str | None:
     try:
         if partner.name == "node" and not (partner.cwd / "node_modules").exists():
             subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=partner.cwd, check=True)
-        if partner.name == "node" and not (partner.cwd / "dist").exists():
+        if partner.name == "node":  # always: a dist/ left from an earlier checkout would measure that one
             subprocess.run(["npm", "run", "build", "--silent"], cwd=partner.cwd, check=True)
         if partner.build is not None:
             subprocess.run(partner.build, cwd=partner.cwd, check=True, capture_output=True)
