@@ -112,16 +112,9 @@ class Batcher:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
-            pending = self._pending
-            if len(pending) >= self._max_queue:
+            if len(self._pending) >= self._max_queue:
                 self._cond.wait_for(self._has_room)
-            pending.append((event, message_id, entry))
-            queued = len(pending)
-            if queued == 1:
-                self._oldest = time.monotonic()
-                self._cond.notify_all()  # the sender starts the max_delay timer
-            elif queued == self._max_events:
-                self._cond.notify_all()  # a full batch is due
+            queue_up(self, (event, message_id, entry))
         return message_id
 
     def _has_room(self) -> bool:
@@ -172,6 +165,21 @@ class Batcher:
                 with self._cond:
                     self._in_flight = 0
                     self._cond.notify_all()
+
+
+def queue_up(batcher: Batcher | AsyncBatcher, item: Queued) -> None:
+    """Append ``item`` to a batcher's queue, its condition held; wake the sender only when it has work.
+
+    The first event of a batch starts the ``max_delay`` timer, and a full batch is due at once.
+    """
+    pending = batcher._pending
+    pending.append(item)
+    queued = len(pending)
+    if queued == 1:
+        batcher._oldest = time.monotonic()
+        batcher._cond.notify_all()
+    elif queued == batcher._max_events:
+        batcher._cond.notify_all()
 
 
 def unexpected(exc: Exception) -> SidecarError:
@@ -261,16 +269,9 @@ class AsyncBatcher:
         async with self._cond:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
-            pending = self._pending
-            if len(pending) >= self._max_queue:
+            if len(self._pending) >= self._max_queue:
                 await self._cond.wait_for(self._has_room)
-            pending.append((event, message_id, entry))
-            queued = len(pending)
-            if queued == 1:
-                self._oldest = time.monotonic()
-                self._cond.notify_all()  # the sender starts the max_delay timer
-            elif queued == self._max_events:
-                self._cond.notify_all()  # a full batch is due
+            queue_up(self, (event, message_id, entry))
         return message_id
 
     def _has_room(self) -> bool:
