@@ -12,7 +12,15 @@ import pytest
 
 from sidecar.collector.server import Collector
 from tests.fleet.redis_server import RedisServer, running_redis
-from tests.support.harness import TEST_ENV, Collectors, SidecarProcess, SidecarUnderTest, free_port, start_sidecar
+from tests.support.harness import (
+    TEST_ENV,
+    Collectors,
+    SidecarProcess,
+    SidecarUnderTest,
+    free_port,
+    ready,
+    start_sidecar,
+)
 
 
 @pytest.fixture
@@ -76,12 +84,8 @@ async def ready_process(collector: Collector, tmp_path: Path) -> AsyncIterator[S
         port=free_port(),
         log_path=tmp_path / "sidecar.log",
     )
-    running.start()
-    try:
-        await running.wait_ready()
+    async with ready(running):
         yield running
-    finally:
-        running.ensure_stopped()
 
 
 @pytest.fixture(autouse=True)

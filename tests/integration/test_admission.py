@@ -20,7 +20,7 @@ from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.api.server_options import MAX_METADATA_BYTES
 from sidecar.collector.server import Collector
-from tests.support.harness import TEST_ENV, SidecarProcess, free_port, retry_delay
+from tests.support.harness import TEST_ENV, SidecarProcess, free_port, held_flush, ready, retry_delay
 
 pytestmark = pytest.mark.slow
 
@@ -46,12 +46,8 @@ def make_process(tmp_path: Path, endpoint: str, **env: str) -> SidecarProcess:
 async def process(collector: Collector, tmp_path: Path) -> AsyncIterator[SidecarProcess]:
     """A ready sidecar process delivering to the collector."""
     running = make_process(tmp_path, collector.url)
-    running.start()
-    try:
-        await running.wait_ready()
+    async with ready(running):
         yield running
-    finally:
-        running.ensure_stopped()
 
 
 async def test_metadata_under_the_bound_is_always_accepted(process: SidecarProcess) -> None:
@@ -83,19 +79,13 @@ async def test_too_many_calls_carries_grpc_pushback_as_well_as_retry_info(tmp_pa
     delay as a grpc-retry-pushback-ms trailer ("100"), which gRPC's own retries honour (99dcdba: no trailer)."""
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the Flush waits
     running = make_process(tmp_path, closed, SIDECAR_MAX_CONCURRENT_CALLS="1")
-    running.start()
-    try:
-        await running.wait_ready()
+    async with ready(running):
         async with grpc.aio.insecure_channel(running.address) as channel:
             stub = pb_grpc.SidecarServiceStub(channel)
             await stub.Track(TRACK, timeout=5)
-            flush = asyncio.ensure_future(stub.Flush(pb.FlushRequest(), timeout=30))
+            flush = asyncio.ensure_future(held_flush(stub))
             deadline = time.monotonic() + 10
             while True:
-                if flush.done():
-                    # The Flush was itself refused: the Track before it still held the place while its handler
-                    # ended after answering. Start it again, so that it holds the place.
-                    flush = asyncio.ensure_future(stub.Flush(pb.FlushRequest(), timeout=30))
                 try:
                     await stub.Track(TRACK, timeout=5)
                 except grpc.aio.AioRpcError as error:
@@ -106,5 +96,3 @@ async def test_too_many_calls_carries_grpc_pushback_as_well_as_retry_info(tmp_pa
         assert busy.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert retry_delay(busy) == pytest.approx(0.1)
         assert dict(busy.trailing_metadata() or ()).get("grpc-retry-pushback-ms") == "100"
-    finally:
-        running.ensure_stopped()

@@ -23,7 +23,7 @@ import pytest
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar.api.server_options import STREAM_WINDOW_BYTES
 from sidecar.collector.server import Collector
-from tests.support.harness import TEST_ENV, SidecarProcess, free_port
+from tests.support.harness import TEST_ENV, SidecarProcess, free_port, ready
 
 pytestmark = pytest.mark.slow
 
@@ -61,12 +61,8 @@ async def process(collector: Collector, tmp_path: Path) -> AsyncIterator[Sidecar
         port=free_port(),
         log_path=tmp_path / "sidecar.log",
     )
-    running.start()
-    try:
-        await running.wait_ready()
+    async with ready(running):
         yield running
-    finally:
-        running.ensure_stopped()
 
 
 @contextmanager

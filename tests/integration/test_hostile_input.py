@@ -21,7 +21,15 @@ from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.collector.server import Collector
 from tests.conftest import SidecarFactory, rpc_error
-from tests.support.harness import TEST_ENV, SidecarProcess, field_violations, free_port, held_flush, retry_delay
+from tests.support.harness import (
+    TEST_ENV,
+    SidecarProcess,
+    field_violations,
+    free_port,
+    held_flush,
+    ready,
+    retry_delay,
+)
 from tests.support.wire import deep_properties
 
 pytestmark = pytest.mark.slow
@@ -50,12 +58,8 @@ def make_process(tmp_path: Path, endpoint: str, **env: str) -> SidecarProcess:
 async def process(collector: Collector, tmp_path: Path) -> AsyncIterator[SidecarProcess]:
     """A ready sidecar process delivering to the collector."""
     running = make_process(tmp_path, collector.url)
-    running.start()
-    try:
-        await running.wait_ready()
+    async with ready(running):
         yield running
-    finally:
-        running.ensure_stopped()
 
 
 def rss(process: SidecarProcess) -> int:
@@ -300,26 +304,21 @@ async def test_oversized_messages_and_too_many_calls_are_resource_exhausted(
     end (main: no bound on calls in progress)."""
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: flushes wait
     running = make_process(tmp_path, closed, SIDECAR_MAX_CONCURRENT_CALLS="2")
-    running.start()
-    try:
-        await running.wait_ready()
-        async with grpc.aio.insecure_channel(running.address) as channel:
-            stub = pb_grpc.SidecarServiceStub(channel)
-            big = pb.BatchRequest(
-                events=[pb.BatchEvent(track=pb.TrackRequest(**BASE, event="E", properties_json=b"1" * 2**20))] * 18
-            )
-            code, _, _ = await refused(stub.Batch(big, timeout=10))
-            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-            await stub.Track(pb.TrackRequest(**BASE, event="Pending"), timeout=5)
-            flushes = [asyncio.ensure_future(held_flush(stub)) for _ in range(2)]
-            busy = await first_error(stub, deadline=time.monotonic() + 10)
-            assert busy.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            delay = retry_delay(busy)
-            assert delay is not None and delay > 0
-            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-            assert health.status == health_pb2.HealthCheckResponse.SERVING
-            for flush in flushes:
-                flush.cancel()
-            assert await first_success(stub, deadline=time.monotonic() + 10), "calls stayed refused"
-    finally:
-        running.ensure_stopped()
+    async with ready(running), grpc.aio.insecure_channel(running.address) as channel:
+        stub = pb_grpc.SidecarServiceStub(channel)
+        big = pb.BatchRequest(
+            events=[pb.BatchEvent(track=pb.TrackRequest(**BASE, event="E", properties_json=b"1" * 2**20))] * 18
+        )
+        code, _, _ = await refused(stub.Batch(big, timeout=10))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        await stub.Track(pb.TrackRequest(**BASE, event="Pending"), timeout=5)
+        flushes = [asyncio.ensure_future(held_flush(stub)) for _ in range(2)]
+        busy = await first_error(stub, deadline=time.monotonic() + 10)
+        assert busy.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        delay = retry_delay(busy)
+        assert delay is not None and delay > 0
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        for flush in flushes:
+            flush.cancel()
+        assert await first_success(stub, deadline=time.monotonic() + 10), "calls stayed refused"

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +190,17 @@ class SidecarProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+@asynccontextmanager
+async def ready(process: SidecarProcess) -> AsyncIterator[SidecarProcess]:
+    """Start ``process`` and wait until it serves; on exit, kill it if it still runs."""
+    process.start()
+    try:
+        await process.wait_ready()
+        yield process
+    finally:
+        process.ensure_stopped()
 
 
 async def held_flush(stub: Any, metadata: tuple[tuple[str, str], ...] = ()) -> None:
