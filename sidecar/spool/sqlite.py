@@ -228,31 +228,25 @@ class SqliteStore(outcome_rows.LogRows):
         ranges = writes.seq_ranges(seqs)
         if not ranges:
             return
-        if stamp is None:
-            self._delete(ranges, seqs)
-            return
         where, parameters = writes.matching(ranges, seqs)
+        if stamp is None:
+            self._delete(where, parameters)
+            return
         logged = (0, 0)
         with Transaction(self._conn):
             if stamp.gateway:
                 outcome_rows.log_forwarded(self._conn, stamp, where, parameters)
             else:
                 logged = outcome_rows.log_events(self._conn, stamp, where, parameters)
-            self._delete(ranges, seqs)
+            self._delete(where, parameters)
         self._logged(*logged)
 
-    def _delete(self, ranges: list[tuple[int, int]], seqs: Sequence[int]) -> int:
-        """Delete; return how many rows went."""
+    def _delete(self, where: str, parameters: tuple[object, ...]) -> None:
         try:
-            if len(ranges) == 1:
-                cursor = self._conn.execute("DELETE FROM events WHERE seq BETWEEN ? AND ?", ranges[0])
-            else:
-                cursor = self._conn.execute(
-                    "DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (orjson.dumps(list(seqs)),)
-                )
+            # ``where`` is one of writes.matching's two fixed clauses; the seqs travel as parameters.
+            self._conn.execute(f"DELETE FROM events WHERE {where}", parameters)
         except sqlite3.Error as exc:
             raise SpoolFailure(f"spool write failed: {exc}") from exc
-        return cursor.rowcount
 
     def dead_letter(self, letters: Sequence[DeadLetter], stamp: Stamp | None = None) -> None:
         """Copy events still pending into dead_letters and delete them from events, in one transaction, with the

@@ -4,9 +4,10 @@ spool migrated to version 2 with its rows."""
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from sidecar.errors import SpoolFailure
 from sidecar.model import Event, Region
@@ -49,16 +50,20 @@ def test_records_of_a_removal_survive_a_reopen_beside_the_removal(tmp_path: Path
     again.close()
 
 
-def test_a_removal_whose_record_cannot_be_written_is_undone(tmp_path: Path) -> None:
-    """The records ride in the removal's transaction: a record that cannot be written undoes the removal too."""
+def test_a_removal_that_fails_takes_its_records_back(tmp_path: Path) -> None:
+    """The records ride in the removal's transaction: they are written first, so a DELETE that fails after them
+    (here a trigger aborts it) must take them back with it, leaving the events and no record."""
     store = SqliteStore(tmp_path)
     store.open()
     store.insert(_events(2))
-    broken = Stamp(OutcomeKind.DELIVERED, 1.0, None, "us")  # type: ignore[arg-type]  # NOT NULL refuses it
-    with contextlib.suppress(SpoolFailure, TypeError):
-        store.delete([1], broken)
+    store._conn.execute(
+        "CREATE TEMP TRIGGER refuse_removal BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'disk gone'); END"
+    )
+    with pytest.raises(SpoolFailure, match="disk gone"):
+        store.delete([1], _stamp())
     assert [e.seq for e in store.load(0, 10_000)] == [1, 2]
     assert store.outcome_rows == 0
+    assert store._conn.execute("SELECT count(*) FROM outcomes").fetchone()[0] == 0
     store.close()
 
 
