@@ -270,8 +270,12 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _infer_mode(cls, data: Any) -> Any:
-        """An unset mode with gateways to forward to is an edge (what these settings meant before the mode existed)."""
-        if isinstance(data, dict) and data.get("mode") in (None, "") and data.get("forward_to"):
+        """An unset mode with gateways to forward to is an edge (what these settings meant before the mode existed);
+        a blank SIDECAR_FORWARD_TO is unset, as :func:`_raw_mode` reads it when another variable failed."""
+        if not isinstance(data, dict) or data.get("mode") not in (None, ""):
+            return data
+        forward_to = data.get("forward_to")
+        if forward_to.strip() if isinstance(forward_to, str) else forward_to:
             return {**data, "mode": "edge"}
         return data
 

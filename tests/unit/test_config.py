@@ -172,6 +172,17 @@ def test_mode_combinations_are_refused_by_variable_name(environ: dict[str, str],
         assert f"  {variable}: " in text, text
 
 
+def test_a_blank_forward_to_is_unset_whether_or_not_another_variable_fails() -> None:
+    """SIDECAR_FORWARD_TO of spaces infers no edge: alone the sidecar loads standalone, and beside a bad variable
+    the error names that variable alone (the combination checks read the mode the same way)."""
+    settings, _ = load({"SIDECAR_FORWARD_TO": "  "})
+    assert settings.mode == "standalone"
+    with pytest.raises(ConfigError) as error:
+        load({"SIDECAR_FORWARD_TO": "  ", "SIDECAR_SPOOL": "floppy"})
+    assert "SIDECAR_SPOOL" in str(error.value)
+    assert "SIDECAR_FORWARD_TO" not in str(error.value)
+
+
 def test_valid_modes_load_and_an_inferred_edge_warns() -> None:
     """standalone (alone or with Redis, a fleet member), an explicit edge and a gateway with its token load without
     a warning; gateways to forward to without a mode still make an edge, with a warning asking for SIDECAR_MODE."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from sidecar.validate.text import INVISIBLE_OUTSIDE_CF
+from sidecar.validate.text import INVISIBLE_OUTSIDE_CF, describe
 
 # Look-alike letters and the Latin letter each reads as, position by position. Written as escapes, since the
 # letters themselves are exactly what a reader cannot tell apart (Cyrillic, Greek, Armenian, then Latin letters
@@ -77,5 +77,5 @@ def disguises(name: str) -> list[str]:
         if ch.isascii():
             continue
         if fold(ch) != ch:
-            found.append(f"U+{ord(ch):04X} {unicodedata.name(ch, 'UNNAMED CHARACTER')}")
+            found.append(describe(ch))
     return found

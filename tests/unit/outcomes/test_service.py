@@ -65,8 +65,11 @@ async def test_a_watcher_wakes_on_news_and_filters_by_key_and_kind() -> None:
     await outcomes.start()
     watch = outcomes.watch("", ["wk-a"], [int(OutcomeKind.DELIVERED)], from_now=False)
     nxt = asyncio.ensure_future(anext(watch))
-    await asyncio.sleep(0)
-    assert not nxt.done()
+    for _ in range(100):  # loop turns until the watcher has read its (empty) page and waits for news
+        if 1 in outcomes.watchers and outcomes.watchers[1].waiting:
+            break
+        await asyncio.sleep(0)
+    assert outcomes.watchers[1].waiting and not nxt.done()
     _deliver(store, "wk-b", 1)
     _deliver(store, "wk-a", 2)
     outcomes.written()
