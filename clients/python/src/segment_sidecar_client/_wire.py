@@ -37,6 +37,7 @@ from segment_sidecar_client._events import (
     Region,
     Screen,
     Track,
+    to_batch_event,
     to_json_bytes,
     to_timestamp,
 )
@@ -248,8 +249,5 @@ class Encoder:
 
 def entry_of(request: Any) -> bytes:
     """The entry bytes of a request message (:meth:`Client.prepare`'s), the same as the encoder gives."""
-    data = sidecar_pb2.BatchEvent(**{_MEMBER[type(request)]: request}).SerializeToString()
+    data = to_batch_event(request).SerializeToString()
     return b"".join((_ENTRY_KEY, varint(len(data)), data))
-
-
-_MEMBER = {request: member for _, member, request in _REQUESTS}
