@@ -77,6 +77,10 @@ class ScriptedSidecar(sidecar_pb2_grpc.SidecarServiceServicer):
     """The fingerprints ``ListWriteKeys`` answers, page by page (the page token is the next page's index)."""
     batch_counts: bool = False
     """Whether ``Batch`` fills the response's ``accepted`` and ``rejected`` counters, as the sidecar does."""
+    batch_gate: asyncio.Event | None = None
+    """When set, each ``Batch`` call waits for this event before it answers (a sidecar slow to answer)."""
+    batches_held: int = 0
+    """How many ``Batch`` calls have arrived at the gate."""
 
     async def _answer(self, method: str, request: Any, context: grpc.aio.ServicerContext, response: Any) -> Any:
         self.seen.append((method, request, time.monotonic()))
@@ -100,6 +104,9 @@ class ScriptedSidecar(sidecar_pb2_grpc.SidecarServiceServicer):
 
     async def Batch(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         """Accept every event of a batch except those named ``reject_event_named``."""
+        if self.batch_gate is not None:
+            self.batches_held += 1
+            await self.batch_gate.wait()
         results = []
         for item in request.events:
             inner = getattr(item, item.WhichOneof("event"))

@@ -275,3 +275,55 @@ async def test_client_batch_and_batch_requests_send_the_same_events(scripted: Ru
     sent = [request for method, request, _ in scripted.sidecar.seen if method == "Batch"]
     assert len(sent) == 2
     assert sent[0] == sent[1]
+
+
+async def test_add_waits_for_room_while_a_batch_is_held_at_the_sidecar(scripted: Running) -> None:
+    """max_events=2, max_queue=2, and the sidecar holds the first batch: two more events queue, the fifth add waits
+    until the sidecar answers, then returns, and all five arrive."""
+    gate = asyncio.Event()
+    scripted.sidecar.batch_gate = gate
+    async with (
+        AsyncClient(scripted.address, write_key="wk") as client,
+        AsyncBatcher(client, max_events=2, max_queue=2, max_delay=30.0) as batcher,
+    ):
+        for index in range(4):
+            await batcher.add(Track(user_id="u", event=f"E{index}"))
+        fifth = asyncio.ensure_future(batcher.add(Track(user_id="u", event="E4")))
+        await until(lambda: scripted.sidecar.batches_held == 1)
+        await asyncio.sleep(0.2)  # a window in which a queue that did not push back would have taken it
+        assert not fifth.done(), "add returned while the queue was full"
+        gate.set()
+        await asyncio.wait_for(fifth, 5)
+    assert batch_sizes(scripted) == [2, 2, 1]
+
+
+async def test_sync_add_blocks_while_a_batch_is_held_at_the_sidecar(scripted: Running) -> None:
+    """The blocking Batcher likewise: with the first batch held and two events queued, the fifth add blocks its
+    thread until the sidecar answers; then all five arrive."""
+    gate = asyncio.Event()
+    scripted.sidecar.batch_gate = gate
+    loop = asyncio.get_running_loop()
+    blocked: list[bool] = []
+
+    def body(client: Client) -> None:
+        with Batcher(client, max_events=2, max_queue=2, max_delay=30.0) as batcher:
+            for index in range(4):
+                batcher.add(Track(user_id="u", event=f"E{index}"))
+            fifth = threading.Thread(target=batcher.add, args=(Track(user_id="u", event="E4"),))
+            fifth.start()
+            fifth.join(0.3)
+            blocked.append(fifth.is_alive())
+            loop.call_soon_threadsafe(gate.set)
+            fifth.join(5)
+
+    await run_sync(scripted, body)
+    assert blocked == [True], "add returned while the queue was full"
+    assert batch_sizes(scripted) == [2, 2, 1]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait on the event loop until ``condition`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
