@@ -278,8 +278,10 @@ async def test_client_batch_and_batch_requests_send_the_same_events(scripted: Ru
 
 
 async def test_add_waits_for_room_while_a_batch_is_held_at_the_sidecar(scripted: Running) -> None:
-    """max_events=2, max_queue=2, and the sidecar holds the first batch: two more events queue, the fifth add waits
-    until the sidecar answers, then returns, and all five arrive."""
+    """With a batch held at the sidecar and the queue full, add waits until the sidecar answers.
+
+    max_events=2, max_queue=2: two events are in flight, two queue, the fifth add waits; then all five arrive.
+    """
     gate = asyncio.Event()
     scripted.sidecar.batch_gate = gate
     async with (
@@ -298,8 +300,10 @@ async def test_add_waits_for_room_while_a_batch_is_held_at_the_sidecar(scripted:
 
 
 async def test_sync_add_blocks_while_a_batch_is_held_at_the_sidecar(scripted: Running) -> None:
-    """The blocking Batcher likewise: with the first batch held and two events queued, the fifth add blocks its
-    thread until the sidecar answers; then all five arrive."""
+    """The blocking Batcher likewise: with a batch held and the queue full, add blocks its thread.
+
+    Two events are in flight, two queue, the fifth add blocks until the sidecar answers; then all five arrive.
+    """
     gate = asyncio.Event()
     scripted.sidecar.batch_gate = gate
     loop = asyncio.get_running_loop()
