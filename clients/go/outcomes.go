@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"regexp"
-	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -88,24 +86,13 @@ func (e *CursorExpiredError) GRPCStatus() *status.Status {
 // oldestCursorKey is the google.rpc.ErrorInfo metadata key naming the oldest cursor held.
 const oldestCursorKey = "oldest_cursor"
 
-var (
-	quotedOldest = regexp.MustCompile("(?i)oldest[^\"'`]*[\"'`]([^\"'`\\s]+)[\"'`]")
-	colonOldest  = regexp.MustCompile(`(?i)oldest[^:]*:\s*([^\s,;)]+)`)
-)
-
-// cursorExpired builds the typed error of an OUT_OF_RANGE status: the oldest cursor from an ErrorInfo detail, else
-// read loosely from the message (a quoted token after "oldest", else the token after the colon that follows it).
+// cursorExpired builds the typed error of an OUT_OF_RANGE status, with the oldest cursor its ErrorInfo detail
+// names (empty when the sidecar holds no record).
 func cursorExpired(st *status.Status) *CursorExpiredError {
 	e := &CursorExpiredError{Message: st.Message()}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetMetadata()[oldestCursorKey] != "" {
 			e.OldestCursor = info.GetMetadata()[oldestCursorKey]
-			return e
-		}
-	}
-	for _, re := range []*regexp.Regexp{quotedOldest, colonOldest} {
-		if m := re.FindStringSubmatch(st.Message()); m != nil {
-			e.OldestCursor = strings.TrimRight(m[1], ".")
 			return e
 		}
 	}

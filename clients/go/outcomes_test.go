@@ -176,28 +176,36 @@ func TestWatchEndsWithTheContext(t *testing.T) {
 }
 
 // TestCursorOlderThanTheWindowIsTyped proves that OUT_OF_RANGE ends the watch with a *CursorExpiredError naming the
-// oldest cursor, read from an ErrorInfo detail or from the message.
+// oldest cursor its ErrorInfo detail holds (empty when the log holds none).
 func TestCursorOlderThanTheWindowIsTyped(t *testing.T) {
 	withDetail, err := status.New(codes.OutOfRange, "cursor is older than the window").
 		WithDetails(&errdetails.ErrorInfo{Reason: "CURSOR_EXPIRED", Metadata: map[string]string{"oldest_cursor": "c42"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := map[string]error{
-		"detail": withDetail.Err(),
-		"quoted": status.Error(codes.OutOfRange, `cursor c1 is older than the window; the oldest cursor held is "c42"`),
-		"colon":  status.Error(codes.OutOfRange, "cursor c1 is older than the window (oldest cursor held: c42)"),
+	// The sidecar's words when its log is empty (an empty oldest_cursor): no cursor, not a word of the text.
+	emptyLog, err := status.New(codes.OutOfRange, "the oldest record held has cursor (none: the log is empty)").
+		WithDetails(&errdetails.ErrorInfo{Reason: "CURSOR_EXPIRED", Metadata: map[string]string{"oldest_cursor": ""}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for name, failure := range cases {
+	cases := map[string]struct {
+		failure error
+		oldest  string
+	}{
+		"detail":    {withDetail.Err(), "c42"},
+		"empty log": {emptyLog.Err(), ""},
+	}
+	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			srv := &outcomeServer{failWith: failure}
+			srv := &outcomeServer{failWith: tc.failure}
 			c := startTCP(t, srv, fastReconnect)
 			var last error
 			for _, err := range c.WatchOutcomes(context.Background(), WatchOptions{AfterCursor: "c1"}) {
 				last = err
 			}
 			var expired *CursorExpiredError
-			if !errors.As(last, &expired) || expired.OldestCursor != "c42" {
+			if !errors.As(last, &expired) || expired.OldestCursor != tc.oldest {
 				t.Fatalf("ended with %#v", last)
 			}
 			if status.Code(last) != codes.OutOfRange || len(srv.cursors) != 1 {

@@ -64,18 +64,17 @@ export function violations(rich: Status | undefined): FieldViolation[] {
 export const OLDEST_CURSOR_KEY = "oldest_cursor";
 
 /**
- * The oldest cursor an OUT_OF_RANGE answer names: an ErrorInfo detail's `oldest_cursor`, else the message read
- * loosely (a quoted token after "oldest", else the token after the colon that follows it).
+ * The oldest cursor an OUT_OF_RANGE answer names: its ErrorInfo detail's `oldest_cursor`; undefined when the sidecar
+ * holds no record (the value is empty) or sent no such detail.
  */
-export function oldestCursor(rich: Status | undefined, message: string): string | undefined {
+export function oldestCursor(rich: Status | undefined): string | undefined {
   for (const detail of rich?.details ?? []) {
     if (isType(detail.typeUrl, "google.rpc.ErrorInfo")) {
       const value = ErrorInfo.decode(detail.value).metadata[OLDEST_CURSOR_KEY];
       if (value) return value;
     }
   }
-  const found = /oldest[^"'`]*["'`]([^"'`\s]+)["'`]/i.exec(message) ?? /oldest[^:]*:\s*([^\s,;)]+)/i.exec(message);
-  return found ? found[1]!.replace(/\.+$/, "") : undefined;
+  return undefined;
 }
 
 /** The client error for a failed call; anything that is not a gRPC status (a closed client) becomes UNKNOWN. */
@@ -89,7 +88,7 @@ export function translate(error: ServiceError | Error): SidecarError {
     return new InvalidEventError(details, violations(rich));
   }
   if (error.code === status.OUT_OF_RANGE) {
-    return new CursorExpiredError(details, oldestCursor(rich, details));
+    return new CursorExpiredError(details, oldestCursor(rich));
   }
   const delays = [retryAfter(rich), pushback(error.metadata)].filter((d): d is number => d !== undefined);
   return new SidecarError(error.code, details, delays.length > 0 ? Math.max(...delays) : undefined);

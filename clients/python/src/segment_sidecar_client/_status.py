@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import grpc
@@ -66,15 +65,12 @@ def violations(status: status_pb2.Status | None) -> tuple[FieldViolation, ...]:
 
 OLDEST_CURSOR_KEY = "oldest_cursor"
 """The ``google.rpc.ErrorInfo`` metadata key of an OUT_OF_RANGE answer that names the oldest cursor held."""
-_QUOTED = re.compile(r"oldest[^\"'`]*[\"'`]([^\"'`\s]+)[\"'`]", re.IGNORECASE)
-_AFTER_COLON = re.compile(r"oldest[^:]*:\s*([^\s,;)]+)", re.IGNORECASE)
 
 
-def oldest_cursor(status: status_pb2.Status | None, message: str) -> str | None:
-    """The oldest cursor an OUT_OF_RANGE answer names: an ``ErrorInfo`` detail's ``oldest_cursor``, else the message.
+def oldest_cursor(status: status_pb2.Status | None) -> str | None:
+    """The oldest cursor an OUT_OF_RANGE answer names, from its ``ErrorInfo`` detail's ``oldest_cursor``.
 
-    The message is read loosely (a quoted token after "oldest", else the token after the colon that follows it),
-    so that a sidecar that only says it in words is still understood.
+    None when the sidecar holds no record (the value is empty) or sent no such detail.
     """
     if status is not None:
         for detail in status.details:
@@ -83,8 +79,7 @@ def oldest_cursor(status: status_pb2.Status | None, message: str) -> str | None:
                 detail.Unpack(info)
                 if info.metadata.get(OLDEST_CURSOR_KEY):
                     return str(info.metadata[OLDEST_CURSOR_KEY])
-    found = _QUOTED.search(message) or _AFTER_COLON.search(message)
-    return found.group(1).rstrip(".") if found else None
+    return None
 
 
 def translate(error: Any) -> SidecarError:
@@ -96,6 +91,6 @@ def translate(error: Any) -> SidecarError:
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidEventError(message, violations(status))
     if code == grpc.StatusCode.OUT_OF_RANGE:
-        return CursorExpiredError(message, oldest_cursor(status, message))
+        return CursorExpiredError(message, oldest_cursor(status))
     delays = [d for d in (retry_after(status), pushback(trailers)) if d is not None]
     return SidecarError(code, message, retry_after=max(delays) if delays else None)

@@ -7,8 +7,6 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
 import java.util.Optional;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 /**
  * A watch's cursor is older than the outcome log's window (OUT_OF_RANGE): records were dropped. {@link
@@ -20,9 +18,6 @@ public final class CursorExpiredException extends StatusRuntimeException {
 
   /** The google.rpc.ErrorInfo metadata key naming the oldest cursor held. */
   static final String OLDEST_CURSOR_KEY = "oldest_cursor";
-
-  private static final Pattern QUOTED = Pattern.compile("(?i)oldest[^\"'`]*[\"'`]([^\"'`\\s]+)[\"'`]");
-  private static final Pattern AFTER_COLON = Pattern.compile("(?i)oldest[^:]*:\\s*([^\\s,;)]+)");
 
   private final String oldestCursor;
 
@@ -37,8 +32,8 @@ public final class CursorExpiredException extends StatusRuntimeException {
   }
 
   /**
-   * Types an OUT_OF_RANGE status: the oldest cursor from an ErrorInfo detail, else read loosely from the message (a
-   * quoted token after "oldest", else the token after the colon that follows it).
+   * Types an OUT_OF_RANGE status, with the oldest cursor its ErrorInfo detail names (none when the sidecar holds no
+   * record: the value is empty).
    */
   static CursorExpiredException fromStatus(StatusRuntimeException ex) {
     com.google.rpc.Status rich = StatusProto.fromThrowable(ex);
@@ -51,16 +46,9 @@ public final class CursorExpiredException extends StatusRuntimeException {
               return new CursorExpiredException(ex, value);
             }
           } catch (InvalidProtocolBufferException ignored) {
-            // an unreadable detail names nothing: fall back to the message
+            // an unreadable detail names nothing
           }
         }
-      }
-    }
-    String message = ex.getStatus().getDescription() == null ? "" : ex.getStatus().getDescription();
-    for (Pattern p : new Pattern[] {QUOTED, AFTER_COLON}) {
-      Matcher m = p.matcher(message);
-      if (m.find()) {
-        return new CursorExpiredException(ex, m.group(1).replaceAll("\\.+$", ""));
       }
     }
     return new CursorExpiredException(ex, null);
