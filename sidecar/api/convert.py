@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Iterator, Sequence
+from itertools import chain, groupby, repeat
 from typing import Any
 
 import orjson
@@ -238,12 +240,16 @@ _MIN_STRING_LIMIT = min(MAX_STRING_CHARS, SEGMENT_MAX_MESSAGE_ID_CHARS)
 """Strings no longer than this are within every string limit: one ``max`` settles them all."""
 
 
+_STRUCTS = {kind: tuple(name for name, _ in objects) for kind, objects in _OBJECTS.items()}
+"""Per call type, the object fields a caller may send as a Struct."""
+
+
 class _Plan:
     """One call type's reading plan, built once: every scalar field the caller can set is read in one C call
     (``operator.attrgetter`` over the names), and each value's place in that tuple is precomputed, so the per-event
     path reads each field once and does no string work."""
 
-    __slots__ = ("context", "leading", "objects", "read", "strings", "structs", "trailing")
+    __slots__ = ("context", "leading", "marks", "objects", "read", "strings", "trailing")
 
     def __init__(self, call_type: CallType) -> None:
         names = [name for name, _ in _STRINGS[call_type]]
@@ -255,7 +261,8 @@ class _Plan:
         self.objects = tuple(
             (name, json_name, len(names) + index) for index, (name, json_name) in enumerate(_OBJECTS[call_type])
         )
-        self.structs = tuple(name for name, _, _ in self.objects)
+        # HasField of each Struct field, then of the timestamp: a request's "marks" are these answers, in this order.
+        self.marks = tuple(operator.methodcaller("HasField", name) for name in (*_STRUCTS[call_type], "timestamp"))
         self.context = next(index for name, _, index in self.objects if name == "context")
         self.read = operator.attrgetter(*names, *(json_name for _, json_name in _OBJECTS[call_type]), "region")
 
@@ -263,53 +270,52 @@ class _Plan:
 _PLANS = {kind: _Plan(kind) for kind in CallType}
 
 
-def _read_within_limits(plan: _Plan, request: ProtoRequest) -> tuple[Any, ...] | None:
-    """The request's scalar values when the strings and JSON bytes among them are all far inside their limits, so
-    :func:`check_limits` would find nothing in them (the common case, settled by C-level counts); else None.
-
-    None rather than the values: the caller then runs :func:`check_limits`, and a refusal's traceback must not keep
-    a copy of an oversized value alive (refused inputs leave nothing behind)."""
-    values = plan.read(request)
+def _within_limits(plan: _Plan, rows: list[tuple[Any, ...]]) -> bool:
+    """Whether every request's strings and JSON bytes (``rows`` of the values ``plan.read`` gives) are far inside
+    their limits, so that :func:`check_limits` would find nothing in them: the common case, settled a field at a time
+    over all the requests, each count one C-level pass."""
+    columns = list(zip(*rows, strict=True))
     strings = plan.strings
-    if max(map(len, values[:strings])) > _MIN_STRING_LIMIT:
-        return None
-    # The JSON bytes fields together: within the size and bracket bounds, each of them is (a text with more brackets
-    # than the depth bound may still be shallow enough; check_limits decides that exactly).
-    # Their sizes first: an oversized text is refused without being copied into the join.
-    json_texts = values[strings:-1]
-    if sum(map(len, json_texts)) > MAX_JSON_BYTES:
-        return None
-    texts = b"".join(json_texts)
-    if texts.count(b"{") + texts.count(b"[") > MAX_JSON_DEPTH:
-        return None
-    return values
+    if max(max(map(len, column)) for column in columns[:strings]) > _MIN_STRING_LIMIT:
+        return False
+    for texts in columns[strings:-1]:
+        if not any(texts):
+            continue
+        if max(map(len, texts)) > MAX_JSON_BYTES:
+            return False
+        # A text with no more brackets than the depth bound cannot nest deeper than it; one with more may still be
+        # shallow enough, and check_limits decides that exactly.
+        if max(map(bytes.count, texts, repeat(b"{"))) + max(map(bytes.count, texts, repeat(b"["))) > MAX_JSON_DEPTH:
+            return False
+    return True
 
 
 def _read_objects(
     request: ProtoRequest,
     plan: _Plan,
     values: tuple[Any, ...],
-    structs: list[bool],
+    marked: tuple[bool, ...],
     fields: dict[str, Any],
     parsed: dict[str, dict[str, Any]],
     violations: list[FieldViolation],
 ) -> None:
     """The JSON object fields of a request into ``fields`` (what to embed) and ``parsed`` (what to check)."""
-    for (name, json_name, index), has_struct in zip(plan.objects, structs, strict=True):
+    # ``marked`` ends with the timestamp's mark, which zip leaves out.
+    for (name, json_name, index), has_struct in zip(plan.objects, marked, strict=False):
         raw = values[index]
+        if not raw and not has_struct:
+            continue
         if raw and not has_struct:
             # The fast path: a JSON object sent as bytes, parsed once, embedded as-is. Anything else (unparsable,
             # not an object) falls through to _object, which words the violation.
             value = _json_object(raw, json_name) if name not in _REPEATED else _repeated_object(raw, json_name)
-            if isinstance(value, FieldViolation):
-                violations.append(value)
-                continue
-            if value is not None:
+            if isinstance(value, dict):
                 fields[name] = orjson.Fragment(raw)
                 parsed[name] = value
                 continue
-        elif not has_struct:
-            continue
+            if value is not None:
+                violations.append(value)
+                continue
         try:
             found = _object(request, name, json_name)
         except InvalidEvent as exc:
@@ -319,21 +325,56 @@ def _read_objects(
             fields[name], parsed[name] = found
 
 
-def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, received_at: float) -> Call:
-    """Decode a request into a Call; raise :class:`InvalidEvent` for undecodable input (all problems at once).
+def to_calls(
+    call_type: CallType, requests: Sequence[ProtoRequest], default_region: Region, received_at: float
+) -> Iterator[Call | InvalidEvent]:
+    """Decode requests of one call type, in order: each becomes its Call, or the InvalidEvent that refuses it (every
+    problem of that request at once). Each is decoded as it is asked for, so that a consumer can pause between
+    events however long one takes (a Struct of 60 KB takes milliseconds).
 
-    ``fields`` is filled in Segment's order (see ``_LEADING``); messageId and timestamp come last. The limits are
-    checked first (:func:`check_limits`, or the same answer from the values already read when they are far inside
-    every limit), so nothing below parses or copies an oversized value.
+    What every request needs is read a field at a time over all of them (which Structs and timestamps are set, then
+    the scalar values), each in one C-level pass, and when no request carries a Struct or a timestamp and every value
+    is far inside its limit, the limits of all of them are settled at once. Otherwise each request the shortcut does
+    not settle gets the exact :func:`check_limits` first, so nothing below parses or copies an oversized value.
     """
+    if not requests:
+        return
     plan = _PLANS[call_type]
-    has_field = request.HasField
-    structs = list(map(has_field, plan.structs))
-    has_timestamp = has_field("timestamp")
-    values = None if True in structs or has_timestamp else _read_within_limits(plan, request)
-    if values is None:
-        check_limits(call_type, request)
-        values = plan.read(request)
+    marks = list(zip(*(map(has_field, requests) for has_field in plan.marks), strict=True))
+    rows = list(map(plan.read, requests))
+    settled = True not in chain.from_iterable(marks) and _within_limits(plan, rows)
+    for request, values, marked in zip(requests, rows, marks, strict=True):
+        try:
+            if not settled and (True in marked or not _within_limits(plan, [values])):
+                check_limits(call_type, request)
+            call: Call | InvalidEvent = _call_of(plan, call_type, request, values, marked, default_region, received_at)
+        except InvalidEvent as refusal:
+            # Handed on without its traceback, whose frame holds every request's values.
+            call = refusal.with_traceback(None)
+        yield call
+
+
+def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, received_at: float) -> Call:
+    """Decode one request into a Call; raise :class:`InvalidEvent` for undecodable input (all problems at once)."""
+    found = next(to_calls(call_type, (request,), default_region, received_at))
+    if isinstance(found, InvalidEvent):
+        raise found
+    return found
+
+
+def _call_of(
+    plan: _Plan,
+    call_type: CallType,
+    request: ProtoRequest,
+    values: tuple[Any, ...],
+    marked: tuple[bool, ...],
+    default_region: Region,
+    received_at: float,
+) -> Call:
+    """One request within its limits, from its values, as a Call; raises InvalidEvent.
+
+    ``fields`` is filled in Segment's order (see ``_LEADING``); messageId and timestamp come last.
+    """
     fields: dict[str, Any] = {}
     parsed: dict[str, dict[str, Any]] = {}
     violations: list[FieldViolation] = []
@@ -349,10 +390,10 @@ def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, 
         value = values[index]
         if value:
             fields[json_name] = value
-    _read_objects(request, plan, values, structs, fields, parsed, violations)
+    _read_objects(request, plan, values, marked, fields, parsed, violations)
     if message_id := values[plan.strings - 1]:
         fields["messageId"] = message_id
-    if has_timestamp:
+    if marked[-1]:
         fields["timestamp"] = _timestamp(request.timestamp)
     region = default_region
     if request_region := values[-1]:
@@ -369,3 +410,29 @@ def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, 
 
 BATCH_KINDS: dict[str, CallType] = {kind.value: kind for kind in CallType}
 """The ``BatchEvent.event`` oneof names, which are the call types' names."""
+DECODE_RUN = 256
+"""Events of a Batch decoded together at most: a consumer that yields between events still yields every few ms."""
+_KIND_OF = operator.methodcaller("WhichOneof", "event")
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
+
+BatchItem = tuple[CallType | None, ProtoRequest | None, Call | InvalidEvent | None]
+"""A Batch event decoded: (call type, its request, its Call or the InvalidEvent refusing it), or (None, None, None)
+for an event with no call type set."""
+
+
+def batch_calls(events: Sequence[pb.BatchEvent], default_region: Region, received_at: float) -> Iterator[BatchItem]:
+    """The events of a Batch request decoded in order; each run of consecutive events of one call type is decoded
+    together by :func:`to_calls`, :data:`DECODE_RUN` at a time."""
+    for start in range(0, len(events), DECODE_RUN):
+        chunk = events[start : start + DECODE_RUN]
+        for kind_name, run in groupby(zip(map(_KIND_OF, chunk), chunk, strict=True), key=_FIRST):
+            if kind_name is None:
+                for _ in run:
+                    yield None, None, None
+                continue
+            call_type = BATCH_KINDS[kind_name]
+            requests = list(map(getattr, map(_SECOND, run), repeat(kind_name)))
+            yield from zip(
+                repeat(call_type), requests, to_calls(call_type, requests, default_region, received_at), strict=False
+            )

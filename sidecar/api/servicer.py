@@ -22,7 +22,7 @@ import structlog
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.api import outcomes as convert_outcomes
-from sidecar.api.convert import BATCH_KINDS, to_call
+from sidecar.api.convert import batch_calls, to_call
 from sidecar.api.downstream import Downstream
 from sidecar.api.outcomes import OutcomesDownstream
 from sidecar.api.status import code_of, to_status
@@ -180,12 +180,11 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
             now = time.time()
             clock = time.perf_counter
             slice_ends = clock() + BATCH_SLICE_SECONDS
-            for index, item in enumerate(request.events):
+            for index, (call_type, inner, call) in enumerate(batch_calls(request.events, region, now)):
                 if clock() > slice_ends:
                     await asyncio.sleep(0)
                     slice_ends = clock() + BATCH_SLICE_SECONDS
-                kind_name = item.WhichOneof("event")
-                if kind_name is None:
+                if call_type is None or inner is None or call is None:  # all three or none: the event set no call
                     add_result(
                         rejected=pb.Rejection(
                             code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
@@ -194,10 +193,10 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
                         )
                     )
                     continue
-                call_type = BATCH_KINDS[kind_name]
-                inner = getattr(item, kind_name)
                 try:
-                    event, warnings = prepare(to_call(call_type, inner, region, now))
+                    if isinstance(call, InvalidEvent):
+                        raise call
+                    event, warnings = prepare(call)
                 except SidecarError as error:
                     violations = getattr(error, "violations", ())
                     add_result(
