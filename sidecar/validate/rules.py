@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sidecar.config import SEGMENT_MAX_MESSAGE_ID_CHARS
 from sidecar.errors import FieldViolation, InvalidEvent
 from sidecar.model import Call, CallType, Warning
 from sidecar.validate.text import blank, describe, first_control
@@ -102,21 +101,6 @@ class RequiredFields:
             raise InvalidEvent("; ".join(f"{v.field} {v.description}" for v in missing), tuple(missing))
 
 
-class MessageIdLength:
-    """Segment refuses message ids of 100 characters or more."""
-
-    __slots__ = ()
-
-    def __call__(self, call: Call, warnings: list[Warning]) -> None:
-        """Refuse a message id Segment would refuse."""
-        message_id = call.fields.get("messageId")
-        if message_id is not None and len(message_id) > SEGMENT_MAX_MESSAGE_ID_CHARS:
-            raise InvalidEvent.single(
-                "message_id",
-                f"has {len(message_id)} characters; Segment accepts at most {SEGMENT_MAX_MESSAGE_ID_CHARS}",
-            )
-
-
 def run(validators: Sequence[Validator], call: Call) -> list[Warning]:
     """Apply validators in order; return the warnings (raises on the first refusal)."""
     warnings: list[Warning] = []
@@ -126,8 +110,9 @@ def run(validators: Sequence[Validator], call: Call) -> list[Warning]:
 
 
 def default_validators(extra: Iterable[Validator] = ()) -> list[Validator]:
-    """The partner rules, then whatever else (the Spec check) the composition root adds."""
-    return [RequiredFields(), MessageIdLength(), *extra]
+    """The partner rules, then whatever else (the Spec check) the composition root adds. (A message id's length is
+    Segment's rule too, but both edges refuse a long one while reading the request, with the other limits.)"""
+    return [RequiredFields(), *extra]
 
 
 def object_field(call: Call, name: str) -> dict[str, Any] | None:
