@@ -411,7 +411,8 @@ def _call_of(
 BATCH_KINDS: dict[str, CallType] = {kind.value: kind for kind in CallType}
 """The ``BatchEvent.event`` oneof names, which are the call types' names."""
 DECODE_RUN = 256
-"""Events of a Batch decoded together at most: a consumer that yields between events still yields every few ms."""
+"""The most events of a Batch whose fields and limits are read together; each is still built only when the handler
+asks for it, so a handler that pauses between events still pauses every few milliseconds."""
 _KIND_OF = operator.methodcaller("WhichOneof", "event")
 _FIRST = operator.itemgetter(0)
 _SECOND = operator.itemgetter(1)
