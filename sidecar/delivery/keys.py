@@ -3,41 +3,20 @@
 from __future__ import annotations
 
 import enum
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sidecar.backoff import Backoff
-from sidecar.model import ShardKey, SpooledEvent
+from sidecar.model import ShardKey, SpooledEvent, by_key, payload_bytes
 
 Oldest = tuple[int, float]
 """A key's oldest event left in the spool: (seq, acceptance time in Unix seconds)."""
 
 
-_shard_of = operator.attrgetter("write_key", "region")
-_payload_of = operator.attrgetter("payload")
-
-
 def joined_by_key(events: Sequence[SpooledEvent]) -> list[tuple[ShardKey, int, int, SpooledEvent]]:
     """Events that joined the queue (in seq order), per key in first-seen order: (key, events, payload bytes, the
-    key's first event). One key (a caller's Batch, a lone Track) is counted in C, without a pass in Python."""
-    if not events:
-        return []
-    first = events[0]
-    if len(events) == 1 or len(set(map(_shard_of, events))) == 1:
-        return [(first.shard, len(events), sum(map(len, map(_payload_of, events))), first)]
-    counts: dict[ShardKey, list[int]] = {}
-    firsts: dict[ShardKey, SpooledEvent] = {}
-    for event in events:
-        key = (event.write_key, event.region)
-        count = counts.get(key)
-        if count is None:
-            counts[key] = [1, len(event.payload)]
-            firsts[key] = event
-        else:
-            count[0] += 1
-            count[1] += len(event.payload)
-    return [(key, count, size, firsts[key]) for key, (count, size) in counts.items()]
+    key's first event)."""
+    return [(key, len(group), payload_bytes(group), group[0]) for key, group in by_key(events)]
 
 
 def same_clock(accepted_at: float) -> float:

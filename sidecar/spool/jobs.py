@@ -18,11 +18,11 @@ import contextlib
 import operator
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sidecar.errors import SpoolFailure
-from sidecar.model import ShardKey, SpooledEvent
+from sidecar.model import ShardKey
 from sidecar.spool.store import Oldest, Store
 
 T = TypeVar("T")
@@ -140,21 +140,9 @@ class StoreJobs:
         return await self._lane.run(function, *args, then=then)
 
 
-# Per-event attributes gathered in C (map over an attrgetter) rather than by a loop in Python: the spool's
-# bookkeeping runs on the event loop for every event committed, delivered or dead-lettered.
-_shard_of = operator.attrgetter("write_key", "region")
-_payload_of = operator.attrgetter("payload")
+# Gathered in C (map over an attrgetter) rather than by a loop in Python: the spool's bookkeeping runs on the event
+# loop for every event committed, delivered or dead-lettered.
 seq_of = operator.attrgetter("seq")
-
-
-def keys_of(events: Iterable[SpooledEvent]) -> list[ShardKey]:
-    """The distinct keys of some events, in first-seen order."""
-    return list(dict.fromkeys(map(_shard_of, events)))
-
-
-def payload_bytes(events: Iterable[SpooledEvent]) -> int:
-    """The events' payload bytes."""
-    return sum(map(len, map(_payload_of, events)))
 
 
 def oldest_of(store: Store, keys: list[ShardKey]) -> dict[ShardKey, Oldest] | None:

@@ -16,29 +16,19 @@ DEFAULT_OUTCOMES_MAX_BYTES = 64 * 2**20
 
 
 def stamps(
-    events: Sequence[SpooledEvent],
+    groups: Sequence[tuple[ShardKey, Sequence[SpooledEvent]]],
     kind: OutcomeKind,
     at: float,
     status: int,
     reason: str = "",
     response: str = "",
     gateway: str = "",
-    keys: Sequence[ShardKey] | None = None,
-) -> list[tuple[list[SpooledEvent], Stamp]]:
-    """The events grouped by key (a batch is one key's: one group), each group with its records' shared part.
-    ``keys``: the events' distinct keys when the caller has them (one key: no pass over the events here)."""
+) -> list[tuple[Sequence[SpooledEvent], Stamp]]:
+    """Each key's events (:func:`sidecar.model.by_key`'s groups) with their records' shared part."""
     answer = clip(response)
-    if keys is not None and len(keys) == 1:
-        write_key, region = keys[0]
-        return [
-            (list(events), Stamp(kind, at, write_key_hash(write_key), region.value, status, reason, answer, gateway))
-        ]
-    groups: dict[tuple[str, str], list[SpooledEvent]] = {}
-    for event in events:
-        groups.setdefault((event.write_key, event.region.value), []).append(event)
     return [
-        (group, Stamp(kind, at, write_key_hash(write_key), region, status, reason, answer, gateway))
-        for (write_key, region), group in groups.items()
+        (group, Stamp(kind, at, write_key_hash(write_key), region.value, status, reason, answer, gateway))
+        for (write_key, region), group in groups
     ]
 
 

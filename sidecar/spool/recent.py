@@ -22,13 +22,12 @@ import operator
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import accumulate
 
-from sidecar.model import ShardKey, SpooledEvent
+from sidecar.model import ShardKey, SpooledEvent, by_key, payload_bytes
 
 READ_AHEAD_BYTES = 8 * 2**20
 """Payload bytes the read-ahead holds over every key (about 18,000 events of 450 bytes: 17 full batches)."""
 
 _seq = operator.attrgetter("seq")
-_shard_of = operator.attrgetter("write_key", "region")
 _payload_of = operator.attrgetter("payload")
 
 
@@ -55,11 +54,11 @@ class Recent:
 
     def add(self, events: Sequence[SpooledEvent]) -> None:
         """Events joined the store (a commit or a replay), in seq order."""
-        for key, group in _by_key(events):
+        for key, group in by_key(events):
             tail = self._tails.pop(key, None)  # re-inserted last: the most recently appended
             if tail is None:
                 tail = _Tail()
-            size = sum(map(len, map(_payload_of, group)))
+            size = payload_bytes(group)
             tail.events.extend(group)
             tail.bytes += size
             self.bytes += size
@@ -96,7 +95,7 @@ class Recent:
     def remove(self, events: Sequence[SpooledEvent], oldest: Mapping[ShardKey, tuple[int, float]] | None) -> None:
         """Events left the store (delivered or dead-lettered); ``oldest``: each of their keys' oldest event left in
         the store, read in the same job (a key with none is absent; None: not known)."""
-        for key, group in _by_key(events):
+        for key, group in by_key(events):
             tail = self._tails.get(key)
             if tail is not None and group[-1].seq >= tail.events[tail.head].seq:
                 self._drop(key, tail, group)
@@ -115,7 +114,7 @@ class Recent:
             leaving = set(map(_seq, group))
             gone = [event for event in live[head:] if event.seq in leaving]
             tail.events, tail.head = [event for event in live[head:] if event.seq not in leaving], 0
-        size = sum(map(len, map(_payload_of, gone)))
+        size = payload_bytes(gone)
         tail.bytes -= size
         self.bytes -= size
         if tail.head >= len(tail.events):
@@ -138,15 +137,3 @@ class Recent:
         chosen = live[start : start + max_events]
         fits = bisect.bisect_right(list(accumulate(map(len, map(_payload_of, chosen)))), max_bytes)
         return chosen[: max(fits, 1)]
-
-
-def _by_key(events: Sequence[SpooledEvent]) -> list[tuple[ShardKey, Sequence[SpooledEvent]]]:
-    """The events per key, in first-seen order (one key, the usual case, without a pass in Python)."""
-    if not events:
-        return []
-    if len(events) == 1 or len(set(map(_shard_of, events))) == 1:
-        return [(events[0].shard, events)]
-    groups: dict[ShardKey, list[SpooledEvent]] = {}
-    for event in events:
-        groups.setdefault((event.write_key, event.region), []).append(event)
-    return list(groups.items())

@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 import structlog
 
 from sidecar.errors import SpoolFailure
-from sidecar.model import Event, ShardKey, SpooledEvent
+from sidecar.model import Event, ShardKey, SpooledEvent, by_key, payload_bytes
 from sidecar.outcomes.records import KeyRecord, OutcomeKind, OutcomeRecord
 from sidecar.spool import outcome_log
 from sidecar.spool.bound import Bound
 from sidecar.spool.downstream import Downstream, SpoolListener
-from sidecar.spool.jobs import Lane, StoreJobs, keys_of, oldest_of, payload_bytes, seq_of, used_or_none
+from sidecar.spool.jobs import Lane, StoreJobs, oldest_of, seq_of, used_or_none
 from sidecar.spool.outcome_log import DEFAULT_OUTCOMES_MAX_AGE, DEFAULT_OUTCOMES_MAX_BYTES, OutcomeNews
 from sidecar.spool.pruning import (
     DEFAULT_DEAD_LETTER_MAX_AGE,
@@ -289,14 +289,14 @@ class Spool:
         store job; None when that read failed (the removal itself succeeded)."""
         if not events:
             return {}
-        seqs = list(map(seq_of, events))
-        keys = keys_of(events)
+        keyed = by_key(events)
+        keys = [key for key, _ in keyed]
         store = self._store
-        groups = outcome_log.stamps(events, OutcomeKind.DELIVERED, self._wall(), status, gateway=gateway, keys=keys)
+        groups = outcome_log.stamps(keyed, OutcomeKind.DELIVERED, self._wall(), status, gateway=gateway)
 
         def job() -> tuple[dict[ShardKey, Oldest] | None, int | None]:
             for group, stamp in groups:
-                store.delete(seqs if len(groups) == 1 else [e.seq for e in group], stamp)
+                store.delete(list(map(seq_of, group)), stamp)
             return oldest_of(store, keys), used_or_none(store)
 
         def done(result: tuple[dict[ShardKey, Oldest] | None, int | None]) -> None:
@@ -326,16 +326,15 @@ class Spool:
         if not events:
             return {}
         at = self._wall()
-        letters = [DeadLetter(e, at, reason, response) for e in events]
-        keys = keys_of(events)
-        groups = outcome_log.stamps(events, outcome_log.dead_kind(code), at, status, code, response, keys=keys)
+        keyed = by_key(events)
+        keys = [key for key, _ in keyed]
+        groups = outcome_log.stamps(keyed, outcome_log.dead_kind(code), at, status, code, response)
         store = self._store
         bound, oldest_kept = self._dead.max_bytes, self._dead.oldest_kept(at)
 
         def job() -> tuple[dict[ShardKey, Oldest] | None, int | None, Pruned | None]:
             for group, stamp in groups:
-                moving = set(map(id, group))
-                store.dead_letter(letters if len(groups) == 1 else [d for d in letters if id(d.event) in moving], stamp)
+                store.dead_letter([DeadLetter(event, at, reason, response) for event in group], stamp)
             oldest = oldest_of(store, keys)
             pruned = None
             if store.dead_bytes > bound:
