@@ -8,7 +8,9 @@ CPU), and so is the whole path as the handler runs it, one event after the other
 
 The whole-process figure of ``cpu_per_event.py`` moves by 15% or more between runs on a shared machine, more than a
 trim of the intake changes it; this one isolates the intake. ``--base DIR`` runs a checkout of an earlier commit
-too, in alternation (each tree in a process of its own, round after round), and prints both with their ratio.
+too, in alternation (each tree in a process of its own, round after round), and prints both with their ratio, and
+the median of each round's own ratio (the two trees of a round run seconds apart, so the machine's drift moves it
+least).
 Figures are the median over rounds of each round's fastest of 15 repetitions, in microseconds per event: on a
 shared machine the fastest repetition is the one least slowed by neighbours, so it moves least from run to run.
 """
@@ -153,12 +155,17 @@ def main() -> None:
     }
     headers = ["stage (us per event)", *trees]
     if args.base:
-        headers.append("this tree / base")
+        headers += ["this tree / base", "per round: median (range)"]
     rows = []
     for stage in STAGES:
         row: list[object] = [stage, *(f"{medians[name][stage]:.2f}" for name in trees)]
         if args.base:
+            # The two trees of one round ran seconds apart: their ratio is what the machine's drift moves least.
+            ratios = sorted(
+                mine[stage] / base[stage] for mine, base in zip(results["this tree"], results["base"], strict=True)
+            )
             row.append(f"{medians['this tree'][stage] / medians['base'][stage]:.2f}")
+            row.append(f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})")
         rows.append(row)
     print(table(headers, rows))
 
