@@ -32,6 +32,13 @@ SUBS = (
     ("The asyncio client: the blocking client's methods as coroutines, on a ``grpc.aio`` channel.",
      "The blocking client: one method per Spec call, retries inside, a message id made before the first attempt."),
     ("import asyncio\n", "import time\n"),
+    # The blocking channel fails the calls it closes with an RpcError (CANCELLED): no cancellation to tell apart.
+    ("            except asyncio.CancelledError:\n"
+     "                if not cancelled_by_close(self._closed):\n"
+     "                    raise\n"
+     "                raise closed_in_flight() from None\n", ""),
+    ("from segment_sidecar_client._status import cancelled_by_close, closed_in_flight, translate",
+     "from segment_sidecar_client._status import translate"),
     ("asyncio.sleep(", "time.sleep("),
     ("grpc.aio.", "grpc."),
     ("self._channel.close(None)", "self._channel.close()"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -184,6 +185,26 @@ async def test_pushback_header_is_honoured(scripted: Running) -> None:
         await client.track(user_id="u", event="Email Opened")
     first, second = scripted.sidecar.seen
     assert second[2] - first[2] >= 0.39
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Python 3.10 cannot tell close() from a cancelled task")
+async def test_a_call_in_flight_when_its_client_closes_ends_in_a_sidecar_error(scripted: Running) -> None:
+    """close() cancels the calls in flight, which grpc.aio raises as a bare CancelledError in a task nobody
+    cancelled: the caller gets SidecarError (CANCELLED) instead, and the call is not sent again."""
+    gate = scripted.sidecar.batch_gate = asyncio.Event()
+    client = AsyncClient(scripted.address, write_key="wk")
+    request = client.prepare(Track(user_id="u", event="Email Opened"))
+    call = asyncio.ensure_future(client.batch_requests([request]))
+    while scripted.sidecar.batches_held < 1:
+        await asyncio.sleep(0.01)
+    await client.close()
+    with pytest.raises(SidecarError) as raised:
+        await call
+    gate.set()
+    assert raised.value.code == grpc.StatusCode.CANCELLED
+    assert "closed" in raised.value.message
+    assert not call.cancelled()
+    assert scripted.sidecar.batches_held == 1
 
 
 async def test_a_closed_client_does_not_retry(scripted: Running) -> None:

@@ -47,7 +47,7 @@ from segment_sidecar_client._outcomes import (
 )
 from segment_sidecar_client._proto import sidecar_pb2, sidecar_pb2_grpc
 from segment_sidecar_client._retry import DEFAULT_FLUSH_TIMEOUT, DEFAULT_TIMEOUT, Attempts, RetryPolicy
-from segment_sidecar_client._status import translate
+from segment_sidecar_client._status import cancelled_by_close, closed_in_flight, translate
 from segment_sidecar_client._wire import Encoder, entry_of
 
 _METHOD = {
@@ -118,6 +118,10 @@ class AsyncClient:
         while True:
             try:
                 return await call(request, timeout=attempts.start())
+            except asyncio.CancelledError:
+                if not cancelled_by_close(self._closed):
+                    raise
+                raise closed_in_flight() from None
             except grpc.RpcError as exc:
                 error = translate(exc)
                 delay = None if self._closed else attempts.wait_before_next(error)

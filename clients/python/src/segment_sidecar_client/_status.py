@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -94,3 +95,20 @@ def translate(error: Any) -> SidecarError:
         return CursorExpiredError(message, oldest_cursor(status))
     delays = [d for d in (retry_after(status), pushback(trailers)) if d is not None]
     return SidecarError(code, message, retry_after=max(delays) if delays else None)
+
+
+def cancelled_by_close(closed: bool) -> bool:
+    """Whether a CancelledError that reached a call of a client came from the client's ``close()`` (``closed``: it
+    was closed), not from a cancellation of the caller's own task.
+
+    Closing a ``grpc.aio`` channel cancels its calls in flight, and grpc.aio raises that in the awaiting task as a
+    CancelledError, although nobody cancelled the task. From Python 3.11 a task says whether it is being cancelled;
+    Python 3.10 cannot tell the two apart, so there the cancellation is raised as it came.
+    """
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return closed and cancelling is not None and cancelling() == 0
+
+
+def closed_in_flight() -> SidecarError:
+    """The error of a call cut short by closing its client (never retried: the caller ended it)."""
+    return SidecarError(grpc.StatusCode.CANCELLED, "the client was closed while the call was in flight")
