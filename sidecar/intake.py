@@ -56,7 +56,7 @@ class Intake:
     def prepare(self, call: Call) -> tuple[Event, list[Warning]]:
         """The enriched event and its warnings; a validator raises InvalidEvent or CredentialsMissing to refuse."""
         warnings: list[Warning] = []
-        for validator in self._validators:  # rules.run, inline: this runs for every event
+        for validator in self._validators:  # in order; the first refusal ends the call
             validator(call, warnings)
         return self._enricher(call, warnings), warnings
 

@@ -7,7 +7,7 @@ names the caller set (``user_id``, ``event``), so a client can point at its own 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sidecar.errors import FieldViolation, InvalidEvent
@@ -99,14 +99,6 @@ class RequiredFields:
                 missing.append(FieldViolation(proto_name, f"is required: {why}"))
         if missing:
             raise InvalidEvent("; ".join(f"{v.field} {v.description}" for v in missing), tuple(missing))
-
-
-def run(validators: Sequence[Validator], call: Call) -> list[Warning]:
-    """Apply validators in order; return the warnings (raises on the first refusal)."""
-    warnings: list[Warning] = []
-    for validator in validators:
-        validator(call, warnings)
-    return warnings
 
 
 def default_validators(extra: Iterable[Validator] = ()) -> list[Validator]:
