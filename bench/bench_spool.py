@@ -9,9 +9,9 @@ events/s one thread doing nothing else would drain at (events per batch / (read 
 The spool's SQLite work runs on a thread of its own while the event loop thread runs Python. The sqlite3 module lets
 go of the GIL inside each statement step and must win it back afterwards, so what a commit, a read or a delete costs
 depends on how often it needs the GIL back while the loop is busy. This prints, for ``SqliteStore`` on a temporary
-folder: milliseconds per commit of 1, 10 and 1,000 events, per read of ~950 KB (``load``, ``read`` of one key) and per
-delete of one key's 1,000 interleaved events, first alone, then while a second thread spins in Python (the busy event
-loop's stand-in). The GIL switch interval is the one ``segment-sidecar serve`` sets.
+folder: milliseconds per commit of 1, 10, 300 and 1,000 events, per read of ~950 KB (``load``, ``read`` of one key)
+and per delete of one key's 1,000 interleaved events, first alone, then while a second thread spins in Python (the
+busy event loop's stand-in). The GIL switch interval is the one ``segment-sidecar serve`` sets.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# --tree is read before argparse runs: it decides which checkout's sidecar package the imports below load.
+TREE = Path(sys.argv[sys.argv.index("--tree") + 1]) if "--tree" in sys.argv[:-1] else ROOT
+sys.path.insert(0, str(TREE))
 
 from bench.common import machine, table  # noqa: E402
 from sidecar.__main__ import GIL_SWITCH_INTERVAL  # noqa: E402
@@ -86,7 +88,7 @@ def measure(busy: bool, quick: bool) -> list[str]:
     rounds = 20 if quick else 100
     figures = []
     with busy_thread(busy):
-        for count in (1, 10, 1000):
+        for count in (1, 10, 300, 1000):
             batches = iter([events(count) for _ in range(rounds)])
             figures.append(timed(lambda batches=batches: store.insert(next(batches)), rounds))
         figures.append(timed(lambda: store.load(0, 950_000), 5))
@@ -146,13 +148,20 @@ def main() -> None:
     """Print the tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a few seconds)")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=ROOT,
+        help="measure the store of another checkout (before/after: run once with, once without, in alternation)",
+    )
     args = parser.parse_args()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    print(f"machine: {machine()}; GIL switch interval {GIL_SWITCH_INTERVAL * 1000:g} ms; ms per operation")
+    print(f"machine: {machine()}; GIL switch interval {GIL_SWITCH_INTERVAL * 1000:g} ms; ms per operation; {TREE}")
     header = [
         "while",
         "commit 1",
         "commit 10",
+        "commit 300",
         "commit 1,000",
         "load ~950 KB",
         "read (one key) ~950 KB",

@@ -25,8 +25,12 @@ _message_id = operator.attrgetter("message_id")
 _payload = operator.attrgetter("payload")
 _accepted_at = operator.attrgetter("accepted_at")
 
-# Row counts of the cached INSERT statements; 1,024 rows x 5 columns stays under SQLite's 32,766 bound parameters.
-INSERT_SIZES = (1, 4, 16, 64, 256, 1024)
+# Row counts of the cached INSERT statements: the powers of two and the sizes halfway between them, so that a statement
+# is never more than a third padding. A NULL row costs SQLite about as much as a stored one: with the coarser sizes
+# used before (1, 4, 16, 64, 256, 1,024), a commit of 300 events went into the 1,024-row statement and cost twice as
+# much as in the 384-row one. 1,024 rows x 5 columns stays under SQLite's 32,766 bound parameters, and the 20
+# statements fit the sqlite3 module's statement cache (128).
+INSERT_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 _INSERT_ROWS = {
     rows: f"INSERT INTO events ({COLUMNS}) SELECT * FROM (VALUES "
     + ",".join(["(?,?,?,?,?)"] * rows)

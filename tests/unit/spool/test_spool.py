@@ -47,7 +47,7 @@ async def test_appends_survive_a_restart_with_their_message_ids(tmp_path: Path) 
 
 async def test_commits_of_every_size_are_stored_whole_and_in_order(tmp_path: Path) -> None:
     """One-statement inserts pad to a few sizes, and split past 1,024 rows: every event comes back, byte for byte."""
-    sizes = (1, 3, 16, 17, 1024, 1025, 2600)
+    sizes = (1, 2, 3, 5, 16, 17, 257, 769, 1024, 1025, 2600)
     sent: list[Event] = []
     spool = Spool(SqliteStore(tmp_path), max_bytes=10**8)
     await spool.start()
