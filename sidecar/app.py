@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.api.auth import TokenInterceptor
-from sidecar.api.limits import RequestLimits
+from sidecar.api.limits import CallPlaces, RequestLimits
 from sidecar.api.reflection import enable_reflection
 from sidecar.api.server_options import server_arguments
 from sidecar.api.servicer import IntakeObserver, SidecarServicer
@@ -188,6 +189,20 @@ def build_follower(settings: Settings, spool: Spool, supervision: Supervision) -
     return GatewayFollower(settings.forward_to, token, spool, supervision)
 
 
+def build_http_intake(
+    settings: Settings,
+    intake: Intake,
+    observers: Sequence[IntakeObserver],
+    metrics: Metrics | None,
+    places: CallPlaces,
+) -> HttpIntake | None:
+    """Segment's HTTP Tracking API (``SIDECAR_HTTP_LISTEN``), a second edge in front of the same intake; None when
+    the variable is unset."""
+    if settings.http_listen is None:
+        return None
+    return HttpIntake.from_settings(settings, intake, observers, metrics, places)
+
+
 class Sidecar:
     """The whole sidecar, in one process: ``await start()``, serve, ``await stop()``."""
 
@@ -264,10 +279,9 @@ class Sidecar:
         self.outcomes = build_outcomes(store, self.spool, self.dispatcher, self.metrics, self.debugger)
         self.tiers = build_follower(settings, self.spool, self.supervision)
         self.servicer = SidecarServicer(intake, settings.default_region, intake_observers, self.outcomes)
-        # Segment's HTTP Tracking API (SIDECAR_HTTP_LISTEN): a second edge in front of the same intake.
-        self.http_intake: HttpIntake | None = None
-        if settings.http_listen is not None:
-            self.http_intake = HttpIntake.from_settings(settings, intake, intake_observers, self.metrics)
+        # SIDECAR_MAX_CONCURRENT_CALLS bounds both edges' calls in progress together: one pool of places.
+        self.call_places = CallPlaces(settings.max_concurrent_calls)
+        self.http_intake = build_http_intake(settings, intake, intake_observers, self.metrics, self.call_places)
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self.port = 0
@@ -352,7 +366,7 @@ class Sidecar:
             interceptors.append(IntakeInterceptor(self.metrics))
         if self.settings.auth_token is not None:
             interceptors.append(TokenInterceptor(self.settings.auth_token.get_secret_value()))  # refuse early
-        interceptors.append(RequestLimits(self.settings.max_concurrent_calls))
+        interceptors.append(RequestLimits(self.call_places))
         interceptors.append(EdgeIntakeInterceptor(self.forward_metrics))
         server = grpc.aio.server(
             interceptors=interceptors, **server_arguments(self.settings.max_concurrent_calls).as_kwargs()

@@ -142,7 +142,8 @@ class Settings(BaseSettings):
         256,
         ge=1,
         le=65536,
-        description="API calls in progress at once; past it a call gets RESOURCE_EXHAUSTED with a retry delay.",
+        description="Calls in progress at once, gRPC calls and HTTP-intake requests counted together; past it a call "
+        "gets RESOURCE_EXHAUSTED (HTTP: 429) with a retry delay.",
     )
 
     # --- Segment

@@ -17,7 +17,9 @@ a string field, nesting past protobuf's     ``UNKNOWN`` grpc answers when its de
 limit, truncated fields)
 ==========================================  ==========================================================================
 
-Health and reflection are not counted against the call limit, so probes still answer while the sidecar is busy.
+Health and reflection are not counted against the call limit, so probes still answer while the sidecar is busy. The
+places are :class:`CallPlaces`, one pool that the HTTP intake (``SIDECAR_HTTP_LISTEN``) takes from as well: the limit
+bounds the calls and requests of both edges together, and so the memory they hold.
 """
 
 from __future__ import annotations
@@ -70,22 +72,39 @@ class _Undecodable:
         self.reason = reason
 
 
+class CallPlaces:
+    """``SIDECAR_MAX_CONCURRENT_CALLS`` places, one per call or request in progress, shared by both edges (gRPC calls
+    and the HTTP intake's requests): with 16 MiB per call, the limit bounds what requests in progress hold in memory
+    only if every edge counts against the same places. Calls are short (a spool commit); a Flush holds its place
+    while it waits. Event-loop only, like both edges."""
+
+    __slots__ = ("limit", "taken")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+
+    def take(self) -> bool:
+        """Take a place if one is free; False when all ``limit`` are taken."""
+        if self.taken >= self.limit:
+            return False
+        self.taken += 1
+        return True
+
+    def give_back(self) -> None:
+        """Free a place taken by :meth:`take`."""
+        self.taken -= 1
+
+
 class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
     """Refuses undecodable requests with INVALID_ARGUMENT and calls beyond the concurrency limit with RetryInfo."""
 
-    def __init__(self, max_concurrent_calls: int) -> None:
-        """``max_concurrent_calls`` is ``SIDECAR_MAX_CONCURRENT_CALLS``: with 16 MiB per call it bounds what requests
-        in progress hold in memory (calls are short: a spool commit; a Flush holds its place while it waits)."""
-        self._max = max_concurrent_calls
-        self._active = 0
+    def __init__(self, places: CallPlaces) -> None:
+        """``places`` are the ``SIDECAR_MAX_CONCURRENT_CALLS`` places, which the HTTP intake takes from as well."""
+        self._places = places
         # Per method: the handler gRPC gave and the wrapped one made of it. Both wrappers hold no per-call state, so
         # a call reuses them instead of building four closures and two handlers each time.
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
-
-    @property
-    def active(self) -> int:
-        """Calls of SidecarService in progress now."""
-        return self._active
 
     async def intercept_service(
         self,
@@ -111,14 +130,16 @@ class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # ge
         return wrapped
 
     def _place(self, context: grpc.aio.ServicerContext[Any, Any]) -> _Place:
-        """One of the ``max_concurrent_calls`` places, taken before the request is read and held to the call's
-        end; past the limit the call is refused RESOURCE_EXHAUSTED with RetryInfo."""
+        """One of the ``SIDECAR_MAX_CONCURRENT_CALLS`` places, taken before the request is read and held to the
+        call's end; past the limit the call is refused RESOURCE_EXHAUSTED with RetryInfo."""
         return _Place(self, context)
 
     async def _refuse_busy(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        log.warning("call_refused", code="RESOURCE_EXHAUSTED", reason="too many calls in progress", limit=self._max)
+        limit = self._places.limit
+        log.warning("call_refused", code="RESOURCE_EXHAUSTED", reason="too many calls in progress", limit=limit)
         error = ServerBusy(
-            f"the sidecar has {self._max} calls in progress, its limit; retry after {BUSY_RETRY_AFTER} s",
+            f"the sidecar has {limit} calls in progress (gRPC and HTTP together), its limit "
+            f"(SIDECAR_MAX_CONCURRENT_CALLS); retry after {BUSY_RETRY_AFTER} s",
             retry_after=BUSY_RETRY_AFTER,
         )
         await cast(Any, context).abort_with_status(with_pushback(to_status(error), BUSY_RETRY_AFTER))
@@ -136,12 +157,11 @@ class _Place:
 
     async def __aenter__(self) -> None:
         limits = self._limits
-        if limits._active >= limits._max:  # the gate is part of RequestLimits
-            await limits._refuse_busy(self._context)  # aborts: the place is never taken
-        limits._active += 1
+        if not limits._places.take():  # the gate is part of RequestLimits
+            await limits._refuse_busy(self._context)  # aborts, so __aexit__ never gives back a place not taken
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._limits._active -= 1
+        self._limits._places.give_back()
 
 
 def _refuse_undecodable(behavior: UnaryBehavior) -> UnaryBehavior:

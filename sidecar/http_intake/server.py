@@ -26,6 +26,7 @@ import structlog
 from aiohttp import web
 
 from sidecar.api.downstream import Downstream
+from sidecar.api.limits import CallPlaces
 from sidecar.api.servicer import IntakeObserver
 from sidecar.config import Settings, listens_on_loopback
 from sidecar.errors import CredentialsMissing, FieldViolation, InvalidEvent, ShuttingDown, SidecarError
@@ -60,6 +61,8 @@ BODY_SECONDS = 10.0
 """Time a request's body may take to arrive, from its headers; a slower one is answered 408 (libraries retry it)."""
 BUSY_RETRY_AFTER = 1.0
 """``Retry-After`` for too many requests in progress: whole seconds are all the libraries read."""
+DEFAULT_PLACES = 256
+"""Requests in progress of an intake built without the sidecar's shared places (tests, embedding)."""
 SLICE_SECONDS = 0.002
 """How long a request checks events before letting other requests run (as the gRPC Batch does)."""
 TOKEN_HEADER = "X-Sidecar-Token"  # noqa: S105 - a header name, not a secret
@@ -87,7 +90,7 @@ class HttpIntake:
         *,
         observers: Sequence[IntakeObserver] = (),
         counter: ReceivedCounter | None = None,
-        max_in_progress: int = 256,
+        places: CallPlaces | None = None,
         token: str | None = None,
         loopback: bool = True,
         body_seconds: float = BODY_SECONDS,
@@ -96,7 +99,7 @@ class HttpIntake:
         self._default_region = default_region
         self._observers = tuple(observers)
         self._counter = counter
-        self._max = max_in_progress
+        self._places = places if places is not None else CallPlaces(DEFAULT_PLACES)
         self._token = token.encode() if token is not None and not loopback else None
         self._loopback = loopback
         self.body_seconds = body_seconds
@@ -118,8 +121,10 @@ class HttpIntake:
         downstream: Downstream,
         observers: Sequence[IntakeObserver],
         counter: ReceivedCounter | None,
+        places: CallPlaces,
     ) -> HttpIntake:
-        """The intake ``SIDECAR_HTTP_LISTEN`` asks for, sharing the gRPC API's limits and token."""
+        """The intake ``SIDECAR_HTTP_LISTEN`` asks for, sharing the gRPC API's token and its
+        ``SIDECAR_MAX_CONCURRENT_CALLS`` places (``places``)."""
         assert settings.http_listen is not None
         return cls(
             downstream,
@@ -127,7 +132,7 @@ class HttpIntake:
             settings.default_region,
             observers=observers,
             counter=counter,
-            max_in_progress=settings.max_concurrent_calls,
+            places=places,
             token=settings.auth_token.get_secret_value() if settings.auth_token is not None else None,
             loopback=listens_on_loopback(settings.http_listen),
         )
@@ -186,8 +191,11 @@ class HttpIntake:
         refusal = self._guard(request)
         if refusal is not None:
             return refusal, 0, found.name
-        if self._in_progress >= self._max:
-            message = f"the sidecar has {self._max} requests in progress, its limit (SIDECAR_MAX_CONCURRENT_CALLS)"
+        if not self._places.take():
+            message = (
+                f"the sidecar has {self._places.limit} calls in progress (gRPC and HTTP together), its limit "
+                "(SIDECAR_MAX_CONCURRENT_CALLS)"
+            )
             return problem(429, "busy", message, BUSY_RETRY_AFTER), 0, found.name
         self._in_progress += 1
         self._idle.clear()
@@ -201,6 +209,7 @@ class HttpIntake:
             log.exception("http_internal_error")
             return problem(500, "internal", "internal error in the sidecar; see its log"), 0, found.name
         finally:
+            self._places.give_back()
             self._in_progress -= 1
             if not self._in_progress:
                 self._idle.set()

@@ -11,15 +11,18 @@ import gzip
 import time
 import tracemalloc
 
+import grpc
 import orjson
 import pytest
 
+from sidecar._proto import sidecar_pb2 as pb
 from sidecar.http_intake.parse import MAX_BATCH_BODY_BYTES
 from tests.conftest import SidecarFactory
-from tests.support.harness import SidecarUnderTest
+from tests.support.harness import Collectors, SidecarUnderTest
 
 HTTP = {"SIDECAR_HTTP_LISTEN": "127.0.0.1:0"}
 AUTH = "Basic " + base64.b64encode(b"wk-hostile:").decode()
+TRACK = pb.TrackRequest(write_key="wk-hostile", user_id="u", event="Report Generated")
 
 
 def port_of(running: SidecarUnderTest) -> int:
@@ -153,4 +156,46 @@ async def test_slow_bodies_get_408_and_do_not_hold_the_intake(running: SidecarUn
     assert all(result[0] == 408 and result[1]["code"] == "request_timeout" for result in results)
     assert time.monotonic() - started < 2.0
     status, _ = await exchange(port, request_head("/v1/identify", f"Authorization: {AUTH}\n", len(body)), body)
+    assert status == 200
+
+
+async def test_slow_http_bodies_and_grpc_calls_share_one_call_limit(running: SidecarUnderTest) -> None:
+    """SIDECAR_MAX_CONCURRENT_CALLS bounds both edges together: while four HTTP bodies trickle in and hold the four
+    places, a gRPC call is refused RESOURCE_EXHAUSTED naming the limit; once they end, it is accepted."""
+    intake = running.app.http_intake
+    assert intake is not None
+    intake.body_seconds = 0.5
+    port = port_of(running)
+    head = request_head("/v1/identify", f"Authorization: {AUTH}\n", 100)
+    slow = [asyncio.create_task(exchange(port, head, b'{"userId"')) for _ in range(4)]
+    async with asyncio.timeout(5):
+        while intake.in_progress < 4:
+            await asyncio.sleep(0.01)
+    with pytest.raises(grpc.aio.AioRpcError) as busy:
+        await running.stub.Track(TRACK, timeout=5)
+    assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "SIDECAR_MAX_CONCURRENT_CALLS" in (busy.value.details() or "")
+    assert [status for status, _ in await asyncio.gather(*slow)] == [408] * 4
+    assert (await running.stub.Track(TRACK, timeout=5)).message_id
+
+
+async def test_grpc_calls_in_progress_leave_http_requests_no_place(
+    running: SidecarUnderTest, collectors: Collectors
+) -> None:
+    """The other way round: four Flush calls waiting for a slow Segment hold the four places, so an HTTP request is
+    answered 429 busy, naming the limit; once the Flushes return, it is accepted."""
+    collectors.us.faults.delay = 1.0
+    await running.stub.Track(TRACK, timeout=5)
+    flushes = [asyncio.ensure_future(running.stub.Flush(pb.FlushRequest(), timeout=10)) for _ in range(4)]
+    async with asyncio.timeout(5):
+        while running.app.call_places.taken < 4:
+            await asyncio.sleep(0.01)
+    body = b'{"userId": "u"}'
+    head = request_head("/v1/identify", f"Authorization: {AUTH}\n", len(body))
+    status, answer = await exchange(port_of(running), head, body)
+    assert (status, answer["code"]) == (429, "busy")
+    assert "SIDECAR_MAX_CONCURRENT_CALLS" in answer["message"]
+    await asyncio.gather(*flushes)
+    collectors.us.faults.delay = 0.0
+    status, _ = await exchange(port_of(running), head, body)
     assert status == 200
