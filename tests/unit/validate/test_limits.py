@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import string
 import time
 import tracemalloc
 from pathlib import Path
 
+import orjson
 import pytest
 
 from sidecar.model import CallType
@@ -145,3 +147,36 @@ def test_the_readme_lists_every_limit() -> None:
         "10,000 events and 16 MiB",
     ):
         assert text in table, text
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of parsed JSON: the reference the text scan must agree with."""
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _random_json(rng: random.Random, depth: int) -> object:
+    """A random JSON value nesting up to ``depth`` levels, its strings full of brackets, quotes and backslashes."""
+    kind = rng.randrange(4) if depth else 3
+    if kind == 0:
+        return {rng.choice(["a", "[", '"{', "}\\"]) + str(i): _random_json(rng, depth - 1) for i in range(3)}
+    if kind == 1:
+        return [_random_json(rng, depth - 1) for _ in range(rng.randrange(4))]
+    if kind == 2:
+        return rng.randrange(100)
+    return "".join(rng.choice(["[", "]", "{", "}", '"', "x", " "] + (["\\\\"] * rng.randrange(2))) for _ in range(6))
+
+
+def test_the_depth_scan_agrees_with_the_parsed_depth() -> None:
+    """On random JSON whose strings hold brackets, quotes and (in some) backslashes, the scan of the text says
+    "deeper than d" exactly when the parsed value is, at every d: the quick path for text without backslashes and
+    the tokenizer's path agree with the parser."""
+    rng = random.Random(7)
+    for _ in range(400):
+        value = {"batch": [_random_json(rng, rng.randrange(1, 9)) for _ in range(3)]}
+        text = orjson.dumps(value)
+        for limit in range(1, 12):
+            assert json_depth_exceeds(text, limit) == (_depth(value) > limit), (text, limit)
