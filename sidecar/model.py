@@ -93,8 +93,9 @@ class Call:
     parsed: dict[str, dict[str, Any]]
     received_at: float
     context_json: bytes = b""
-    """The caller's ``context`` as the JSON bytes it sent, when it sent them so (empty otherwise): the same bytes
-    always enrich to the same context, so the enricher remembers the result by them."""
+    """The caller's ``context`` as the JSON bytes it sent, when it sent them so, or as orjson writes the object the
+    HTTP intake parsed (empty otherwise): the same bytes always enrich to the same context, so the enricher remembers
+    the result by them."""
 
 
 @dataclass(slots=True)

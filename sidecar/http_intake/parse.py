@@ -76,6 +76,10 @@ _HANDLED = frozenset(
     {"userId", "anonymousId", "event", "name", "category", "groupId", "previousId", "properties", "traits"}
     | {"context", "integrations", "messageId", "timestamp"}
 )
+_KNOWN = _HANDLED | _DROPPED
+"""Fields read (or dropped) by name; an event's other fields are copied as they are."""
+_STRINGS = {kind: (*_LEADING.get(kind, ()), "userId", "anonymousId", *_TRAILING.get(kind, ())) for kind in CallType}
+"""Per call type, its string fields in Segment's order."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 PROTO_TO_JSON = {
@@ -333,21 +337,28 @@ def to_call(
         violations.append(repeat)
     fields: dict[str, Any] = {}
     parsed: dict[str, dict[str, Any]] = {}
-    for name in (*_LEADING.get(call_type, ()), "userId", "anonymousId", *_TRAILING.get(call_type, ())):
-        value = _string(item, name, violations, MAX_STRING_CHARS)
-        if value is not None:
+    get = item.get
+    for name in _STRINGS[call_type]:
+        value = get(name)
+        if type(value) is str and len(value) <= MAX_STRING_CHARS:  # the common case, settled without a call
+            if value:
+                fields[name] = value
+        elif value is not None and (value := _string(item, name, violations, MAX_STRING_CHARS)) is not None:
             fields[name] = value
     for name in _OBJECTS[call_type]:
-        value = _merged(None, item.get(name), name, violations)
-        if value is not None:
+        value = get(name)
+        if type(value) is dict:
             fields[name] = parsed[name] = value
+        elif value is not None:
+            _merged(None, value, name, violations)  # not an object: the violation
     for name, default in (("context", shared.context), ("integrations", shared.integrations)):
-        value = _merged(default, item.get(name), name, violations)
+        value = _merged(default, get(name), name, violations)
         if value is not None:
             fields[name] = parsed[name] = value
-    for name, value in item.items():
-        if name not in _HANDLED and name not in _DROPPED:
-            fields[name] = value
+    if not _KNOWN.issuperset(item):  # fields Segment has and the sidecar does not read, kept in the caller's order
+        for name, value in item.items():
+            if name not in _KNOWN:
+                fields[name] = value
     message_id = _string(item, "messageId", violations, SEGMENT_MAX_MESSAGE_ID_CHARS)
     if message_id is not None:
         fields["messageId"] = message_id
@@ -356,7 +367,11 @@ def to_call(
         fields["timestamp"] = stamp
     if violations:
         raise InvalidEvent("; ".join(f"{v.field}: {v.description}" for v in violations), tuple(violations))
-    return Call(call_type, shared.write_key, shared.region, fields, parsed, received_at)
+    # A library sends the same context with every event: its text is the key the enricher remembers the enriched
+    # context by, as it does for the gRPC edge's context_json bytes.
+    context = parsed.get("context")
+    context_json = orjson.dumps(context) if context is not None else b""
+    return Call(call_type, shared.write_key, shared.region, fields, parsed, received_at, context_json)
 
 
 def json_field(field: str) -> str:
