@@ -1,10 +1,13 @@
-"""The gRPC Batch path's CPU per event in one process, stage by stage, without gRPC, the spool or delivery.
+"""The intakes' CPU per event in one process, stage by stage, without gRPC, HTTP, the spool or delivery.
 
 ``.venv/bin/python bench/intake_cpu.py [--base DIR] [--rounds R] [--quick]`` decodes a ``BatchRequest`` of 1,000
 "Email Opened" events as the Python client's Batcher encodes them (the events of ``cpu_per_event.py``), then runs
 what the ``Batch`` handler runs on them: decoding each event into a call, the validators (partner rules and the Spec
 check, strict) with the enricher, and building and encoding the response. Each stage is timed on its own (thread
-CPU), and so is the whole path as the handler runs it, one event after the other.
+CPU), and so is the whole path as the handler runs it, one event after the other. The HTTP intake's stages take the
+same events as segment-analytics-python sends them to ``/v1/batch`` (its context, timestamp and message id on each):
+reading the body (parse, write key, depth and repeated-key checks), the events to calls, and its whole path with the
+validators and the enricher.
 
 The whole-process figure of ``cpu_per_event.py`` moves by 15% or more between runs on a shared machine, more than a
 trim of the intake changes it; this one isolates the intake. ``--base DIR`` runs a checkout of an earlier commit
@@ -30,7 +33,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = 1_000
-STAGES = ("request decode", "events to calls", "validators + enricher", "response", "whole path")
+STAGES = (
+    "request decode",
+    "events to calls",
+    "validators + enricher",
+    "response",
+    "whole path",
+    "HTTP: body read",
+    "HTTP: events to calls",
+    "HTTP: whole path",
+)
 
 
 def _child(tree: Path, repetitions: int) -> dict[str, float]:
@@ -97,6 +109,7 @@ def _child(tree: Path, repetitions: int) -> dict[str, float]:
         "response": lambda: response_of(events),
         "whole path": whole,
     }
+    stages |= _http_stages(prepare)
     figures = {}
     for name, stage in stages.items():
         spent = []
@@ -106,6 +119,48 @@ def _child(tree: Path, repetitions: int) -> dict[str, float]:
             spent.append(time.thread_time() - started)
         figures[name] = min(spent) / EVENTS * 1e6
     return figures
+
+
+def _http_stages(prepare: Callable[[Any], Any]) -> dict[str, Callable[[], object]]:
+    """The HTTP intake's stages on a ``/v1/batch`` body of the same events, as analytics-python writes them."""
+    import orjson  # noqa: PLC0415
+
+    from bench.cpu_per_event import EVENT_NAME, PROPERTIES, user_id  # noqa: PLC0415
+    from sidecar.http_intake import parse  # noqa: PLC0415
+    from sidecar.model import Region  # noqa: PLC0415
+
+    library = {"library": {"name": "analytics-python", "version": "2.3.4"}}
+    batch = [
+        {
+            "userId": user_id(n),
+            "event": EVENT_NAME,
+            "properties": PROPERTIES,
+            "context": library,
+            "integrations": {},
+            "messageId": f"6d0ad1b4-52a4-4c6b-a4b2-{n:012d}",
+            "timestamp": "2026-12-06T17:40:00.123456+00:00",
+            "type": "track",
+        }
+        for n in range(EVENTS)
+    ]
+    body = orjson.dumps({"batch": batch, "sentAt": "2026-12-06T17:40:01.000000+00:00"})
+
+    def read() -> tuple[list[Any], Any]:
+        parsed = parse.parse_body(body)
+        shared = parse.envelope(body, parsed, "bench-write-key", Region.US)
+        parse.repeated_keys(body, parsed, batch=True)
+        return parse.batch_items(parsed), shared
+
+    items, shared = read()
+
+    def calls() -> list[Any]:
+        return [parse.to_call(item, None, shared, 1.5) for item in items]
+
+    def whole() -> list[Any]:
+        items, shared = read()
+        return [prepare(parse.to_call(item, None, shared, 1.5))[0] for item in items]
+
+    return {"HTTP: body read": read, "HTTP: events to calls": calls, "HTTP: whole path": whole}
 
 
 def run_tree(tree: Path, repetitions: int) -> dict[str, float]:
