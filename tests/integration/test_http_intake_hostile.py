@@ -137,17 +137,23 @@ async def test_huge_bodies_are_refused_before_they_are_read(running: SidecarUnde
     assert peak < 4 * 2**20, f"peak {peak} bytes"
 
 
-async def test_slow_bodies_get_408_and_do_not_hold_the_intake(running: SidecarUnderTest) -> None:
-    """Bodies that trickle in get 408 after the body time limit; meanwhile the slots they hold answer 429."""
+async def four_slow_bodies(running: SidecarUnderTest) -> list[asyncio.Task[tuple[int, dict[str, str]]]]:
+    """Four requests whose bodies trickle in (0.5 s body limit), once they hold the sidecar's four places."""
     intake = running.app.http_intake
     assert intake is not None
     intake.body_seconds = 0.5
-    port = port_of(running)
     head = request_head("/v1/identify", f"Authorization: {AUTH}\n", 100)
-    slow = [asyncio.create_task(exchange(port, head, b'{"userId"')) for _ in range(4)]
+    slow = [asyncio.create_task(exchange(port_of(running), head, b'{"userId"')) for _ in range(4)]
     async with asyncio.timeout(5):
-        while intake.in_progress < 4:  # the four slow requests hold the four slots
+        while intake.in_progress < 4:
             await asyncio.sleep(0.01)
+    return slow
+
+
+async def test_slow_bodies_get_408_and_do_not_hold_the_intake(running: SidecarUnderTest) -> None:
+    """Bodies that trickle in get 408 after the body time limit; meanwhile the slots they hold answer 429."""
+    slow = await four_slow_bodies(running)
+    port = port_of(running)
     body = b'{"userId": "u"}'
     status, answer = await exchange(port, request_head("/v1/identify", f"Authorization: {AUTH}\n", len(body)), body)
     assert (status, answer["code"]) == (429, "busy")
@@ -162,15 +168,7 @@ async def test_slow_bodies_get_408_and_do_not_hold_the_intake(running: SidecarUn
 async def test_slow_http_bodies_and_grpc_calls_share_one_call_limit(running: SidecarUnderTest) -> None:
     """SIDECAR_MAX_CONCURRENT_CALLS bounds both edges together: while four HTTP bodies trickle in and hold the four
     places, a gRPC call is refused RESOURCE_EXHAUSTED naming the limit; once they end, it is accepted."""
-    intake = running.app.http_intake
-    assert intake is not None
-    intake.body_seconds = 0.5
-    port = port_of(running)
-    head = request_head("/v1/identify", f"Authorization: {AUTH}\n", 100)
-    slow = [asyncio.create_task(exchange(port, head, b'{"userId"')) for _ in range(4)]
-    async with asyncio.timeout(5):
-        while intake.in_progress < 4:
-            await asyncio.sleep(0.01)
+    slow = await four_slow_bodies(running)
     with pytest.raises(grpc.aio.AioRpcError) as busy:
         await running.stub.Track(TRACK, timeout=5)
     assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
