@@ -210,9 +210,11 @@ type WatchOptions struct {
 //
 // The watch resumes by itself: after UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED it did not cause, or a stream the
 // sidecar ended (a restart, a dropped connection), it reconnects with the cursor of the last record it yielded, so
-// nothing is missed and nothing comes twice. Unlike a unary call it does not give up after MaxAttempts: it
-// reconnects for as long as ctx lives, waiting as the RetryPolicy says (the bound doubles from InitialBackoff to
-// MaxBackoff, 2 s by default, and starts again after every record; at least the server's RetryInfo).
+// nothing is missed and nothing comes twice. Before its first record it resumes from the cursor the sidecar said
+// the stream started after (its outcome-start-cursor header), so a FromNow or filtered watch lost early misses
+// nothing written meanwhile. Unlike a unary call it does not give up after MaxAttempts: it reconnects for as long
+// as ctx lives, waiting as the RetryPolicy says (the bound doubles from InitialBackoff to MaxBackoff, 2 s by
+// default, and starts again after every record; at least the server's RetryInfo).
 //
 // It yields one error and ends: *CursorExpiredError when the cursor is older than the window, ctx.Err() when ctx
 // is done, or the status of a failure that is not retryable. A closed Client ends it without an error.
@@ -261,8 +263,12 @@ func (c *Client) WatchOutcomes(ctx context.Context, opts WatchOptions) iter.Seq2
 	}
 }
 
+// startCursorHeader is the response header naming the cursor a WatchOutcomes stream starts after.
+const startCursorHeader = "outcome-start-cursor"
+
 // watchOnce runs one connection of a watch: it yields records (advancing *cursor, resetting *failures) until the
-// stream fails, returning its error, or until the caller breaks the loop (stop).
+// stream fails, returning its error, or until the caller breaks the loop (stop). Without a cursor yet, it takes
+// the stream's start cursor from its headers, so that a reconnect resumes there rather than from now again.
 func (c *Client) watchOnce(ctx context.Context, opts WatchOptions, cursor *string, failures *int,
 	yield func(*Outcome, error) bool) (stop bool, err error) {
 	streamCtx, cancel := context.WithCancel(ctx)
@@ -272,6 +278,15 @@ func (c *Client) watchOnce(ctx context.Context, opts WatchOptions, cursor *strin
 	})
 	if err != nil {
 		return false, err
+	}
+	if *cursor == "" {
+		// Header waits for the headers or the stream's end; an error here comes again from Recv, and a sidecar
+		// that sends no start cursor leaves the watch to resume as it started.
+		if header, err := stream.Header(); err == nil {
+			if start := header.Get(startCursorHeader); len(start) > 0 {
+				*cursor = start[0]
+			}
+		}
 	}
 	for {
 		resp, err := stream.Recv()

@@ -11,23 +11,29 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	sidecarv1 "github.com/segment-sidecar/segment-sidecar/clients/go/gen/segment/sidecar/v1"
 )
 
-// outcomeServer serves a scripted outcome log: each WatchOutcomes connection sends the records after its cursor,
-// dropping the stream with UNAVAILABLE after the number of records its script says, or failing at once.
+// outcomeServer serves a scripted outcome log: each WatchOutcomes connection sends the records after its cursor
+// (after the last with FromNow), dropping the stream with UNAVAILABLE after the number of records its script says,
+// or failing at once. With startHeader it names its start cursor in an outcome-start-cursor header, as the sidecar
+// does ("c0" before the first record); writtenOnDrop is appended to the log when a stream drops.
 type outcomeServer struct {
 	sidecarv1.UnimplementedSidecarServiceServer
 
-	mu       sync.Mutex
-	log      []*sidecarv1.Outcome
-	drops    []int
-	failWith error
-	cursors  []string
-	pages    [][]string
-	tokens   []string
+	mu            sync.Mutex
+	log           []*sidecarv1.Outcome
+	drops         []int
+	failWith      error
+	startHeader   bool
+	writtenOnDrop []*sidecarv1.Outcome
+	cursors       []string
+	fromNow       []bool
+	pages         [][]string
+	tokens        []string
 }
 
 // delivered returns n DELIVERED records with cursors c1.. and message ids m1.. .
@@ -45,6 +51,7 @@ func (s *outcomeServer) WatchOutcomes(r *sidecarv1.WatchOutcomesRequest,
 	stream sidecarv1.SidecarService_WatchOutcomesServer) error {
 	s.mu.Lock()
 	s.cursors = append(s.cursors, r.GetAfterCursor())
+	s.fromNow = append(s.fromNow, r.GetFromNow())
 	fail := s.failWith
 	drop := -1
 	if len(s.drops) > 0 {
@@ -56,8 +63,19 @@ func (s *outcomeServer) WatchOutcomes(r *sidecarv1.WatchOutcomesRequest,
 		return fail
 	}
 	start := 0
-	if r.GetAfterCursor() != "" {
+	if r.GetAfterCursor() != "" && r.GetAfterCursor() != "c0" {
 		start = slices.IndexFunc(log, func(o *sidecarv1.Outcome) bool { return o.GetCursor() == r.GetAfterCursor() }) + 1
+	} else if r.GetAfterCursor() == "" && r.GetFromNow() {
+		start = len(log)
+	}
+	if s.startHeader {
+		startCursor := "c0"
+		if start > 0 {
+			startCursor = log[start-1].GetCursor()
+		}
+		if err := stream.SendHeader(metadata.Pairs("outcome-start-cursor", startCursor)); err != nil {
+			return err
+		}
 	}
 	for sent, o := range log[start:] {
 		if sent == drop {
@@ -68,6 +86,9 @@ func (s *outcomeServer) WatchOutcomes(r *sidecarv1.WatchOutcomesRequest,
 		}
 	}
 	if drop >= 0 {
+		s.mu.Lock()
+		s.log, s.writtenOnDrop = append(s.log, s.writtenOnDrop...), nil
+		s.mu.Unlock()
 		return status.Error(codes.Unavailable, "scripted drop")
 	}
 	<-stream.Context().Done()
@@ -136,6 +157,58 @@ func TestWatchResumesAfterTheLastCursorWhenTheStreamDrops(t *testing.T) {
 	defer srv.mu.Unlock()
 	if !slices.Equal(srv.cursors, []string{"", "c3", "c3", "c7"}) {
 		t.Fatalf("reconnected with cursors %v", srv.cursors)
+	}
+}
+
+// TestFromNowWatchDroppedBeforeAnyRecordResumesFromItsStartCursor proves that a FromNow watch whose first stream
+// drops before any record reconnects after the start cursor the sidecar named in its headers, not from now again:
+// the records written meanwhile come, each once.
+func TestFromNowWatchDroppedBeforeAnyRecordResumesFromItsStartCursor(t *testing.T) {
+	log := delivered(5)
+	srv := &outcomeServer{log: log[:3], writtenOnDrop: log[3:], startHeader: true, drops: []int{0}}
+	c := startTCP(t, srv, fastReconnect)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ids []string
+	for o, err := range c.WatchOutcomes(ctx, WatchOptions{FromNow: true}) {
+		if err != nil {
+			t.Fatalf("after %v: %v", ids, err)
+		}
+		ids = append(ids, o.GetMessageId())
+		if len(ids) == 2 {
+			break
+		}
+	}
+	if !slices.Equal(ids, []string{"m4", "m5"}) {
+		t.Fatalf("got %v, want [m4 m5]", ids)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if !slices.Equal(srv.cursors, []string{"", "c3"}) || !slices.Equal(srv.fromNow, []bool{true, false}) {
+		t.Fatalf("connected with cursors %v, from now %v", srv.cursors, srv.fromNow)
+	}
+}
+
+// TestFromNowWatchOfAnEmptyLogResumesFromItsStartCursor proves the same for a log empty at the start (start
+// cursor c0), dropped twice before its first record.
+func TestFromNowWatchOfAnEmptyLogResumesFromItsStartCursor(t *testing.T) {
+	srv := &outcomeServer{writtenOnDrop: delivered(1), startHeader: true, drops: []int{0, 0}}
+	c := startTCP(t, srv, fastReconnect)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for o, err := range c.WatchOutcomes(ctx, WatchOptions{FromNow: true}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.GetMessageId() != "m1" {
+			t.Fatalf("got %v", o)
+		}
+		break
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if !slices.Equal(srv.cursors, []string{"", "c0", "c0"}) {
+		t.Fatalf("connected with cursors %v", srv.cursors)
 	}
 }
 

@@ -14,6 +14,10 @@ from sidecar.errors import InvalidEvent
 from sidecar.model import Region
 from sidecar.outcomes.records import KeyStatus, MessageOutcome, OutcomeRecord
 
+START_CURSOR_HEADER = "outcome-start-cursor"
+"""The response header of every WatchOutcomes stream naming the cursor it starts after: a client that loses the
+stream before its first record resumes from it (asking ``from_now`` again would skip what was written meanwhile)."""
+
 _TO_PROTO_REGION = {Region.US.value: pb.REGION_US, Region.EU.value: pb.REGION_EU}
 _FROM_PROTO_REGION = {pb.REGION_US: Region.US, pb.REGION_EU: Region.EU}
 
@@ -27,10 +31,10 @@ class OutcomesDownstream(Protocol):
     async def list_keys(self, page_size: int, page_token: str, state: int) -> tuple[list[KeyStatus], str]:
         """One page of key statuses and the next page's token."""
 
-    def watch(
+    async def watch(
         self, after_cursor: str, write_keys: Sequence[str], kinds: Iterable[int], from_now: bool
-    ) -> AsyncGenerator[OutcomeRecord, None]:
-        """The records after a cursor, then new ones as they come."""
+    ) -> tuple[str, AsyncGenerator[OutcomeRecord, None]]:
+        """The cursor a watch starts after (every check done), and its records: those after it, then new ones."""
 
     def cursor_of(self, record: OutcomeRecord) -> str:
         """A record's opaque cursor."""

@@ -308,13 +308,19 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
     async def WatchOutcomes(
         self, request: pb.WatchOutcomesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        """The outcome log from a cursor, then live. Each record is written with ``context.write``, which waits while
-        the client's flow-control window is full: a slow client holds its watcher, never the sidecar."""
+        """The outcome log from a cursor, then live. The response headers name the cursor the stream starts after
+        (``outcome-start-cursor``). Each record is written with ``context.write``, which waits while the client's
+        flow-control window is full: a slow client holds its watcher, never the sidecar."""
 
         async def work() -> None:
             log_ = self._outcome_log()
-            watch = log_.watch(request.after_cursor, list(request.write_keys), list(request.kinds), request.from_now)
+            start, watch = await log_.watch(
+                request.after_cursor, list(request.write_keys), list(request.kinds), request.from_now
+            )
             async with contextlib.aclosing(watch) as records:  # a client gone ends its watcher at once
+                # Sent before waiting for a record: a watch may see none for long (from_now, narrow filters), and a
+                # client that loses it meanwhile needs this cursor to resume without a gap.
+                await context.send_initial_metadata(((convert_outcomes.START_CURSOR_HEADER, start),))
                 async for record in records:
                     await context.write(
                         pb.WatchOutcomesResponse(outcome=convert_outcomes.outcome(record, log_.cursor_of(record)))

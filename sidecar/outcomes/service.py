@@ -172,10 +172,15 @@ class Outcomes:
 
     async def watch(
         self, after_cursor: str, write_keys: Sequence[str], kinds: Iterable[int], from_now: bool
-    ) -> AsyncGenerator[OutcomeRecord, None]:
-        """Every record after the cursor (or the oldest held, or the newest with ``from_now``), then each new one as
-        it is written, forever; filtered by keys (their fingerprints) and kinds. Raises CursorExpired (OUT_OF_RANGE)
-        for a cursor older than the window, InvalidEvent (INVALID_ARGUMENT) for one that is not this spool's."""
+    ) -> tuple[str, AsyncGenerator[OutcomeRecord, None]]:
+        """Where a watch starts, and its records: the cursor it starts after (the one given; without one, the newest
+        record's with ``from_now`` or when the log holds none, else the position just before the oldest held), and a
+        generator of every record after it, then each new one as it is written, forever; filtered by keys (their
+        fingerprints) and kinds.
+
+        Everything is checked here, before the generator starts, so that the edge can fail the call before it tells
+        the client the start cursor: CursorExpired (OUT_OF_RANGE) for a cursor older than the window, InvalidEvent
+        (INVALID_ARGUMENT) for one that is not this spool's, or for an unknown kind."""
         fingerprints = {write_key_hash(key) for key in write_keys if key}
         wanted = {OutcomeKind(k) for k in kinds if k in OutcomeKind._value2member_map_}
         if any(k not in OutcomeKind._value2member_map_ and k != 0 for k in kinds):
@@ -194,7 +199,14 @@ class Outcomes:
                     held,
                 )
         else:
-            seq = newest if from_now else max(0, oldest - 1)
+            # An empty log whose records were all pruned starts after the newest, not at 0: the start cursor is
+            # handed to the client to resume from, and a cursor before pruned records would be OUT_OF_RANGE.
+            seq = newest if from_now or not oldest else oldest - 1
+        return cursor.encode(self._spool_id, seq), self._follow(seq, fingerprints, wanted)
+
+    async def _follow(
+        self, seq: int, fingerprints: set[str], wanted: set[OutcomeKind]
+    ) -> AsyncGenerator[OutcomeRecord, None]:
         watcher = Watcher(next(self._ids), seq)
         self.watchers[watcher.ident] = watcher
         try:

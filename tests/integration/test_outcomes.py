@@ -19,6 +19,7 @@ from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.metrics import OutcomeCollector
 from sidecar.model import write_key_hash
+from sidecar.outcomes.records import OutcomeKind, OutcomeRecord
 from tests.conftest import SidecarFactory
 from tests.support.harness import Collectors, _details, field_violations, start_sidecar
 
@@ -237,7 +238,7 @@ async def test_a_stalled_watcher_holds_up_nothing_and_the_metrics_show_it_behind
     try:
         stream = pb_grpc.SidecarServiceStub(stalled).WatchOutcomes(pb.WatchOutcomesRequest(from_now=True))
         async with asyncio.timeout(10):
-            while not running.app.outcomes.watchers:  # the stream sends no headers before its first record
+            while not running.app.outcomes.watchers:  # its headers come before its watcher reads the log
                 await asyncio.sleep(0.01)
         for start in range(0, 3000, 500):
             await _send(running.stub, [_track(HEALTHY, f"s-{i}") for i in range(start, start + 500)])
@@ -274,3 +275,62 @@ async def test_the_debugger_page_shows_each_keys_state(sidecar_factory: SidecarF
     assert table[write_key_hash(REVOKED)]["last_status"] == 401
     assert table[write_key_hash(HEALTHY)]["state"] == "OK"
     assert REVOKED not in text and HEALTHY not in text
+
+
+async def _start_cursor(stream: grpc.aio.UnaryStreamCall[pb.WatchOutcomesRequest, pb.WatchOutcomesResponse]) -> str:
+    """The ``outcome-start-cursor`` header of a watch stream, waiting for the headers (AssertionError if absent)."""
+    async with asyncio.timeout(10):
+        headers = await stream.initial_metadata()
+    start = headers.get("outcome-start-cursor")
+    assert isinstance(start, str), f"no outcome-start-cursor header in {list(headers)}"
+    return start
+
+
+async def test_every_watch_names_the_cursor_it_starts_after_in_its_headers(
+    sidecar_factory: SidecarFactory,
+) -> None:
+    """The outcome-start-cursor header comes before any record (and without one): on an empty log it is the cursor
+    of position 0; with from_now it is the newest record's cursor; with after_cursor it is that cursor; from the
+    oldest held it is the position just before it."""
+    running = await sidecar_factory()
+    zero = running.app.outcomes.cursor_of(OutcomeRecord(OutcomeKind.DELIVERED, 0.0, "", "", seq=0))
+    for request in (pb.WatchOutcomesRequest(from_now=True), pb.WatchOutcomesRequest()):
+        empty = running.stub.WatchOutcomes(request)
+        assert await _start_cursor(empty) == zero
+        empty.cancel()
+    await _send(running.stub, [_track(HEALTHY, f"a-{i}") for i in range(5)])
+    oldest = running.stub.WatchOutcomes(pb.WatchOutcomesRequest())
+    assert await _start_cursor(oldest) == zero
+    held = await _collect(oldest, lambda got: len(got) >= 5)
+    oldest.cancel()
+    live = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(from_now=True))
+    assert await _start_cursor(live) == held[-1].cursor
+    live.cancel()
+    resumed = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(after_cursor=held[2].cursor))
+    assert await _start_cursor(resumed) == held[2].cursor
+    assert [r.message_id for r in await _collect(resumed, lambda got: len(got) >= 2)] == ["a-3", "a-4"]
+    resumed.cancel()
+
+
+async def test_a_from_now_watch_lost_before_its_first_record_resumes_from_its_start_cursor(
+    sidecar_factory: SidecarFactory,
+) -> None:
+    """A from_now watch (filtered to a key that has no record yet) dropped before any record: resuming after its
+    header's cursor gives every record written since it started, and none from before."""
+    running = await sidecar_factory()
+    await _send(running.stub, [_track(HEALTHY, f"before-{i}") for i in range(5)])
+    first = running.stub.WatchOutcomes(pb.WatchOutcomesRequest())
+    await _collect(first, lambda got: len(got) >= 5)
+    first.cancel()
+    lost = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(from_now=True, write_keys=[PICKY]))
+    start = await _start_cursor(lost)
+    lost.cancel()
+    await _send(running.stub, [_track(PICKY, f"p-{i}") for i in range(3)] + [_track(HEALTHY, "h-after")])
+    resumed = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(after_cursor=start, write_keys=[PICKY]))
+    got = await _collect(resumed, lambda got: len(got) >= 3)
+    resumed.cancel()
+    assert sorted(r.message_id for r in got) == ["p-0", "p-1", "p-2"]
+    everything = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(after_cursor=start))
+    since = await _collect(everything, lambda got: len(got) >= 4)
+    everything.cancel()
+    assert sorted(r.message_id for r in since) == ["h-after", "p-0", "p-1", "p-2"]

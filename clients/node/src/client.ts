@@ -26,6 +26,7 @@ import {
   messageOutcomeOf,
   type Outcome,
   outcomeOf,
+  startCursorOf,
   statusOf,
   toWriteKeyState,
   type WatchOptions,
@@ -337,10 +338,12 @@ export class SidecarClient {
    *
    * The watch resumes by itself: after UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED it did not cause, or a stream the
    * sidecar ended (a restart, a dropped connection), it reconnects with the cursor of the last record it yielded, so
-   * nothing is missed and nothing comes twice. It reconnects for as long as you iterate (no 5-attempt give-up),
-   * waiting as the retry policy says (at most 2 s, at least the server's RetryInfo). Leave the loop, abort
-   * `signal`, or close the client to stop. Throws CursorExpiredError (with `oldestCursor`) when the cursor is older
-   * than the window, and SidecarError for any other failure.
+   * nothing is missed and nothing comes twice. Before its first record it resumes from the cursor the sidecar said
+   * the stream started after (its `outcome-start-cursor` header), so a `fromNow` or filtered watch lost early misses
+   * nothing written meanwhile. It reconnects for as long as you iterate (no 5-attempt give-up), waiting as the
+   * retry policy says (at most 2 s, at least the server's RetryInfo). Leave the loop, abort `signal`, or close the
+   * client to stop. Throws CursorExpiredError (with `oldestCursor`) when the cursor is older than the window, and
+   * SidecarError for any other failure.
    */
   async *watchOutcomes(options: WatchOptions = {}): AsyncGenerator<Outcome, void, undefined> {
     const signal = options.signal;
@@ -351,6 +354,12 @@ export class SidecarClient {
       const call = this.stub.watchOutcomes(watchRequest(options, cursor));
       const cancel = () => call.cancel();
       signal?.addEventListener("abort", cancel, { once: true });
+      // No cursor yet: a reconnect resumes where this stream started, not from now again. The headers come before
+      // any record; a sidecar that sends no start cursor leaves the cursor empty.
+      const onHeaders = (headers: Metadata) => {
+        if (cursor === "") cursor = startCursorOf(headers);
+      };
+      if (cursor === "") call.once("metadata", onHeaders);
       let error: SidecarError | undefined;
       try {
         for await (const response of call as AsyncIterable<pb.WatchOutcomesResponse>) {
@@ -363,6 +372,7 @@ export class SidecarClient {
         error = translate(caught as ServiceError | Error);
       } finally {
         signal?.removeEventListener("abort", cancel);
+        call.removeListener("metadata", onHeaders);
         call.cancel();
       }
       signal?.throwIfAborted();

@@ -7,6 +7,7 @@
  * worth waiting for. The wait before reconnect n (counted since the last record) is the retry policy's backoff:
  * random in [0, min(2 s, 0.2 s * 2^(n-1))], at least the server's RetryInfo.
  */
+import type { Metadata } from "@grpc/grpc-js";
 import * as pb from "./gen/segment/sidecar/v1/sidecar";
 
 /** What a record of the outcome log says. DELIVERED: Segment answered 2xx, which does not prove it kept the event. */
@@ -148,6 +149,15 @@ export function toWriteKeyState(state: WriteKeyStateName | undefined): pb.WriteK
   const value = (pb.WriteKeyState as unknown as Record<string, number>)[`WRITE_KEY_STATE_${(state ?? "UNSPECIFIED").toUpperCase()}`];
   if (value === undefined) throw new TypeError(`unknown write key state ${JSON.stringify(state)}`);
   return value as pb.WriteKeyState;
+}
+
+/** The response header naming the cursor a WatchOutcomes stream starts after. */
+export const START_CURSOR_HEADER = "outcome-start-cursor";
+
+/** The cursor a watch stream starts after, from its response headers ("" when the sidecar sent none). */
+export function startCursorOf(headers: Metadata): string {
+  const [start] = headers.get(START_CURSOR_HEADER);
+  return typeof start === "string" ? start : "";
 }
 
 /** The WatchOutcomesRequest of one connection of a watch. */

@@ -30,11 +30,18 @@ function delivered(count: number): pb.Outcome[] {
   }));
 }
 
-/** A scripted outcome server: the log, per-connection drops, a failure for every watch, and pages of keys. */
+/**
+ * A scripted outcome server: the log, per-connection drops, a failure for every watch, and pages of keys. With
+ * `startHeader` each watch names its start cursor in an `outcome-start-cursor` header, as the sidecar does ("c0"
+ * before the first record); `writtenOnDrop` is appended to the log when a stream drops.
+ */
 interface OutcomeServer {
   address: string;
   log: pb.Outcome[];
   drops: number[];
+  startHeader: boolean;
+  writtenOnDrop: pb.Outcome[];
+  fromNow: boolean[];
   failure: { code: status; message: string; metadata?: Metadata } | undefined;
   cursors: string[];
   pages: string[][];
@@ -48,6 +55,9 @@ async function startOutcomeServer(): Promise<OutcomeServer> {
     address: "",
     log: [],
     drops: [],
+    startHeader: false,
+    writtenOnDrop: [],
+    fromNow: [],
     failure: undefined,
     cursors: [],
     pages: [],
@@ -58,15 +68,26 @@ async function startOutcomeServer(): Promise<OutcomeServer> {
   server.addService(pb.SidecarServiceService, {
     watchOutcomes: (call: ServerWritableStream<pb.WatchOutcomesRequest, pb.WatchOutcomesResponse>) => {
       state.cursors.push(call.request.afterCursor);
+      state.fromNow.push(call.request.fromNow);
       if (state.failure) {
         call.emit("error", { code: state.failure.code, details: state.failure.message, metadata: state.failure.metadata });
         return;
       }
-      const start = call.request.afterCursor ? state.log.findIndex((o) => o.cursor === call.request.afterCursor) + 1 : 0;
+      const after = call.request.afterCursor;
+      let start = after ? state.log.findIndex((o) => o.cursor === after) + 1 : 0;
+      if (after === "c0") start = 0;
+      if (!after && call.request.fromNow) start = state.log.length;
+      if (state.startHeader) {
+        const headers = new Metadata();
+        headers.set("outcome-start-cursor", start > 0 ? state.log[start - 1]!.cursor : "c0");
+        call.sendMetadata(headers);
+      }
       const drop = state.drops.shift();
       const records = state.log.slice(start, drop === undefined ? undefined : start + drop);
       for (const outcome of records) call.write({ outcome });
       if (drop !== undefined) {
+        state.log = [...state.log, ...state.writtenOnDrop];
+        state.writtenOnDrop = [];
         call.emit("error", { code: status.UNAVAILABLE, details: "scripted drop" });
         return;
       }
@@ -136,6 +157,33 @@ test("a watch resumes after the last cursor when the stream drops, nothing twice
   }
   assert.deepEqual(ids, ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10"]);
   assert.deepEqual(server.cursors, ["", "c3", "c3", "c7"]);
+});
+
+test("a fromNow watch dropped before any record resumes after its start cursor, missing nothing", async () => {
+  const log = delivered(5);
+  server.log = log.slice(0, 3);
+  server.writtenOnDrop = log.slice(3);
+  server.startHeader = true;
+  server.drops = [0];
+  const ids: string[] = [];
+  for await (const outcome of client.watchOutcomes({ fromNow: true, signal: AbortSignal.timeout(10_000) })) {
+    ids.push(outcome.messageId);
+    if (ids.length === 2) break;
+  }
+  assert.deepEqual(ids, ["m4", "m5"]);
+  assert.deepEqual(server.cursors, ["", "c3"]);
+  assert.deepEqual(server.fromNow, [true, false]);
+});
+
+test("a fromNow watch of an empty log dropped twice before any record resumes after c0", async () => {
+  server.writtenOnDrop = delivered(1);
+  server.startHeader = true;
+  server.drops = [0, 0];
+  for await (const outcome of client.watchOutcomes({ fromNow: true, signal: AbortSignal.timeout(10_000) })) {
+    assert.equal(outcome.messageId, "m1");
+    break;
+  }
+  assert.deepEqual(server.cursors, ["", "c0", "c0"]);
 });
 
 test("a watch keeps reconnecting past the 5 attempts of a call", async () => {

@@ -73,6 +73,11 @@ class ScriptedSidecar(sidecar_pb2_grpc.SidecarServiceServicer):
     """Per watch connection, in order: send this many records, then fail with UNAVAILABLE (a dropped stream)."""
     watch_failure: Failure | None = None
     """When set, every watch connection fails with it at once (OUT_OF_RANGE...)."""
+    start_cursor_header: bool = False
+    """Whether each watch connection names its start cursor in an ``outcome-start-cursor`` header, as the sidecar
+    does (``c0`` before the first record); off, it plays a sidecar that sends none."""
+    written_on_drop: list[Any] = field(default_factory=list)
+    """Records appended to ``outcome_log`` when a watch connection drops: written while the watcher was away."""
     key_pages: list[list[str]] = field(default_factory=list)
     """The fingerprints ``ListWriteKeys`` answers, page by page (the page token is the next page's index)."""
     batch_counts: bool = False
@@ -128,20 +133,30 @@ class ScriptedSidecar(sidecar_pb2_grpc.SidecarServiceServicer):
         return await self._answer("Flush", request, context, sidecar_pb2.FlushResponse())
 
     async def WatchOutcomes(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        """Stream the records after ``after_cursor``; drop the stream as scripted, else wait for more for ever."""
+        """Stream the records after ``after_cursor``; drop the stream as scripted, else wait for more for ever.
+
+        With ``from_now`` and no cursor, the stream starts after the last record.
+        """
         self.seen.append(("WatchOutcomes", request, time.monotonic()))
         if self.watch_failure is not None:
             await context.abort(
                 self.watch_failure.code, self.watch_failure.message, trailing_metadata=self.watch_failure.trailers()
             )
         cursors = [record.cursor for record in self.outcome_log]
-        start = cursors.index(request.after_cursor) + 1 if request.after_cursor else 0
+        if request.after_cursor:
+            start = 0 if request.after_cursor == "c0" else cursors.index(request.after_cursor) + 1
+        else:
+            start = len(cursors) if request.from_now else 0
+        if self.start_cursor_header:
+            await context.send_initial_metadata((("outcome-start-cursor", cursors[start - 1] if start else "c0"),))
         drop_after = self.watch_drops.pop(0) if self.watch_drops else None
         for sent, record in enumerate(self.outcome_log[start:]):
             if sent == drop_after:
                 break
             yield sidecar_pb2.WatchOutcomesResponse(outcome=record)
         if drop_after is not None:
+            self.outcome_log.extend(self.written_on_drop)
+            self.written_on_drop = []
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted drop")
         await asyncio.Event().wait()  # a live stream with nothing new: the client ends it
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import grpc
 import pytest
@@ -76,6 +77,57 @@ async def test_watch_keeps_reconnecting_past_the_attempt_limit(scripted: Running
             assert outcome.message_id == "m1"
             break
     assert watch_cursors(scripted) == [""] * 9
+
+
+async def test_a_from_now_watch_dropped_before_any_record_resumes_from_its_start_cursor(scripted: Running) -> None:
+    """A from_now watch dropped before any record resumes after its start cursor: what was written meanwhile comes.
+
+    The reconnect asks after the cursor the sidecar named in the first stream's headers, not from_now again, and the
+    two records written in between come, each once.
+    """
+    log = delivered(5)
+    scripted.sidecar.outcome_log = log[:3]
+    scripted.sidecar.written_on_drop = log[3:]
+    scripted.sidecar.start_cursor_header = True
+    scripted.sidecar.watch_drops = [0]
+
+    async def watch() -> list[str]:
+        got = []
+        async with AsyncClient(scripted.address, retry=FAST) as client:
+            async for outcome in client.watch_outcomes(from_now=True):
+                got.append(outcome.message_id)
+                if len(got) == 2:
+                    return got
+        raise AssertionError("the watch ended")
+
+    assert await asyncio.wait_for(watch(), 10) == ["m4", "m5"]
+    requests = [request for method, request, _ in scripted.sidecar.seen if method == "WatchOutcomes"]
+    assert [(r.after_cursor, r.from_now) for r in requests] == [("", True), ("c3", False)]
+
+
+async def test_a_blocking_watch_of_an_empty_log_resumes_from_its_start_cursor(scripted: Running) -> None:
+    """The blocking client resumes a from_now watch of an empty log from its start cursor too.
+
+    Dropped twice before any record, it reconnects after the sidecar's start cursor (``c0``), and gets the record
+    written meanwhile.
+    """
+    scripted.sidecar.written_on_drop = delivered(1)
+    scripted.sidecar.start_cursor_header = True
+    scripted.sidecar.watch_drops = [0, 0]
+
+    def run() -> str:
+        with Client(scripted.address, retry=FAST) as client:
+            deadline = threading.Timer(10, client.close)  # a watch that missed the record ends rather than waits
+            deadline.start()
+            try:
+                for outcome in client.watch_outcomes(from_now=True):
+                    return outcome.message_id
+            finally:
+                deadline.cancel()
+        raise AssertionError("the watch ended without the record written while it was away")
+
+    assert await asyncio.to_thread(run) == "m1"
+    assert watch_cursors(scripted) == ["", "c0", "c0"]
 
 
 def _expired(message: str, oldest: str | None) -> Failure:

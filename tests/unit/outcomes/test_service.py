@@ -63,7 +63,7 @@ async def test_a_watcher_wakes_on_news_and_filters_by_key_and_kind() -> None:
     store = MemoryStore()
     outcomes = Outcomes(MemoryOutcomeReader(store), NoKeys())
     await outcomes.start()
-    watch = outcomes.watch("", ["wk-a"], [int(OutcomeKind.DELIVERED)], from_now=False)
+    _, watch = await outcomes.watch("", ["wk-a"], [int(OutcomeKind.DELIVERED)], from_now=False)
     nxt = asyncio.ensure_future(anext(watch))
     for _ in range(100):  # loop turns until the watcher has read its (empty) page and waits for news
         if 1 in outcomes.watchers and outcomes.watchers[1].waiting:
@@ -92,8 +92,29 @@ async def test_a_cursor_before_pruned_records_is_out_of_range_naming_the_oldest(
     store.prune_outcomes(10**9, 3.0)  # every record (at 2.0) is older
     _deliver(store, "wk-a", 6)
     with pytest.raises(CursorExpired) as expired:
-        await anext(outcomes.watch(first, [], [], from_now=False))
+        await outcomes.watch(first, [], [], from_now=False)
     assert expired.value.oldest_cursor == outcomes.cursor_of(OutcomeRecord(OutcomeKind.DELIVERED, 0.0, "", "", seq=6))
+    await outcomes.stop()
+
+
+async def test_the_start_cursor_of_a_pruned_empty_log_is_after_the_newest() -> None:
+    """With every record pruned, a watch from the oldest held starts after the newest ever written, so that a client
+    resuming from its start cursor is not told OUT_OF_RANGE; a new record comes to both."""
+    store = MemoryStore()
+    outcomes = Outcomes(MemoryOutcomeReader(store), NoKeys())
+    await outcomes.start()
+    for seq in range(1, 4):
+        _deliver(store, "wk-a", seq)
+    store.prune_outcomes(10**9, 3.0)  # every record (at 2.0) is older
+    start, first = await outcomes.watch("", [], [], from_now=False)
+    assert start == outcomes.cursor_of(OutcomeRecord(OutcomeKind.DELIVERED, 0.0, "", "", seq=3))
+    again, resumed = await outcomes.watch(start, [], [], from_now=False)
+    assert again == start
+    _deliver(store, "wk-a", 4)
+    outcomes.written()
+    assert [(await asyncio.wait_for(anext(w), 5)).message_id for w in (first, resumed)] == ["wk-a-4", "wk-a-4"]
+    await first.aclose()
+    await resumed.aclose()
     await outcomes.stop()
 
 
@@ -113,7 +134,7 @@ async def test_a_watcher_open_at_stop_ends_with_shutting_down() -> None:
     reopening the reader."""
     outcomes = Outcomes(MemoryOutcomeReader(MemoryStore()), NoKeys())
     await outcomes.start()
-    watch = outcomes.watch("", [], [], from_now=True)
+    _, watch = await outcomes.watch("", [], [], from_now=True)
     nxt = asyncio.ensure_future(anext(watch))
     await asyncio.sleep(0)
     await outcomes.stop()

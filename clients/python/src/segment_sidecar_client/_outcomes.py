@@ -192,6 +192,18 @@ def message_outcome_of(response: Any) -> MessageOutcome:
     )
 
 
+START_CURSOR_HEADER = "outcome-start-cursor"
+"""The response header naming the cursor a ``WatchOutcomes`` stream starts after."""
+
+
+def start_cursor(headers: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The cursor a watch stream starts after, from its response headers ("" when the sidecar sent none)."""
+    for key, value in headers or ():
+        if key == START_CURSOR_HEADER and isinstance(value, str):
+            return value
+    return ""
+
+
 def watch_request(
     after_cursor: str, write_keys: Iterable[str], kinds: Iterable[OutcomeKind | str], from_now: bool
 ) -> sidecar_pb2.WatchOutcomesRequest:

@@ -43,6 +43,7 @@ from segment_sidecar_client._outcomes import (
     message_outcome_of,
     outcome_of,
     page_of,
+    start_cursor,
     status_of,
     watch_request,
 )
@@ -382,7 +383,9 @@ class Client:
 
         The stream resumes by itself: after UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED it did not cause, or a
         stream the sidecar ended (a restart, a dropped connection), it reconnects with the cursor of the last record
-        it yielded, so nothing is missed and nothing comes twice. It reconnects for as long as you iterate, waiting
+        it yielded, so nothing is missed and nothing comes twice. Before its first record it resumes from the cursor
+        the sidecar said the stream started after (its ``outcome-start-cursor`` header), so a ``from_now`` or
+        filtered watch lost early misses nothing written meanwhile. It reconnects for as long as you iterate, waiting
         as the retry policy says between tries (at most 2 s); stop by leaving the loop or closing the client.
         ``from_now`` starts after the newest record when there is no cursor yet. Raises
         :class:`CursorExpiredError` (with ``oldest_cursor``) when the cursor is older than the window, and
@@ -395,6 +398,8 @@ class Client:
             call = self._stub.WatchOutcomes(watch_request(cursor, keys, wanted, from_now))
             error = None
             try:
+                if not cursor:  # a reconnect resumes where this stream started, not from_now again (older sidecars: "")
+                    cursor = start_cursor(call.initial_metadata())
                 for response in call:
                     outcome = outcome_of(response.outcome)
                     reconnects.received()

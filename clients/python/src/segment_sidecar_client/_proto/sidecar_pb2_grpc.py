@@ -194,6 +194,10 @@ class SidecarServiceServicer:
         reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
         Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
         the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+        Every stream's response headers carry the cursor it starts after, under the key "outcome-start-cursor", sent
+        before the first record (and also when no record comes): a client that reconnects before its first record
+        resumes from this cursor, so a from_now or filtered watch misses nothing written between its start and the
+        reconnect.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -81,6 +81,10 @@ type SidecarServiceClient interface {
 	// reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
 	// Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
 	// the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+	// Every stream's response headers carry the cursor it starts after, under the key "outcome-start-cursor", sent
+	// before the first record (and also when no record comes): a client that reconnects before its first record
+	// resumes from this cursor, so a from_now or filtered watch misses nothing written between its start and the
+	// reconnect.
 	WatchOutcomes(ctx context.Context, in *WatchOutcomesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOutcomesResponse], error)
 	// GetMessageOutcome says where one event is: waiting, in flight, delivered, dead-lettered, expired, or not known
 	// within the outcome log's window. It answers "did event X reach Segment?".
@@ -266,6 +270,10 @@ type SidecarServiceServer interface {
 	// reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
 	// Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
 	// the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+	// Every stream's response headers carry the cursor it starts after, under the key "outcome-start-cursor", sent
+	// before the first record (and also when no record comes): a client that reconnects before its first record
+	// resumes from this cursor, so a from_now or filtered watch misses nothing written between its start and the
+	// reconnect.
 	WatchOutcomes(*WatchOutcomesRequest, grpc.ServerStreamingServer[WatchOutcomesResponse]) error
 	// GetMessageOutcome says where one event is: waiting, in flight, delivered, dead-lettered, expired, or not known
 	// within the outcome log's window. It answers "did event X reach Segment?".

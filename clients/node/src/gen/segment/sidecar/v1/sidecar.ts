@@ -5395,6 +5395,10 @@ export const SidecarServiceService = {
    * reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
    * Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
    * the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+   * Every stream's response headers carry the cursor it starts after, under the key "outcome-start-cursor", sent
+   * before the first record (and also when no record comes): a client that reconnects before its first record
+   * resumes from this cursor, so a from_now or filtered watch misses nothing written between its start and the
+   * reconnect.
    */
   watchOutcomes: {
     path: "/segment.sidecar.v1.SidecarService/WatchOutcomes" as const,
@@ -5463,6 +5467,10 @@ export interface SidecarServiceServer extends UntypedServiceImplementation {
    * reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
    * Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
    * the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+   * Every stream's response headers carry the cursor it starts after, under the key "outcome-start-cursor", sent
+   * before the first record (and also when no record comes): a client that reconnects before its first record
+   * resumes from this cursor, so a from_now or filtered watch misses nothing written between its start and the
+   * reconnect.
    */
   watchOutcomes: handleServerStreamingCall<WatchOutcomesRequest, WatchOutcomesResponse>;
   /**
@@ -5649,6 +5657,10 @@ export interface SidecarServiceClient extends Client {
    * reconnects with the last cursor it received gets every later record, nothing twice, across sidecar restarts.
    * Records are kept for a bounded window (SIDECAR_OUTCOMES_MAX_AGE, SIDECAR_OUTCOMES_MAX_BYTES); a cursor older than
    * the window fails with OUT_OF_RANGE, naming the oldest cursor still held. A slow watcher never slows delivery.
+   * Every stream's response headers carry the cursor it starts after, under the key "outcome-start-cursor", sent
+   * before the first record (and also when no record comes): a client that reconnects before its first record
+   * resumes from this cursor, so a from_now or filtered watch misses nothing written between its start and the
+   * reconnect.
    */
   watchOutcomes(
     request: WatchOutcomesRequest,

@@ -1,8 +1,10 @@
 package io.segmentsidecar.client;
 
 import io.grpc.Context;
+import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.stub.MetadataUtils;
 import io.segmentsidecar.v1.Outcome;
 import io.segmentsidecar.v1.SidecarServiceGrpc;
 import io.segmentsidecar.v1.WatchOutcomesRequest;
@@ -10,15 +12,19 @@ import io.segmentsidecar.v1.WatchOutcomesResponse;
 import java.time.Duration;
 import java.util.Iterator;
 import java.util.NoSuchElementException;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * A blocking iterator over the outcome log ({@link SidecarClient#watchOutcomes}); close it to stop.
  *
  * <p>It resumes by itself: after UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED it did not cause, or a stream the
  * sidecar ended (a restart, a dropped connection), it reconnects with the cursor of the last record {@link #next()}
- * returned, so nothing is missed and nothing comes twice. Unlike a unary call it does not give up after the retry
- * policy's attempts: it reconnects for as long as the caller iterates, waiting the policy's backoff (its bound
- * doubles up to maxBackoff, 2 s by default, and starts again after every record; at least the server's RetryInfo).
+ * returned, so nothing is missed and nothing comes twice. Before its first record it resumes from the cursor the
+ * sidecar said the stream started after (its {@code outcome-start-cursor} header), so a {@link
+ * WatchOptions#startingNow()} or filtered watch lost early misses nothing written meanwhile. Unlike a unary call it
+ * does not give up after the retry policy's attempts: it reconnects for as long as the caller iterates, waiting the
+ * policy's backoff (its bound doubles up to maxBackoff, 2 s by default, and starts again after every record; at
+ * least the server's RetryInfo).
  *
  * <p>{@link #hasNext()} blocks until a record comes; it returns false once the watch or its client is closed (from
  * any thread), and throws {@link CursorExpiredException} when the cursor is older than the outcome log's window, or
@@ -26,6 +32,10 @@ import java.util.NoSuchElementException;
  * #close()}.
  */
 public final class OutcomeWatch implements Iterator<Outcome>, AutoCloseable {
+  /** The response header naming the cursor a WatchOutcomes stream starts after. */
+  private static final Metadata.Key<String> START_CURSOR =
+      Metadata.Key.of("outcome-start-cursor", Metadata.ASCII_STRING_MARSHALLER);
+
   private final Core core;
   private final SidecarServiceGrpc.SidecarServiceBlockingStub stub;
   private final WatchOptions options;
@@ -33,6 +43,7 @@ public final class OutcomeWatch implements Iterator<Outcome>, AutoCloseable {
   private int failures;
   private Outcome next;
   private Iterator<WatchOutcomesResponse> stream;
+  private AtomicReference<Metadata> headers = new AtomicReference<>(); // the current stream's, once they came
   private volatile Context.CancellableContext context;
   private volatile boolean closed;
 
@@ -43,7 +54,10 @@ public final class OutcomeWatch implements Iterator<Outcome>, AutoCloseable {
     this.cursor = options.afterCursor();
   }
 
-  /** The cursor of the last record returned (the options' cursor before the first): save it to resume later. */
+  /**
+   * The cursor of the last record returned, or before the first the options' cursor, or else the cursor the sidecar
+   * said the stream started after (empty until its headers came): save it to resume later.
+   */
   public String cursor() {
     return cursor;
   }
@@ -59,12 +73,15 @@ public final class OutcomeWatch implements Iterator<Outcome>, AutoCloseable {
         if (stream == null) {
           open();
         }
-        if (stream.hasNext()) {
+        boolean more = stream.hasNext();
+        takeStartCursor();
+        if (more) {
           next = stream.next().getOutcome();
           failures = 0;
           return true;
         }
       } catch (StatusRuntimeException e) {
+        takeStartCursor();
         error = e;
       }
       stopStream();
@@ -104,6 +121,19 @@ public final class OutcomeWatch implements Iterator<Outcome>, AutoCloseable {
     return outcome;
   }
 
+  /**
+   * Without a cursor yet, keeps the current stream's start cursor, so that a reconnect resumes there rather than from
+   * now again (a sidecar that sends none leaves the cursor empty). Called once the stream gave a record or ended:
+   * its headers came before either.
+   */
+  private void takeStartCursor() {
+    Metadata received = headers.get();
+    String start = received == null ? null : received.get(START_CURSOR);
+    if (cursor.isEmpty() && start != null) {
+      cursor = start;
+    }
+  }
+
   private void open() {
     WatchOutcomesRequest request = WatchOutcomesRequest.newBuilder()
         .setAfterCursor(cursor).addAllWriteKeys(options.writeKeys()).addAllKinds(options.kinds())
@@ -115,7 +145,9 @@ public final class OutcomeWatch implements Iterator<Outcome>, AutoCloseable {
     }
     Context previous = ctx.attach();
     try {
-      stream = stub.watchOutcomes(request);
+      headers = new AtomicReference<>();
+      stream = stub.withInterceptors(MetadataUtils.newCaptureMetadataInterceptor(headers, new AtomicReference<>()))
+          .watchOutcomes(request);
     } finally {
       ctx.detach(previous);
     }

@@ -3,11 +3,19 @@ package io.segmentsidecar.client;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.Any;
 import com.google.rpc.Code;
 import com.google.rpc.ErrorInfo;
+import io.grpc.ForwardingServerCall;
+import io.grpc.ForwardingServerCallListener;
+import io.grpc.Metadata;
 import io.grpc.Server;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
+import io.grpc.ServerInterceptors;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
@@ -34,7 +42,9 @@ import java.util.ArrayList;
 import java.util.Deque;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -43,11 +53,20 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 /** The outcome API against a scripted gRPC server: the three calls, and a watch that resumes by itself. */
 class OutcomesTest {
-  /** The scripted outcome log, drops per watch connection, a failure for every watch, pages of keys. */
+  /**
+   * The scripted outcome log, drops per watch connection, a failure for every watch, pages of keys. With {@code
+   * startHeader} each watch names its start cursor in an outcome-start-cursor header, as the sidecar does ("c0"
+   * before the first record); {@code writtenOnDrop} is appended to the log when a stream drops.
+   */
+  private static final Metadata.Key<String> START_CURSOR =
+      Metadata.Key.of("outcome-start-cursor", Metadata.ASCII_STRING_MARSHALLER);
   private final List<Outcome> log = new ArrayList<>();
   private final Deque<Integer> drops = new ArrayDeque<>();
   private volatile StatusRuntimeException failure;
+  private volatile boolean startHeader;
+  private final List<Outcome> writtenOnDrop = new ArrayList<>();
   private final List<String> cursors = new ArrayList<>();
+  private final List<Boolean> fromNow = new ArrayList<>();
   private final List<List<String>> pages = new ArrayList<>();
   private final List<String> tokens = new ArrayList<>();
   private Server server;
@@ -64,8 +83,8 @@ class OutcomesTest {
 
   @BeforeEach
   void start() throws Exception {
-    server = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0)).addService(new Service()).build()
-        .start();
+    server = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+        .addService(ServerInterceptors.intercept(new Service(), new StartCursorHeader())).build().start();
     RetryPolicy fast = new RetryPolicy(5, Duration.ofMillis(10), Duration.ofMillis(50), 2.0);
     client = SidecarClient.create(SidecarOptions.builder().address("127.0.0.1:" + server.getPort())
         .retryPolicy(fast).build());
@@ -77,6 +96,55 @@ class OutcomesTest {
     server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
   }
 
+  /** Where a watch starts in the log: after its cursor ("c0": the start), or after the last record with from_now. */
+  private synchronized int startOf(WatchOutcomesRequest r) {
+    if (r.getAfterCursor().isEmpty()) {
+      return r.getFromNow() ? log.size() : 0;
+    }
+    int start = 0;
+    for (int i = 0; i < log.size(); i++) {
+      if (log.get(i).getCursor().equals(r.getAfterCursor())) {
+        start = i + 1;
+      }
+    }
+    return start;
+  }
+
+  /**
+   * Sends a watch's start cursor in its headers as soon as its request comes, before any record and also when none
+   * comes (grpc-java would otherwise send headers with the first record only); later headers are not sent again.
+   */
+  private final class StartCursorHeader implements ServerInterceptor {
+    @Override
+    public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata requestHeaders,
+        ServerCallHandler<Q, R> next) {
+      AtomicBoolean sent = new AtomicBoolean();
+      ServerCall<Q, R> once = new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
+        @Override
+        public void sendHeaders(Metadata headers) {
+          if (sent.compareAndSet(false, true)) {
+            super.sendHeaders(headers);
+          }
+        }
+      };
+      ServerCall.Listener<Q> listener = next.startCall(once, requestHeaders);
+      return new ForwardingServerCallListener.SimpleForwardingServerCallListener<>(listener) {
+        @Override
+        public void onMessage(Q message) {
+          if (startHeader && message instanceof WatchOutcomesRequest r) {
+            int start = startOf(r);
+            Metadata headers = new Metadata();
+            synchronized (OutcomesTest.this) {
+              headers.put(START_CURSOR, start == 0 ? "c0" : log.get(start - 1).getCursor());
+            }
+            once.sendHeaders(headers);
+          }
+          super.onMessage(message);
+        }
+      };
+    }
+  }
+
   private final class Service extends SidecarServiceGrpc.SidecarServiceImplBase {
     @Override
     public void watchOutcomes(WatchOutcomesRequest r, StreamObserver<WatchOutcomesResponse> out) {
@@ -84,17 +152,13 @@ class OutcomesTest {
       List<Outcome> records;
       synchronized (OutcomesTest.this) {
         cursors.add(r.getAfterCursor());
+        fromNow.add(r.getFromNow());
         if (failure != null) {
           out.onError(failure);
           return;
         }
         drop = drops.poll();
-        int start = 0;
-        for (int i = 0; i < log.size(); i++) {
-          if (log.get(i).getCursor().equals(r.getAfterCursor())) {
-            start = i + 1;
-          }
-        }
+        int start = startOf(r);
         int end = drop == null ? log.size() : Math.min(log.size(), start + drop);
         records = List.copyOf(log.subList(start, end));
       }
@@ -102,6 +166,10 @@ class OutcomesTest {
         out.onNext(WatchOutcomesResponse.newBuilder().setOutcome(o).build());
       }
       if (drop != null) {
+        synchronized (OutcomesTest.this) {
+          log.addAll(writtenOnDrop);
+          writtenOnDrop.clear();
+        }
         out.onError(Status.UNAVAILABLE.withDescription("scripted drop").asRuntimeException());
       }
       // otherwise a live stream with nothing new: the client ends it
@@ -159,6 +227,62 @@ class OutcomesTest {
     assertEquals(List.of("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10"), ids);
     synchronized (this) {
       assertEquals(List.of("", "c3", "c3", "c7"), cursors);
+    }
+  }
+
+  /**
+   * A watch starting now whose first stream drops before any record reconnects after the start cursor the sidecar
+   * named in its headers, not from now again: the records written meanwhile come, each once.
+   */
+  @Test
+  void fromNowWatchDroppedBeforeAnyRecordResumesFromItsStartCursor() {
+    List<Outcome> all = delivered(5);
+    synchronized (this) {
+      log.addAll(all.subList(0, 3));
+      writtenOnDrop.addAll(all.subList(3, 5));
+      drops.add(0);
+    }
+    startHeader = true;
+    List<String> ids = new ArrayList<>();
+    try (OutcomeWatch watch = client.watchOutcomes(WatchOptions.ALL.startingNow())) {
+      // A watch that missed the records would wait for ever: closed after 10 s, its hasNext() says false.
+      CompletableFuture<Void> deadline =
+          CompletableFuture.runAsync(watch::close, CompletableFuture.delayedExecutor(10, TimeUnit.SECONDS));
+      while (ids.size() < 2 && watch.hasNext()) {
+        ids.add(watch.next().getMessageId());
+      }
+      deadline.cancel(false);
+      assertEquals(List.of("m4", "m5"), ids);
+      assertEquals("c5", watch.cursor());
+    }
+    synchronized (this) {
+      assertEquals(List.of("", "c3"), cursors);
+      assertEquals(List.of(true, false), fromNow);
+    }
+  }
+
+  /**
+   * The same for a log empty at the start, dropped twice before its first record: the watch resumes after "c0", and
+   * its cursor() is that start cursor while it waits.
+   */
+  @Test
+  void fromNowWatchOfAnEmptyLogResumesFromItsStartCursor() {
+    synchronized (this) {
+      writtenOnDrop.addAll(delivered(1));
+      drops.addAll(List.of(0, 0));
+    }
+    startHeader = true;
+    try (OutcomeWatch watch = client.watchOutcomes(WatchOptions.ALL.startingNow())) {
+      CompletableFuture<Void> deadline =
+          CompletableFuture.runAsync(watch::close, CompletableFuture.delayedExecutor(10, TimeUnit.SECONDS));
+      boolean got = watch.hasNext();
+      deadline.cancel(false);
+      assertTrue(got, "the watch ended without the record written while it was away");
+      assertEquals("c0", watch.cursor());
+      assertEquals("m1", watch.next().getMessageId());
+    }
+    synchronized (this) {
+      assertEquals(List.of("", "c0", "c0"), cursors);
     }
   }
 
