@@ -193,10 +193,19 @@ func TestFromNowWatchDroppedBeforeAnyRecordResumesFromItsStartCursor(t *testing.
 // cursor c0), dropped twice before its first record.
 func TestFromNowWatchOfAnEmptyLogResumesFromItsStartCursor(t *testing.T) {
 	srv := &outcomeServer{writtenOnDrop: delivered(1), startHeader: true, drops: []int{0, 0}}
+	if cursors := watchUntilM1(t, srv, WatchOptions{FromNow: true}); !slices.Equal(cursors, []string{"", "c0", "c0"}) {
+		t.Fatalf("connected with cursors %v", cursors)
+	}
+}
+
+// watchUntilM1 watches srv until its first record, which must be m1, and returns the cursors each connection asked
+// for.
+func watchUntilM1(t *testing.T, srv *outcomeServer, opts WatchOptions) []string {
+	t.Helper()
 	c := startTCP(t, srv, fastReconnect)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for o, err := range c.WatchOutcomes(ctx, WatchOptions{FromNow: true}) {
+	for o, err := range c.WatchOutcomes(ctx, opts) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,30 +216,14 @@ func TestFromNowWatchOfAnEmptyLogResumesFromItsStartCursor(t *testing.T) {
 	}
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
-	if !slices.Equal(srv.cursors, []string{"", "c0", "c0"}) {
-		t.Fatalf("connected with cursors %v", srv.cursors)
-	}
+	return slices.Clone(srv.cursors)
 }
 
 // TestWatchKeepsReconnectingPastTheAttemptLimit proves that a watch does not give up after MaxAttempts failures.
 func TestWatchKeepsReconnectingPastTheAttemptLimit(t *testing.T) {
 	srv := &outcomeServer{log: delivered(1), drops: []int{0, 0, 0, 0, 0, 0, 0, 0}}
-	c := startTCP(t, srv, fastReconnect)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for o, err := range c.WatchOutcomes(ctx, WatchOptions{}) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if o.GetMessageId() != "m1" {
-			t.Fatalf("got %v", o)
-		}
-		break
-	}
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if len(srv.cursors) != 9 {
-		t.Fatalf("%d connections, want 9", len(srv.cursors))
+	if cursors := watchUntilM1(t, srv, WatchOptions{}); len(cursors) != 9 {
+		t.Fatalf("%d connections, want 9", len(cursors))
 	}
 }
 
