@@ -61,8 +61,6 @@ BODY_SECONDS = 10.0
 """Time a request's body may take to arrive, from its headers; a slower one is answered 408 (libraries retry it)."""
 BUSY_RETRY_AFTER = 1.0
 """``Retry-After`` for too many requests in progress: whole seconds are all the libraries read."""
-DEFAULT_PLACES = 256
-"""Requests in progress of an intake built without the sidecar's shared places (tests, embedding)."""
 SLICE_SECONDS = 0.002
 """How long a request checks events before letting other requests run (as the gRPC Batch does)."""
 TOKEN_HEADER = "X-Sidecar-Token"  # noqa: S105 - a header name, not a secret
@@ -87,10 +85,10 @@ class HttpIntake:
         downstream: Downstream,
         listen: str,
         default_region: Region,
+        places: CallPlaces,
         *,
         observers: Sequence[IntakeObserver] = (),
         counter: ReceivedCounter | None = None,
-        places: CallPlaces | None = None,
         token: str | None = None,
         loopback: bool = True,
         body_seconds: float = BODY_SECONDS,
@@ -99,7 +97,7 @@ class HttpIntake:
         self._default_region = default_region
         self._observers = tuple(observers)
         self._counter = counter
-        self._places = places if places is not None else CallPlaces(DEFAULT_PLACES)
+        self._places = places  # SIDECAR_MAX_CONCURRENT_CALLS, shared with the gRPC edge
         self._token = token.encode() if token is not None and not loopback else None
         self._loopback = loopback
         self.body_seconds = body_seconds
@@ -130,9 +128,9 @@ class HttpIntake:
             downstream,
             settings.http_listen,
             settings.default_region,
+            places,
             observers=observers,
             counter=counter,
-            places=places,
             token=settings.auth_token.get_secret_value() if settings.auth_token is not None else None,
             loopback=listens_on_loopback(settings.http_listen),
         )

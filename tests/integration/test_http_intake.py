@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from sidecar._proto import sidecar_pb2 as pb
+from sidecar.api.limits import CallPlaces
 from sidecar.app import Sidecar
 from sidecar.config import load
 from sidecar.errors import ConfigError
@@ -289,7 +290,7 @@ async def test_lifecycle_stop_is_safe_unstarted_and_twice(sidecar: SidecarUnderT
     """stop() without start() does nothing; start, stop, stop again is fine."""
     downstream = sidecar.app.servicer._downstream
     assert isinstance(downstream, Intake)
-    intake = HttpIntake(downstream, "127.0.0.1:0", sidecar.app.settings.default_region)
+    intake = HttpIntake(downstream, "127.0.0.1:0", sidecar.app.settings.default_region, sidecar.app.call_places)
     await intake.stop()
     await intake.start()
     assert intake.port > 0 and intake.accepting
@@ -340,7 +341,7 @@ class BrokenDownstream:
 
 async def test_a_bug_is_a_plain_500_without_a_traceback(session: aiohttp.ClientSession) -> None:
     """An unexpected exception answers 500 {code: internal} naming no detail; the traceback goes to the log."""
-    intake = HttpIntake(BrokenDownstream(), "127.0.0.1:0", Region.US)
+    intake = HttpIntake(BrokenDownstream(), "127.0.0.1:0", Region.US, CallPlaces(1))
     await intake.start()
     try:
         with capture_logs() as logs:
