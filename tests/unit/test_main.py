@@ -3,12 +3,15 @@ that read their settings as the sidecar does."""
 
 from __future__ import annotations
 
+import gc
 import socket
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sidecar.__main__ import COMMANDS, main
+from sidecar.__main__ import COMMANDS, GC_YOUNG_THRESHOLD, main, settle_garbage_collector
 from sidecar.config_table import describe
 from sidecar.spool.sqlite import SqliteStore
 
@@ -98,3 +101,40 @@ def test_healthcheck_asks_the_address_the_settings_give(
         main(["healthcheck"])
     assert exited.value.code == 2
     assert "SIDECAR_LISTEN" in capsys.readouterr().err
+
+
+class _Node:
+    """A weak-referenceable object that can sit in a reference cycle."""
+
+    def __init__(self) -> None:
+        self.peer: _Node | None = None
+
+
+@pytest.fixture
+def restored_collector() -> Iterator[None]:
+    """The test process's collector settings, put back after a test that changes them."""
+    threshold = gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_settling_the_collector_frees_garbage_then_freezes_what_start_up_left() -> None:
+    """What start-up leaves is out of every later collection (no full collection walks it again), but garbage
+    start-up made is freed first rather than frozen for good, and the young generation is collected less often."""
+    kept = [_Node()]
+    first, second = _Node(), _Node()
+    first.peer, second.peer = second, first
+    garbage = weakref.ref(first)
+    del first, second
+    _, middle, oldest = gc.get_threshold()
+
+    settle_garbage_collector()
+
+    assert garbage() is None, "a cycle start-up dropped was frozen instead of freed"
+    assert gc.get_freeze_count() > 0
+    assert not any(tracked is kept for tracked in gc.get_objects()), "start-up's objects are still collected"
+    assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, middle, oldest)
