@@ -145,6 +145,13 @@ class Settings(BaseSettings):
         description="Calls in progress at once, gRPC calls and HTTP-intake requests counted together; past it a call "
         "gets RESOURCE_EXHAUSTED (HTTP: 429) with a retry delay.",
     )
+    max_outcome_watches: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description="`WatchOutcomes` streams open at once, counted apart from `SIDECAR_MAX_CONCURRENT_CALLS` (a watch "
+        "lasts, a call does not); past it a new watch gets RESOURCE_EXHAUSTED with a retry delay.",
+    )
 
     # --- Segment
     endpoint_us: str = Field(US_ENDPOINT, description="Origin of Segment's US Tracking API.")

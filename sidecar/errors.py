@@ -5,7 +5,8 @@
     SidecarError                      INTERNAL            (anything not classified below)
     ├── InvalidEvent                  INVALID_ARGUMENT    (carries field violations)
     ├── CapacityExhausted             RESOURCE_EXHAUSTED  (carries a retry delay: the spool is full)
-    │   └── ServerBusy                RESOURCE_EXHAUSTED  (too many calls at once)
+    │   ├── ServerBusy                RESOURCE_EXHAUSTED  (too many calls at once)
+    │   └── TooManyWatches            RESOURCE_EXHAUSTED  (too many outcome watches open)
     ├── ShuttingDown                  UNAVAILABLE
     ├── CredentialsMissing            FAILED_PRECONDITION
     ├── FlushTimeout                  DEADLINE_EXCEEDED   (carries the pending counts)
@@ -66,6 +67,14 @@ class ServerBusy(CapacityExhausted):
 
     quota_subject = "concurrent_calls"
     quota_description = "the sidecar's limit of calls in progress at once was reached"
+
+
+class TooManyWatches(CapacityExhausted):
+    """As many ``WatchOutcomes`` streams are open as the sidecar keeps; the caller should retry after
+    ``retry_after``, from its last cursor."""
+
+    quota_subject = "outcome_watches"
+    quota_description = "the sidecar's limit of open outcome watches (SIDECAR_MAX_OUTCOME_WATCHES) was reached"
 
 
 class ShuttingDown(SidecarError):

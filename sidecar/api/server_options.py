@@ -13,8 +13,10 @@ Option                                 Why
 ``maximum_concurrent_rpcs``            gRPC's own admission: past it a call is answered ``RESOURCE_EXHAUSTED`` before
 (an argument, not an option)           its request is read. The call limit of :mod:`sidecar.api.limits` counts a call
                                        only once its whole request arrived, so this bounds what the server buffers for
-                                       calls it has not admitted. It is the call limit plus :data:`PROBE_HEADROOM`,
-                                       so health checks still answer while the service is at its limit.
+                                       calls it has not admitted. It is the call limit, plus the limit of open
+                                       outcome watches (``SIDECAR_MAX_OUTCOME_WATCHES``, counted by the servicer),
+                                       plus :data:`PROBE_HEADROOM`: watches at their limit leave every call its
+                                       place, and health checks still answer while the service is at its limits.
 ``grpc.max_metadata_size`` and         Request headers above :data:`MAX_METADATA_BYTES` are refused
 ``grpc.absolute_max_metadata_size``    ``RESOURCE_EXHAUSTED`` ("received metadata size exceeds ... limit") by gRPC
                                        before any handler runs. Both are set: between a lower "soft" and the "hard"
@@ -76,8 +78,9 @@ class ServerArguments:
         return {"options": list(self.options), "maximum_concurrent_rpcs": self.maximum_concurrent_rpcs}
 
 
-def server_arguments(max_concurrent_calls: int) -> ServerArguments:
-    """The server's options for a call limit of ``max_concurrent_calls`` (``SIDECAR_MAX_CONCURRENT_CALLS``)."""
+def server_arguments(max_concurrent_calls: int, max_outcome_watches: int) -> ServerArguments:
+    """The server's options for a call limit of ``max_concurrent_calls`` (``SIDECAR_MAX_CONCURRENT_CALLS``) and
+    ``max_outcome_watches`` open watches (``SIDECAR_MAX_OUTCOME_WATCHES``)."""
     return ServerArguments(
         options=(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -88,5 +91,5 @@ def server_arguments(max_concurrent_calls: int) -> ServerArguments:
             ("grpc.http2.bdp_probe", 0),
             ("grpc.so_reuseport", 0),
         ),
-        maximum_concurrent_rpcs=max_concurrent_calls + PROBE_HEADROOM,
+        maximum_concurrent_rpcs=max_concurrent_calls + max_outcome_watches + PROBE_HEADROOM,
     )

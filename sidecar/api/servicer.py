@@ -26,7 +26,7 @@ from sidecar.api.convert import batch_calls, to_call
 from sidecar.api.downstream import Downstream
 from sidecar.api.outcomes import OutcomesDownstream
 from sidecar.api.status import code_of, to_status
-from sidecar.errors import FlushTimeout, InvalidEvent, ShuttingDown, SidecarError
+from sidecar.errors import FlushTimeout, InvalidEvent, ShuttingDown, SidecarError, TooManyWatches
 from sidecar.model import CallType, Event, Region, Warning
 
 log = structlog.get_logger("sidecar.api")
@@ -43,6 +43,9 @@ a cost of one loop turn per 2 ms of a Batch."""
 Response = TypeVar("Response")
 
 
+WATCH_RETRY_AFTER = 1.0
+"""The retry delay (seconds) sent with a refusal for too many open outcome watches: a watch frees its place only
+when its client goes, so a quick retry would find none."""
 FLUSH_MARGIN_MIN = 0.05
 """Least time before a Flush's deadline that the sidecar answers it with its counts."""
 FLUSH_MARGIN_MAX = 0.25
@@ -85,9 +88,14 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
         default_region: Region,
         observers: Sequence[IntakeObserver] = (),
         outcomes: OutcomesDownstream | None = None,
+        *,
+        max_watches: int,
     ) -> None:
+        """``max_watches`` is ``SIDECAR_MAX_OUTCOME_WATCHES``: WatchOutcomes streams open at once."""
         self._downstream = downstream
         self._outcomes = outcomes
+        self._max_watches = max_watches
+        self.open_watches = 0
         self._default_region = default_region
         self._observers = tuple(observers)
         self.accepting = True
@@ -314,16 +322,29 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
 
         async def work() -> None:
             log_ = self._outcome_log()
-            start, watch = await log_.watch(
-                request.after_cursor, list(request.write_keys), list(request.kinds), request.from_now
-            )
-            async with contextlib.aclosing(watch) as records:  # a client gone ends its watcher at once
-                # Sent before waiting for a record: a watch may see none for long (from_now, narrow filters), and a
-                # client that loses it meanwhile needs this cursor to resume without a gap.
-                await context.send_initial_metadata(((convert_outcomes.START_CURSOR_HEADER, start),))
-                async for record in records:
-                    await context.write(
-                        pb.WatchOutcomesResponse(outcome=convert_outcomes.outcome(record, log_.cursor_of(record)))
-                    )
+            # Counted here, not by gRPC's own admission of calls, which cannot tell a watch that lasts hours from a
+            # call that lasts a millisecond: watches at their limit must leave the event calls their places.
+            if self.open_watches >= self._max_watches:
+                raise TooManyWatches(
+                    f"the sidecar has {self._max_watches} outcome watches open, its limit "
+                    f"(SIDECAR_MAX_OUTCOME_WATCHES); watch from fewer places, or retry after {WATCH_RETRY_AFTER:g} s "
+                    "from your last cursor",
+                    retry_after=WATCH_RETRY_AFTER,
+                )
+            self.open_watches += 1
+            try:
+                start, watch = await log_.watch(
+                    request.after_cursor, list(request.write_keys), list(request.kinds), request.from_now
+                )
+                async with contextlib.aclosing(watch) as records:  # a client gone ends its watcher at once
+                    # Sent before waiting for a record: a watch may see none for long (from_now, narrow filters), and
+                    # a client that loses it meanwhile needs this cursor to resume without a gap.
+                    await context.send_initial_metadata(((convert_outcomes.START_CURSOR_HEADER, start),))
+                    async for record in records:
+                        await context.write(
+                            pb.WatchOutcomesResponse(outcome=convert_outcomes.outcome(record, log_.cursor_of(record)))
+                        )
+            finally:
+                self.open_watches -= 1
 
         await self._guard(context, work)

@@ -22,6 +22,7 @@ from sidecar.errors import (
     ShuttingDown,
     SidecarError,
     SpoolFailure,
+    TooManyWatches,
 )
 
 STATUS_CODES: dict[type[SidecarError], grpc.StatusCode] = {
@@ -29,6 +30,7 @@ STATUS_CODES: dict[type[SidecarError], grpc.StatusCode] = {
     InvalidEvent: grpc.StatusCode.INVALID_ARGUMENT,
     CapacityExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ServerBusy: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    TooManyWatches: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ShuttingDown: grpc.StatusCode.UNAVAILABLE,
     SpoolFailure: grpc.StatusCode.UNAVAILABLE,
     CredentialsMissing: grpc.StatusCode.FAILED_PRECONDITION,

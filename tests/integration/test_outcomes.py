@@ -334,3 +334,36 @@ async def test_a_from_now_watch_lost_before_its_first_record_resumes_from_its_st
     since = await _collect(everything, lambda got: len(got) >= 4)
     everything.cancel()
     assert sorted(r.message_id for r in since) == ["h-after", "p-0", "p-1", "p-2"]
+
+
+async def test_watches_at_their_limit_leave_event_calls_their_places(sidecar_factory: SidecarFactory) -> None:
+    """Open watches are counted apart from calls (SIDECAR_MAX_OUTCOME_WATCHES), and gRPC's own admission leaves room
+    for both: with every watch place taken, one more watch is refused RESOURCE_EXHAUSTED, naming the variable, with
+    a retry delay, while event calls are still served; a watch that ends gives its place back."""
+    running = await sidecar_factory(SIDECAR_MAX_CONCURRENT_CALLS="1", SIDECAR_MAX_OUTCOME_WATCHES="20")
+    watches = [running.stub.WatchOutcomes(pb.WatchOutcomesRequest(from_now=True)) for _ in range(20)]
+    for watch in watches:  # each holds its place once its headers came
+        await _start_cursor(watch)
+
+    refused = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(from_now=True))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _collect(refused, lambda got: True, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "SIDECAR_MAX_OUTCOME_WATCHES" in (caught.value.details() or "")
+    [retry] = _details(caught.value, error_details_pb2.RetryInfo)
+    assert retry.retry_delay.seconds == 1
+    [quota] = _details(caught.value, error_details_pb2.QuotaFailure)
+    assert quota.violations[0].subject == "outcome_watches"
+
+    await _send(running.stub, [_track(HEALTHY, "while-watched")])
+    reply = await running.stub.Track(pb.TrackRequest(write_key=HEALTHY, user_id="u", event="Report Generated"))
+    assert reply.message_id
+
+    watches.pop().cancel()
+    async with asyncio.timeout(10):
+        while running.app.servicer.open_watches >= 20:
+            await asyncio.sleep(0.01)
+    again = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(from_now=True))
+    await _start_cursor(again)
+    for watch in (*watches, again):
+        watch.cancel()

@@ -52,7 +52,7 @@ async def served(collector: Collector) -> AsyncIterator[Served]:
     sender = HttpSender(dict.fromkeys(Region, collector.url), BasicAuthenticator(), 5.0)
     dispatcher = Dispatcher(spool, sender, POLICY, envelope_overhead)
     intake = Intake(default_validators(), Enricher("test-integration", "1.0.0"), spool, dispatcher)
-    servicer = SidecarServicer(intake, Region.US)
+    servicer = SidecarServicer(intake, Region.US, max_watches=4)
     server = grpc.aio.server()
     pb_grpc.add_SidecarServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
