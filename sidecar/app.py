@@ -278,12 +278,9 @@ class Sidecar:
         )
         self.outcomes = build_outcomes(store, self.spool, self.dispatcher, self.metrics, self.debugger)
         self.tiers = build_follower(settings, self.spool, self.supervision)
+        watches = settings.max_outcome_watches
         self.servicer = SidecarServicer(
-            intake,
-            settings.default_region,
-            intake_observers,
-            self.outcomes,
-            max_watches=settings.max_outcome_watches,
+            intake, settings.default_region, intake_observers, self.outcomes, max_watches=watches
         )
         # SIDECAR_MAX_CONCURRENT_CALLS bounds both edges' calls in progress together: one pool of places.
         self.call_places = CallPlaces(settings.max_concurrent_calls)
@@ -374,10 +371,8 @@ class Sidecar:
             interceptors.append(TokenInterceptor(self.settings.auth_token.get_secret_value()))  # refuse early
         interceptors.append(RequestLimits(self.call_places))
         interceptors.append(EdgeIntakeInterceptor(self.forward_metrics))
-        server = grpc.aio.server(
-            interceptors=interceptors,
-            **server_arguments(self.settings.max_concurrent_calls, self.settings.max_outcome_watches).as_kwargs(),
-        )
+        limits = server_arguments(self.settings.max_concurrent_calls, self.settings.max_outcome_watches)
+        server = grpc.aio.server(interceptors=interceptors, **limits.as_kwargs())
         pb_grpc.add_SidecarServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))

@@ -36,6 +36,7 @@ from sidecar.config_checks import (
     origin_problem,
     settings_problems,
 )
+from sidecar.config_values import Bytes, Seconds, parse_list
 from sidecar.errors import ConfigError
 from sidecar.model import Region
 
@@ -61,42 +62,7 @@ EU_ENDPOINT = "https://events.eu1.segmentapis.com"
 US_OAUTH_ENDPOINT = "https://oauth2.segment.io"
 EU_OAUTH_ENDPOINT = "https://oauth2.eu1.segmentapis.com"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30}
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-
-
-def parse_duration(value: Any) -> Any:
-    """Accept ``25``, ``25s``, ``500ms``, ``5m``, ``24h`` or ``1d``; return seconds as a float."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError("expected a duration such as 500ms, 25s, 5m or 24h")
-        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    return value
-
-
-def parse_size(value: Any) -> Any:
-    """Accept ``1048576``, ``512MiB``, ``2GiB`` or ``475KB``; return bytes as an int."""
-    if isinstance(value, str):
-        match = _SIZE.match(value)
-        if not match:
-            raise ValueError("expected a size such as 475000, 64MiB or 2GiB")
-        return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
-    return value
-
-
-def _parse_list(value: Any) -> Any:
-    """A comma-separated list; blanks are dropped."""
-    if isinstance(value, str):
-        return tuple(item.strip() for item in value.split(",") if item.strip())
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Bytes = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 
 
 class Settings(BaseSettings):
@@ -215,7 +181,7 @@ class Settings(BaseSettings):
     spec_mode: Literal["strict", "warn", "off"] = Field(
         "strict", description="`strict` rejects near-miss Spec event names; `warn` forwards with warnings; `off`."
     )
-    spec_allow: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_parse_list)] = Field(
+    spec_allow: Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_list)] = Field(
         (), description="Comma-separated custom event names never flagged by the Spec check."
     )
 
@@ -225,7 +191,7 @@ class Settings(BaseSettings):
         description="`host:port` of the Prometheus `/metrics` endpoint (loopback by default), or `off`.",
     )
     debugger_listen: str | None = Field(None, description="`host:port` of the live debugger page; off when unset.")
-    debugger_hosts: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_parse_list)] = Field(
+    debugger_hosts: Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_list)] = Field(
         (),
         description="Comma-separated Host names the debugger page answers besides loopback ones (DNS rebinding guard).",
     )
@@ -261,7 +227,7 @@ class Settings(BaseSettings):
     allow_unauthenticated: bool = Field(
         False, description="Allow listening beyond loopback without `SIDECAR_AUTH_TOKEN` (refused otherwise)."
     )
-    forward_to: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_parse_list)] = Field(
+    forward_to: Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_list)] = Field(
         (),
         description="Edge mode: gateways to forward to instead of Segment, `host:port,...` or `dns:///name:port`.",
     )

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import BeforeValidator
 
-from sidecar.config import Settings, parse_duration, parse_size, variable_name
+from sidecar.config import Settings, variable_name
+from sidecar.config_values import parse_duration, parse_size
 from sidecar.model import Region
 
 GROUPS: dict[str, str] = {
