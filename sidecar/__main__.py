@@ -74,13 +74,13 @@ GC_YOUNG_THRESHOLD = 10_000
 """Objects allocated (net) between two collections of the youngest generation (Python's default: 700).
 
 Almost nothing the sidecar allocates per event is cyclic garbage: calls, dicts and payloads are freed by their
-reference counts, and events live until they are delivered. With the default, a 1,000-event Batch call set off
-collections that found nothing to free: about 200 per 100,000 events, 0.8-1.2 us per event, and a full collection
-among them (gc callbacks, bench/README.md). At 10,000 the collector did not run once in those 100,000 events.
+reference counts, and events live until they are delivered. With the default, 1,000-event Batch calls set off
+collections that found nothing to free: 200 per 100,000 events, 1.3 us per event, one of them a full collection of
+36 ms (``bench/gc_cost.py``). At 10,000 the collector did not run once in those 100,000 events.
 
 Unary calls do leave garbage: gRPC's method lookup leaves a cycle of five objects per call. There the collector now
-runs every 2,000 calls or so instead of every 140, for about 7 ms instead of 0.5 each time: fewer calls wait for it,
-each longer (Track at concurrency 1, memory spool: p99 1.9-2.0 ms against 2.4-3.1, p99.9 12-13 ms against 5-7)."""
+runs every 800 calls or so instead of every 40, for a few milliseconds instead of half of one: 10.7 us per call
+instead of 18.5, longest pause 12 ms instead of 41 (a full collection). Fewer calls wait for it, each longer."""
 
 
 def settle_garbage_collector() -> None:
