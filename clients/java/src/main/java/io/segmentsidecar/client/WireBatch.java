@@ -50,8 +50,24 @@ final class WireBatch {
   private final JsonBytes json = JsonBytes.reusable();
 
   WireBatch(int capacityBytes, int capacityEvents) {
-    this.buf = new byte[Math.max(capacityBytes, 64)];
+    this(new byte[Math.max(capacityBytes, 64)], capacityEvents);
+  }
+
+  /** An empty batch that writes into {@code buffer} (a {@link #releaseBuffer} of a batch that was sent). */
+  WireBatch(byte[] buffer, int capacityEvents) {
+    this.buf = buffer;
     this.ids = new ArrayList<>(capacityEvents);
+  }
+
+  /**
+   * Hands over this batch's buffer for a new batch to write into, once this one has been sent and will not be sent
+   * again; this batch must not be used after.
+   */
+  byte[] releaseBuffer() {
+    byte[] b = buf;
+    buf = null;
+    pos = 0;
+    return b;
   }
 
   /** Events so far. */
