@@ -11,6 +11,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
@@ -31,6 +32,12 @@ public final class Batcher implements AutoCloseable {
 
   /** Each thread encodes its event here, outside the lock, then appends the bytes to the buffer under it. */
   private static final ThreadLocal<WireBatch> SCRATCH = ThreadLocal.withInitial(() -> new WireBatch(1024, 1));
+
+  /**
+   * The buffer of the last batch sent, for the next batch to write into: a steady stream of batches then reuses two
+   * or three buffers instead of making one of about maxEvents events' size per batch.
+   */
+  private final AtomicReference<byte[]> spareBuffer = new AtomicReference<>();
 
   /** Guards the buffer and its bookkeeping. */
   private final Object lock = new Object();
@@ -112,8 +119,12 @@ public final class Batcher implements AutoCloseable {
   /** Takes the buffered events as one batch. Called holding {@code lock}. */
   private Pending cutLocked(CompletableFuture<Void> done) {
     Pending p = new Pending(buffer.count() == 0 ? null : buffer, Collections.unmodifiableList(buffer.ids()), done);
+    byte[] spare = spareBuffer.getAndSet(null);
     // Sized like the batch just cut, so a steady stream grows no buffer.
-    buffer = new WireBatch(Math.min(buffer.size(), options.maxBytes()) + 1024, options.maxEvents());
+    int wanted = Math.min(buffer.size(), options.maxBytes()) + 1024;
+    buffer = spare != null && spare.length >= wanted
+        ? new WireBatch(spare, options.maxEvents())
+        : new WireBatch(wanted, options.maxEvents());
     generation++;
     if (delayed != null) {
       delayed.cancel(false);
@@ -225,6 +236,8 @@ public final class Batcher implements AutoCloseable {
             // A failing consumer must not stop the sender; the events were sent (or failed) either way.
           }
         }
+        // The call is over, retries included: nothing reads these bytes again.
+        spareBuffer.set(p.request().releaseBuffer());
       }
       if (p.done() != null) {
         p.done().complete(null);

@@ -28,14 +28,43 @@ final class JsonBytes {
     static final ObjectMapper MAPPER = new ObjectMapper();
   }
 
+  /** A writer to reuse: {@link #writePlainMap} overwrites what the previous call wrote. */
+  static JsonBytes reusable() {
+    return new JsonBytes();
+  }
+
+  /**
+   * Writes {@code map} in place of what this writer held, if it is a map of plain values; false (the content then
+   * undefined) for anything {@link #of} must hand to Jackson. The bytes are {@link #buffer()} up to {@link #length()}.
+   */
+  boolean writePlainMap(Map<?, ?> map) {
+    pos = 0;
+    return map(map, 0);
+  }
+
+  /** The buffer the last {@link #writePlainMap} wrote into, valid up to {@link #length()}. */
+  byte[] buffer() {
+    return buf;
+  }
+
+  /** How many bytes of {@link #buffer()} the last {@link #writePlainMap} wrote. */
+  int length() {
+    return pos;
+  }
+
   /** The JSON bytes of {@code value}, which must serialise to a JSON object. */
   static byte[] of(String field, Object value) {
     if (value instanceof Map<?, ?> map) {
       JsonBytes out = new JsonBytes();
-      if (out.map(map, 0)) {
+      if (out.writePlainMap(map)) {
         return Arrays.copyOf(out.buf, out.pos);
       }
     }
+    return ofAnyObject(field, value);
+  }
+
+  /** The JSON bytes of any object, by Jackson, which must serialise to a JSON object. */
+  static byte[] ofAnyObject(String field, Object value) {
     byte[] bytes;
     try {
       bytes = Jackson.MAPPER.writeValueAsBytes(value);

@@ -12,6 +12,7 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 
 /**
  * The events of one Batch call in wire form: each event is encoded once, when it is added, straight into the bytes
@@ -42,10 +43,31 @@ final class WireBatch {
   private byte[] buf;
   private int pos;
   private final List<String> ids;
+  /**
+   * Writes each plain map's JSON; reused for every object field, so that an event's JSON costs no allocation (it
+   * is copied from here into {@link #buf}, as the field's length must be written before it).
+   */
+  private final JsonBytes json = JsonBytes.reusable();
 
   WireBatch(int capacityBytes, int capacityEvents) {
-    this.buf = new byte[Math.max(capacityBytes, 64)];
+    this(new byte[Math.max(capacityBytes, 64)], capacityEvents);
+  }
+
+  /** An empty batch that writes into {@code buffer} (a {@link #releaseBuffer} of a batch that was sent). */
+  WireBatch(byte[] buffer, int capacityEvents) {
+    this.buf = buffer;
     this.ids = new ArrayList<>(capacityEvents);
+  }
+
+  /**
+   * Hands over this batch's buffer for a new batch to write into, once this one has been sent and will not be sent
+   * again; this batch must not be used after.
+   */
+  byte[] releaseBuffer() {
+    byte[] b = buf;
+    buf = null;
+    pos = 0;
+    return b;
   }
 
   /** Events so far. */
@@ -214,15 +236,17 @@ final class WireBatch {
       }
       pos = lengthAt - varintSize((long) field << 3 | LENGTH_DELIMITED);
     }
-    bytes(field, value.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    byte[] utf8 = value.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    bytes(field, utf8, utf8.length);
   }
 
-  private void bytes(int field, byte[] value) {
+  /** A bytes field: the first {@code length} bytes of {@code value}. */
+  private void bytes(int field, byte[] value, int length) {
     tag(field, LENGTH_DELIMITED);
-    varint(value.length);
-    ensure(value.length);
-    System.arraycopy(value, 0, buf, pos, value.length);
-    pos += value.length;
+    varint(length);
+    ensure(length);
+    System.arraycopy(value, 0, buf, pos, length);
+    pos += length;
   }
 
   /** A google.protobuf.Timestamp field: seconds (int64, field 1) and nanos (int32, field 2), zeros left out. */
@@ -248,13 +272,16 @@ final class WireBatch {
       return;
     }
     if (value instanceof Struct s) {
-      bytes(structField, s.toByteArray());
+      byte[] struct = s.toByteArray();
+      bytes(structField, struct, struct.length);
       return;
     }
-    byte[] json = JsonBytes.of(name, value);
-    if (json.length > 0) {
-      bytes(jsonField, json);
+    if (value instanceof Map<?, ?> map && json.writePlainMap(map)) {
+      bytes(jsonField, json.buffer(), json.length());
+      return;
     }
+    byte[] other = JsonBytes.ofAnyObject(name, value);
+    bytes(jsonField, other, other.length);
   }
 
   /** Sends a WireBatch as its bytes; the sidecar's requests are never parsed on this side. */

@@ -64,6 +64,36 @@ class BatcherTest {
     assertEquals(3, server.batches().size());
   }
 
+  /**
+   * Many batches in a row, each written into the buffer of one sent before it: every event arrives once, in order,
+   * with its own fields (no bytes left from an earlier, longer batch).
+   */
+  @Test
+  void batchesWrittenIntoReusedBuffersCarryTheirOwnEvents() throws Exception {
+    List<String> ids = new ArrayList<>();
+    try (Batcher b = client.newBatcher(BatcherOptions.DEFAULT.withMaxEvents(7).withMaxDelay(Duration.ofHours(1)))) {
+      for (int i = 0; i < 200; i++) {
+        // Events of different lengths, so that a batch is sometimes shorter than the buffer it reuses.
+        ids.add(b.add(Track.builder().writeKey("wk").userId("u" + i).event("E")
+            .properties(Map.of("text", "x".repeat(i % 13 * 50))).build()));
+        if (i % 50 == 0) {
+          b.flush();
+        }
+      }
+    }
+    List<String> sent = new ArrayList<>();
+    int i = 0;
+    for (BatchRequest batch : server.batches()) {
+      for (var event : batch.getEventsList()) {
+        sent.add(event.getTrack().getMessageId());
+        assertEquals("u" + i, event.getTrack().getUserId());
+        assertEquals("{\"text\":\"" + "x".repeat(i % 13 * 50) + "\"}", event.getTrack().getPropertiesJson().toStringUtf8());
+        i++;
+      }
+    }
+    assertEquals(ids, sent);
+  }
+
   /** One event goes out after maxDelay without a flush. */
   @Test
   void sendsAfterMaxDelay() throws Exception {

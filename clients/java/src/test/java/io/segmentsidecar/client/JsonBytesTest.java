@@ -1,7 +1,9 @@
 package io.segmentsidecar.client;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.math.BigDecimal;
@@ -51,6 +53,25 @@ class JsonBytesTest {
     Random random = new Random(42);
     for (int i = 0; i < 500; i++) {
       assertSameAsJackson(randomMap(random, 0));
+    }
+  }
+
+  /**
+   * One writer reused for many maps (as each WireBatch reuses one): each map's bytes are Jackson's, whatever the
+   * writer held before, a longer map or one it gave up on half-way.
+   */
+  @Test
+  void aReusedWriterWritesEachMapAsJacksonDoes() throws Exception {
+    JsonBytes writer = JsonBytes.reusable();
+    Random random = new Random(7);
+    for (int i = 0; i < 300; i++) {
+      Map<String, Object> map = randomMap(random, 0);
+      assertTrue(writer.writePlainMap(map));
+      assertEquals(new String(JACKSON.writeValueAsBytes(map), StandardCharsets.UTF_8),
+          new String(writer.buffer(), 0, writer.length(), StandardCharsets.UTF_8));
+      if (i % 10 == 0) {
+        assertFalse(writer.writePlainMap(Map.of("ok", "x".repeat(i), "d", new BigDecimal("1.5"))));
+      }
     }
   }
 

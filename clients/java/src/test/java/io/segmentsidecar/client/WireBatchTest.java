@@ -64,6 +64,22 @@ class WireBatchTest {
     assertEquals("own-id", batch.ids().get(1));
   }
 
+  /** A batch written into the buffer of an earlier, longer one (as the Batcher reuses them) has only its own bytes. */
+  @Test
+  void aBatchInAReleasedBufferIsItsOwnEventsOnly() throws Exception {
+    WireBatch earlier = Core.prepare(everyKind());
+    WireBatch reusing = new WireBatch(earlier.releaseBuffer(), 1);
+    List<Event> events = everyKind().subList(0, 2);
+    for (Event e : events) {
+      reusing.add(e);
+    }
+    BatchRequest.Builder want = BatchRequest.newBuilder();
+    for (int i = 0; i < events.size(); i++) {
+      want.addEvents(Requests.batchEvent(events.get(i), reusing.ids().get(i)));
+    }
+    assertArrayEquals(want.build().toByteArray(), reusing.toByteArray());
+  }
+
   /** Appending a scratch batch (as the Batcher does per event) gives the same bytes as adding to one batch. */
   @Test
   void appendedBatchesAreTheirEventsEndToEnd() {
