@@ -70,17 +70,18 @@ waiting up to 5 ms each time, which made a commit under load take 10-60 ms inste
 switch happens only when a thread is waiting, so a shorter interval costs the loop little."""
 
 
-GC_YOUNG_THRESHOLD = 10_000
+GC_YOUNG_THRESHOLD = 4_000
 """Objects allocated (net) between two collections of the youngest generation (Python's default: 700).
 
 Almost nothing the sidecar allocates per event is cyclic garbage: calls, dicts and payloads are freed by their
 reference counts, and events live until they are delivered. With the default, 1,000-event Batch calls set off
 collections that found nothing to free: 200 per 100,000 events, 1.3 us per event, one of them a full collection of
-36 ms (``bench/gc_cost.py``). At 10,000 the collector did not run once in those 100,000 events.
+36 ms. At 4,000: 3 or 4 collections, 0.05-0.12 us per event (``bench/gc_cost.py``, bench/README.md).
 
-Unary calls do leave garbage: gRPC's method lookup leaves a cycle of five objects per call. There the collector now
-runs every 800 calls or so instead of every 40, for a few milliseconds instead of half of one: 10.7 us per call
-instead of 18.5, longest pause 12 ms instead of 41 (a full collection). Fewer calls wait for it, each longer."""
+Unary calls do leave garbage: gRPC's method lookup leaves a cycle of five objects per call, so there the collector
+runs every 300 calls or so instead of every 40: 10 us per call instead of 18.5, each pause longer (Track at
+concurrency 1: p99.9 6.4-7.2 ms against 3.6-5.5). At 10,000 the CPU was the same and p99.9 was 11-12.5 ms: 4,000
+takes nearly all the saving for half that tail."""
 
 
 def settle_garbage_collector() -> None:
