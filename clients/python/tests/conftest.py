@@ -60,6 +60,10 @@ class Failure:
         return (("grpc-status-details-bin", status.SerializeToString()), *pushback)
 
 
+HEADERS_HEAD_START = 0.2
+"""Seconds a scripted drop waits after the stream's headers, so that they reach the client before the drop does."""
+
+
 @dataclass
 class ScriptedSidecar(sidecar_pb2_grpc.SidecarServiceServicer):
     """Fails the next calls as scripted, then accepts; records every request it saw with the time it arrived."""
@@ -157,6 +161,11 @@ class ScriptedSidecar(sidecar_pb2_grpc.SidecarServiceServicer):
         if drop_after is not None:
             self.outcome_log.extend(self.written_on_drop)
             self.written_on_drop = []
+            if self.start_cursor_header:
+                # gRPC core completes send_initial_metadata once the transport has the headers, not once they are
+                # written: an abort right after it can reach the client first, as a response without headers (seen
+                # once in CI under load). A sidecar drops a stream long after its headers; so does this one.
+                await asyncio.sleep(HEADERS_HEAD_START)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted drop")
         await asyncio.Event().wait()  # a live stream with nothing new: the client ends it
 
