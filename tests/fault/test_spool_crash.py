@@ -20,6 +20,7 @@ from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.collector.server import Collector
 from sidecar.model import DeadLetterReason, write_key_hash
 from tests.fault.conftest import ProcessFactory, Traffic, assert_no_loss_and_clean_duplicates, wait_delivered
+from tests.support.harness import SidecarProcess
 
 pytestmark = pytest.mark.slow
 
@@ -64,8 +65,22 @@ def spool_counts(spool_dir: str) -> tuple[int, int]:
     return int(waiting), int(marked)
 
 
-async def wait_settled(spool_dir: str, timeout: float) -> None:
-    """Wait until nothing waits in the spool and no dead letter is marked for replay (twice in a row)."""
+def waiting_by_key(spool_dir: str) -> dict[str, int]:
+    """Events waiting in the spool per write key, read straight from the database."""
+    db = sqlite3.connect(Path(spool_dir) / "spool.db", timeout=5)
+    try:
+        rows = db.execute(
+            "SELECT k.write_key, count(*) FROM events AS e JOIN keys AS k ON k.id = e.key_id GROUP BY k.write_key"
+        ).fetchall()
+    finally:
+        db.close()
+    return {str(key): int(count) for key, count in rows}
+
+
+async def wait_settled(spool_dir: str, timeout: float, process: SidecarProcess | None = None) -> None:
+    """Wait until nothing waits in the spool and no dead letter is marked for replay (twice in a row). On a timeout,
+    the failure says which keys' events wait, with the end of ``process``'s log: a stall under CI load was otherwise
+    a bare count."""
     deadline = time.monotonic() + timeout
     settled_once = False
     while True:
@@ -77,7 +92,11 @@ async def wait_settled(spool_dir: str, timeout: float) -> None:
         else:
             settled_once = False
         if time.monotonic() > deadline:
-            raise AssertionError(f"the spool never settled: (waiting, marked for replay) = {counts}")
+            tail = "\n".join(process.read_log().splitlines()[-40:]) if process is not None else ""
+            raise AssertionError(
+                f"the spool never settled: (waiting, marked for replay) = {counts}, waiting by write key "
+                f"{waiting_by_key(spool_dir)}; the sidecar's last log lines:\n{tail}"
+            )
         await asyncio.sleep(0.2)
 
 
@@ -132,7 +151,7 @@ async def test_acknowledged_events_survive_replays_dead_letters_and_sigkills(
     statuses = collector.store.statuses()
     assert statuses.get(401, 0) > 0 and statuses.get(500, 0) + statuses.get(503, 0) > 0, statuses
 
-    await wait_settled(spool_dir, timeout=40)  # with the 5xx still on
+    await wait_settled(spool_dir, timeout=40, process=current)  # with the 5xx still on
     letters = [str(row["message_id"]) for row in await dead_letters(spool_dir, "list")]
     delivered = set(collector.store.message_ids())
     assert len(letters) == len(set(letters)), "a dead letter is kept once"
@@ -146,7 +165,7 @@ async def test_acknowledged_events_survive_replays_dead_letters_and_sigkills(
     collector.faults.clear()
     await dead_letters(spool_dir, "replay")
     await wait_delivered(collector, traffic.acknowledged, timeout=30)
-    await wait_settled(spool_dir, timeout=20)
+    await wait_settled(spool_dir, timeout=20, process=current)
     assert await dead_letters(spool_dir, "list") == []
     # The cap across SIGKILL restarts is the limiter's business (tests/fault/test_faults.py); not checked here.
     assert_no_loss_and_clean_duplicates(collector, traffic.acknowledged, cap=float("inf"))
@@ -192,7 +211,8 @@ async def test_a_key_revoked_for_good_is_parked_then_dead_lettered_across_sigkil
         """Whether the event went to the refused key (Traffic spreads ids over the keys in turn)."""
         return int(message_id.removeprefix("m-")) % len(keys) == keys.index(REVOKED)
 
-    await wait_settled(spool_dir, timeout=40)  # the parked key's events become dead letters 12 s after its refusal
+    # The parked key's events become dead letters 12 s after its refusal.
+    await wait_settled(spool_dir, timeout=40, process=current)
     rows = await dead_letters(spool_dir, "list")
     reasons = {str(row["message_id"]): str(row["reason"]) for row in rows}
     delivered = set(collector.store.message_ids())
@@ -211,7 +231,7 @@ async def test_a_key_revoked_for_good_is_parked_then_dead_lettered_across_sigkil
     collector.faults.clear()
     await dead_letters(spool_dir, "replay")
     await wait_delivered(collector, traffic.acknowledged, timeout=30)
-    await wait_settled(spool_dir, timeout=20)
+    await wait_settled(spool_dir, timeout=20, process=current)
     assert await dead_letters(spool_dir, "list") == []
     assert_no_loss_and_clean_duplicates(collector, traffic.acknowledged, cap=float("inf"))
 
@@ -238,7 +258,7 @@ async def test_a_revoked_key_on_a_sidecar_restarted_often_still_has_its_events_e
         current = sidecar_process(**env)
         current.start()
         await current.wait_ready()
-    await wait_settled(spool_dir, timeout=30)
+    await wait_settled(spool_dir, timeout=30, process=current)
     rows = await dead_letters(spool_dir, "list")
     assert {str(row["message_id"]) for row in rows} == traffic.acknowledged
     assert {str(row["reason"]) for row in rows} == {DeadLetterReason.EXPIRED.description}
