@@ -35,7 +35,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
 from sidecar.api.auth import TokenInterceptor
-from sidecar.api.limits import CallPlaces, RequestLimits
+from sidecar.api.limits import RequestLimits
+from sidecar.api.places import Places
 from sidecar.api.reflection import enable_reflection
 from sidecar.api.server_options import server_arguments
 from sidecar.api.servicer import IntakeObserver, SidecarServicer
@@ -194,7 +195,7 @@ def build_http_intake(
     intake: Intake,
     observers: Sequence[IntakeObserver],
     metrics: Metrics | None,
-    places: CallPlaces,
+    places: Places,
 ) -> HttpIntake | None:
     """Segment's HTTP Tracking API (``SIDECAR_HTTP_LISTEN``), a second edge in front of the same intake; None when
     the variable is unset."""
@@ -278,12 +279,12 @@ class Sidecar:
         )
         self.outcomes = build_outcomes(store, self.spool, self.dispatcher, self.metrics, self.debugger)
         self.tiers = build_follower(settings, self.spool, self.supervision)
-        watches = settings.max_outcome_watches
+        # Two pools of places: both edges' calls in progress together, and open watches (a watch lasts, a call not).
+        self.call_places = Places(settings.max_concurrent_calls)
+        self.watch_places = Places(settings.max_outcome_watches)
         self.servicer = SidecarServicer(
-            intake, settings.default_region, intake_observers, self.outcomes, max_watches=watches
+            intake, settings.default_region, intake_observers, self.outcomes, watch_places=self.watch_places
         )
-        # SIDECAR_MAX_CONCURRENT_CALLS bounds both edges' calls in progress together: one pool of places.
-        self.call_places = CallPlaces(settings.max_concurrent_calls)
         self.http_intake = build_http_intake(settings, intake, intake_observers, self.metrics, self.call_places)
         self.health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None

@@ -18,8 +18,9 @@ limit, truncated fields)
 ==========================================  ==========================================================================
 
 Health and reflection are not counted against the call limit, so probes still answer while the sidecar is busy. The
-places are :class:`CallPlaces`, one pool that the HTTP intake (``SIDECAR_HTTP_LISTEN``) takes from as well: the limit
-bounds the calls and requests of both edges together, and so the memory they hold.
+places are one pool (:class:`~sidecar.api.places.Places`) that the HTTP intake (``SIDECAR_HTTP_LISTEN``) takes from as
+well: with 16 MiB per call, the limit bounds what requests in progress hold in memory only if both edges count
+against the same places. Calls are short (a spool commit); a Flush holds its place while it waits.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, cast
 import grpc
 import structlog
 
+from sidecar.api.places import Places
 from sidecar.api.servicer import MAX_BATCH_BYTES
 from sidecar.api.status import to_status
 from sidecar.errors import InvalidEvent, ServerBusy
@@ -72,34 +74,10 @@ class _Undecodable:
         self.reason = reason
 
 
-class CallPlaces:
-    """``SIDECAR_MAX_CONCURRENT_CALLS`` places, one per call or request in progress, shared by both edges (gRPC calls
-    and the HTTP intake's requests): with 16 MiB per call, the limit bounds what requests in progress hold in memory
-    only if every edge counts against the same places. Calls are short (a spool commit); a Flush holds its place
-    while it waits. Event-loop only, like both edges."""
-
-    __slots__ = ("limit", "taken")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.taken = 0
-
-    def take(self) -> bool:
-        """Take a place if one is free; False when all ``limit`` are taken."""
-        if self.taken >= self.limit:
-            return False
-        self.taken += 1
-        return True
-
-    def give_back(self) -> None:
-        """Free a place taken by :meth:`take`."""
-        self.taken -= 1
-
-
 class RequestLimits(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
     """Refuses undecodable requests with INVALID_ARGUMENT and calls beyond the concurrency limit with RetryInfo."""
 
-    def __init__(self, places: CallPlaces) -> None:
+    def __init__(self, places: Places) -> None:
         """``places`` are the ``SIDECAR_MAX_CONCURRENT_CALLS`` places, which the HTTP intake takes from as well."""
         self._places = places
         # Per method: the handler gRPC gave and the wrapped one made of it. Both wrappers hold no per-call state, so

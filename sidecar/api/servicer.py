@@ -25,6 +25,7 @@ from sidecar.api import outcomes as convert_outcomes
 from sidecar.api.convert import batch_calls, to_call
 from sidecar.api.downstream import Downstream
 from sidecar.api.outcomes import OutcomesDownstream
+from sidecar.api.places import Places
 from sidecar.api.status import code_of, to_status
 from sidecar.errors import FlushTimeout, InvalidEvent, ShuttingDown, SidecarError, TooManyWatches
 from sidecar.model import CallType, Event, Region, Warning
@@ -89,13 +90,12 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
         observers: Sequence[IntakeObserver] = (),
         outcomes: OutcomesDownstream | None = None,
         *,
-        max_watches: int,
+        watch_places: Places,
     ) -> None:
-        """``max_watches`` is ``SIDECAR_MAX_OUTCOME_WATCHES``: WatchOutcomes streams open at once."""
+        """``watch_places`` are the ``SIDECAR_MAX_OUTCOME_WATCHES`` places, one per open WatchOutcomes stream."""
         self._downstream = downstream
         self._outcomes = outcomes
-        self._max_watches = max_watches
-        self.open_watches = 0
+        self._watch_places = watch_places
         self._default_region = default_region
         self._observers = tuple(observers)
         self.accepting = True
@@ -324,14 +324,14 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
             log_ = self._outcome_log()
             # Counted here, not by gRPC's own admission of calls, which cannot tell a watch that lasts hours from a
             # call that lasts a millisecond: watches at their limit must leave the event calls their places.
-            if self.open_watches >= self._max_watches:
+            places = self._watch_places
+            if not places.take():
                 raise TooManyWatches(
-                    f"the sidecar has {self._max_watches} outcome watches open, its limit "
+                    f"the sidecar has {places.limit} outcome watches open, its limit "
                     f"(SIDECAR_MAX_OUTCOME_WATCHES); watch from fewer places, or retry after {WATCH_RETRY_AFTER:g} s "
                     "from your last cursor",
                     retry_after=WATCH_RETRY_AFTER,
                 )
-            self.open_watches += 1
             try:
                 start, watch = await log_.watch(
                     request.after_cursor, list(request.write_keys), list(request.kinds), request.from_now
@@ -345,6 +345,6 @@ class SidecarServicer(pb_grpc.SidecarServiceServicer):
                             pb.WatchOutcomesResponse(outcome=convert_outcomes.outcome(record, log_.cursor_of(record)))
                         )
             finally:
-                self.open_watches -= 1
+                places.give_back()
 
         await self._guard(context, work)

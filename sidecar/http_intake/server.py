@@ -26,7 +26,7 @@ import structlog
 from aiohttp import web
 
 from sidecar.api.downstream import Downstream
-from sidecar.api.limits import CallPlaces
+from sidecar.api.places import Places
 from sidecar.api.servicer import IntakeObserver
 from sidecar.config import Settings, listens_on_loopback
 from sidecar.errors import CredentialsMissing, FieldViolation, InvalidEvent, ShuttingDown, SidecarError
@@ -85,7 +85,7 @@ class HttpIntake:
         downstream: Downstream,
         listen: str,
         default_region: Region,
-        places: CallPlaces,
+        places: Places,
         *,
         observers: Sequence[IntakeObserver] = (),
         counter: ReceivedCounter | None = None,
@@ -119,7 +119,7 @@ class HttpIntake:
         downstream: Downstream,
         observers: Sequence[IntakeObserver],
         counter: ReceivedCounter | None,
-        places: CallPlaces,
+        places: Places,
     ) -> HttpIntake:
         """The intake ``SIDECAR_HTTP_LISTEN`` asks for, sharing the gRPC API's token and its
         ``SIDECAR_MAX_CONCURRENT_CALLS`` places (``places``)."""

@@ -15,7 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.api.limits import CallPlaces
+from sidecar.api.places import Places
 from sidecar.app import Sidecar
 from sidecar.config import load
 from sidecar.errors import ConfigError
@@ -341,7 +341,7 @@ class BrokenDownstream:
 
 async def test_a_bug_is_a_plain_500_without_a_traceback(session: aiohttp.ClientSession) -> None:
     """An unexpected exception answers 500 {code: internal} naming no detail; the traceback goes to the log."""
-    intake = HttpIntake(BrokenDownstream(), "127.0.0.1:0", Region.US, CallPlaces(1))
+    intake = HttpIntake(BrokenDownstream(), "127.0.0.1:0", Region.US, Places(1))
     await intake.start()
     try:
         with capture_logs() as logs:

@@ -361,7 +361,7 @@ async def test_watches_at_their_limit_leave_event_calls_their_places(sidecar_fac
 
     watches.pop().cancel()
     async with asyncio.timeout(10):
-        while running.app.servicer.open_watches >= 20:
+        while running.app.watch_places.taken >= 20:
             await asyncio.sleep(0.01)
     again = running.stub.WatchOutcomes(pb.WatchOutcomesRequest(from_now=True))
     await _start_cursor(again)

@@ -13,7 +13,8 @@ import grpc
 import pytest
 
 from sidecar._proto import sidecar_pb2 as pb
-from sidecar.api.limits import CallPlaces, RequestLimits
+from sidecar.api.limits import RequestLimits
+from sidecar.api.places import Places
 from tests.support.harness import Collectors, SidecarUnderTest, free_port, start_sidecar
 
 TRACK = pb.TrackRequest(write_key="wk-limits", user_id="u", event="Report Generated")
@@ -31,7 +32,7 @@ async def test_service_calls_take_their_request_as_a_stream_and_health_stays_una
     async def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
         return inner
 
-    limits = RequestLimits(CallPlaces(1))
+    limits = RequestLimits(Places(1))
     for method, streaming in (
         ("/segment.sidecar.v1.SidecarService/Batch", True),
         ("/segment.sidecar.v1.SidecarService/Track", True),
@@ -58,7 +59,7 @@ async def test_a_method_is_wrapped_once_and_the_wrapper_reused() -> None:
     async def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
         return given
 
-    limits = RequestLimits(CallPlaces(1))
+    limits = RequestLimits(Places(1))
     details = cast(grpc.HandlerCallDetails, SimpleNamespace(method="/segment.sidecar.v1.SidecarService/Track"))
     first = await limits.intercept_service(continuation, details)
     assert await limits.intercept_service(continuation, details) is first

@@ -11,6 +11,7 @@ import pytest
 
 from sidecar._proto import sidecar_pb2 as pb
 from sidecar._proto import sidecar_pb2_grpc as pb_grpc
+from sidecar.api.places import Places
 from sidecar.api.servicer import SidecarServicer
 from sidecar.backoff import Backoff
 from sidecar.collector.server import Collector
@@ -52,7 +53,7 @@ async def served(collector: Collector) -> AsyncIterator[Served]:
     sender = HttpSender(dict.fromkeys(Region, collector.url), BasicAuthenticator(), 5.0)
     dispatcher = Dispatcher(spool, sender, POLICY, envelope_overhead)
     intake = Intake(default_validators(), Enricher("test-integration", "1.0.0"), spool, dispatcher)
-    servicer = SidecarServicer(intake, Region.US, max_watches=4)
+    servicer = SidecarServicer(intake, Region.US, watch_places=Places(4))
     server = grpc.aio.server()
     pb_grpc.add_SidecarServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
