@@ -15,8 +15,10 @@ trap 'rm -rf "$work"' EXIT
 # Runtime dependencies exactly as locked (no dev group, hashes included), then the sidecar itself without deps.
 uv export --project "$src" --frozen --no-dev --no-emit-project --format requirements-txt --output-file "$work/requirements.txt" >/dev/null
 "$python" -m venv --without-pip "$venv"
-uv pip install --python "$venv/bin/python" --require-hashes --only-binary :all: -r "$work/requirements.txt"
+# --compile-bytecode: the image sets PYTHONDONTWRITEBYTECODE, so modules without a .pyc would be compiled from
+# source at every start of the container (0.7 s of CPU, more than half the sidecar's start-up, on a 2-core machine).
+uv pip install --python "$venv/bin/python" --compile-bytecode --require-hashes --only-binary :all: -r "$work/requirements.txt"
 uv build --project "$src" --wheel --out-dir "$work/dist" >/dev/null
-uv pip install --python "$venv/bin/python" --no-deps "$work"/dist/*.whl
+uv pip install --python "$venv/bin/python" --compile-bytecode --no-deps "$work"/dist/*.whl
 # The generated gRPC stubs ship inside the package (sidecar/_proto): check they import before anything runs.
 "$venv/bin/python" -c "import sidecar._proto.sidecar_pb2_grpc, sidecar.app"

@@ -152,6 +152,18 @@ def test_hadolint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+NOT_COMPILED = """
+import importlib.util, os, sys
+import sidecar.app
+for module in list(sys.modules.values()):
+    spec = getattr(module, "__spec__", None)
+    if spec and spec.origin and spec.origin.endswith(".py") and sys.prefix in spec.origin:
+        if not (spec.cached and os.path.exists(spec.cached)):
+            print(spec.name)
+"""
+"""Prints the modules ``import sidecar.app`` loaded from the virtualenv's sources without a .pyc beside them."""
+
+
 @pytest.mark.slow
 def test_image_steps_install_and_start_a_healthy_sidecar(tmp_path: Path) -> None:
     """The build stage's COPY and RUN steps give a clean virtualenv whose sidecar starts and passes HEALTHCHECK."""
@@ -188,6 +200,18 @@ def test_image_steps_install_and_start_a_healthy_sidecar(tmp_path: Path) -> None
     installed = {p.name.split("-")[0].lower() for p in (venv / "lib").glob("python3*/site-packages/*.dist-info")}
     assert {"grpcio", "aiohttp", "prometheus_client", "segment_sidecar"} <= installed
     assert not installed & {"pytest", "mypy", "ruff", "grpcio_tools"}, "dev dependencies leaked into the image"
+    # The image sets PYTHONDONTWRITEBYTECODE: every module the sidecar imports must come with its bytecode, or each
+    # start of the container compiles them all from source again.
+    uncompiled = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", NOT_COMPILED],
+        env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+        cwd=tmp_path,  # not the checkout, whose sidecar/ would be imported instead of the installed one
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert uncompiled == [], f"{len(uncompiled)} modules without bytecode in the image, e.g. {uncompiled[:5]}"
 
     env = {
         **runtime_env(),
