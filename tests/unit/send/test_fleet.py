@@ -493,7 +493,9 @@ async def test_unreachable_redis_falls_back_at_once_and_logs_once() -> None:
     share = 1 / local_rate(40, 2)
     assert times[0] >= began + LEASE + LEAD + limiter.tolerance + share
     assert limiter.fallback_seconds > 0
-    assert min(b - a for a, b in pairwise(times)) >= share - 0.005
+    # Paced at the member's share (55 ms), not at the whole cap (28 ms). The margin is the test's own clock reading,
+    # taken after acquire() returns: a pause of the process in between (3.8 ms seen under CI load) shortens a gap.
+    assert min(b - a for a, b in pairwise(times)) >= share * 0.8
     events = [entry for entry in logs if entry["event"] == "ratelimit_fallback"]
     assert len(events) == 1
     assert events[0]["redis"].startswith("redis://***@127.0.0.1:")
@@ -590,7 +592,8 @@ async def test_fallback_when_redis_dies_and_recovery_when_it_returns(redis_serve
             for _ in range(4):
                 await limiter.acquire()
                 times.append(time.monotonic())
-            assert min(b - a for a, b in pairwise(times)) >= 1 / local_rate(40, 4) - 0.005
+            # At the member's share (111 ms), not the whole cap (28 ms); the margin as in the test above.
+            assert min(b - a for a, b in pairwise(times)) >= 0.8 / local_rate(40, 4)
             redis_server.start()
             await wait_for_mode(limiter, "redis")
             spent = limiter.fallback_seconds
