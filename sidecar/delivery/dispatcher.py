@@ -231,9 +231,12 @@ class Dispatcher:
         return FlushResult(*self._flushes.since_last(self.delivered, self.dead_lettered_total), count, hashes)
 
     def _request_done(self, key: ShardKey, left: Sequence[SpooledEvent]) -> None:
-        """A request of ``key`` settled: tell the waiting flushes, then anyone draining."""
+        """A request of ``key`` settled: tell the waiting flushes, anyone draining, and the dispatcher, since the
+        settle may have made the key ready with no timer to wake it (a key that failed waits for its last request in
+        flight, and that one may be a batch sent on its own, not the request that read it)."""
         self._flushes.request_done(key, left)
         self._changed()
+        self._wake.set()
 
     def _changed(self) -> None:
         change, self._change = self._change, asyncio.Event()

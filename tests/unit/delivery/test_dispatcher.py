@@ -258,3 +258,42 @@ async def test_an_event_whose_write_key_fills_the_body_limit_is_dead_lettered_no
     assert (result.delivered, result.dead_lettered) == (1, 1)
     assert dead == ["too_large"]
     assert collector.store.message_ids() == ["d-2"]
+
+
+async def test_a_key_made_ready_by_its_last_request_in_flight_is_dispatched(collector: Collector, spool: Spool) -> None:
+    """One read, two batches: the first (sent by the reading request) is refused and splits, so the key waits for its
+    other batch in flight, with no timer; when that one, sent on its own, settles last, the dispatcher must wake and
+    send the halves. (A fault test under load once stalled here for good with 3,059 events waiting: only the
+    reading request woke the dispatcher.)"""
+    held = "d-15"  # in the second batch
+
+    class Held(HttpSender):
+        """Holds the second batch until ``released``, so that it settles after the first."""
+
+        released = asyncio.Event()
+
+        async def send(self, batch: Batch, authorization: Authorization) -> Outcome:
+            """Wait for the release if the batch holds the held event, then send."""
+            if any(e.message_id == held for e in batch.events):
+                await self.released.wait()
+            return await super().send(batch, authorization)
+
+    collector.faults.reject_message_ids = {"d-3"}  # in the first batch
+    policy = dataclasses.replace(POLICY, batch_max_events=10)
+    sender = Held(dict.fromkeys(Region, collector.url), BasicAuthenticator(), 5.0)
+    dispatcher = Dispatcher(spool, sender, policy, envelope_overhead)
+    key = ("wk-two", Region.US)
+    await spool.append([event(i, key[0]) for i in range(20)])
+    await run(dispatcher, sender)
+    try:
+        flushing = asyncio.create_task(dispatcher.flush())
+        async with asyncio.timeout(10):
+            while not ((state := dispatcher.scheduler.state_of(key)) and state.failing and state.in_flight == 1):
+                await asyncio.sleep(0.005)  # the first batch refused and settled; the second still held
+        Held.released.set()
+        async with asyncio.timeout(10):
+            result = await flushing
+    finally:
+        await halt(dispatcher, sender)
+    assert (result.delivered, result.dead_lettered) == (19, 1)
+    assert sorted(collector.store.message_ids()) == sorted(f"d-{i}" for i in range(20) if i != 3)
