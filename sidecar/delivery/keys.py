@@ -76,6 +76,7 @@ class KeyState:
         "attempts",
         "auth_renewals",
         "cursor",
+        "drained",
         "failing",
         "in_flight",
         "in_flight_bytes",
@@ -109,6 +110,7 @@ class KeyState:
         self.in_flight_events = 0
         self.in_flight_bytes = 0
         self.cursor = 0  # highest seq in flight; 0 when nothing is
+        self.drained = False  # a read past the cursor found nothing: wait for a request in flight (or an append)
         self.last_read_accepted_at = 0.0
         self.reading = False
         self.paused_until = 0.0

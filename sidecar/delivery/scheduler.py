@@ -8,10 +8,11 @@ never holds events: the shell reads a key's next events from the spool when the 
 batch's events are simply read again later (they are still the key's oldest).
 
 A key is *ready* when its unsent events fill a batch (bytes or events), or its oldest unsent event has waited
-``flush_interval``, or a flush or drain forces it; and it is not paused (backoff, park) nor waiting for a read. Ready
-keys are served in rounds, one request per key per round, oldest-waiting-event first within a round: a key that just
-sent joins the next round (and keeps that place if its backlog empties and refills meanwhile). So no key's oldest event
-waits more than one round: (keys ready / paced rate) + flush interval.
+``flush_interval``, or a flush or drain forces it; and it is not paused (backoff, park) nor waiting for a read,
+nor *drained* (its last read past the cursor found nothing while requests were in flight: it waits for one of them
+to settle). Ready keys are served in rounds, one request per key per round, oldest-waiting-event first within a
+round: a key that just sent joins the next round (and keeps that place if its backlog empties and refills
+meanwhile). So no key's oldest event waits more than one round: (keys ready / paced rate) + flush interval.
 A key with several batches waiting may have several requests in flight (its cursor moves past each), so one key
 alone can use the whole rate; after a failure it sends one request at a time, from its oldest event, until one works.
 
@@ -87,6 +88,7 @@ class Scheduler:
             state.oldest_at = self._clock_of(first[1])
         state.waiting_events += events
         state.waiting_bytes += size
+        state.drained = False
         self._evaluate(state, now)
 
     def waiting(self) -> Iterator[tuple[ShardKey, int]]:
@@ -152,6 +154,10 @@ class Scheduler:
             state.cursor = max(state.cursor, cut[-1].seq)
             state.last_read_accepted_at = self._clock_of(cut[-1].accepted_at)
         unused = take.batches - len(batches)
+        if not events and state.in_flight > unused:
+            # Its unsent events are behind the cursor (a batch that failed among several in flight): none can be
+            # read until a request in flight settles and the cursor starts over, so wait for that, not a timer.
+            state.drained = True
         if unused:
             self._release(state, now, unused)  # evaluates the key
         else:
@@ -174,6 +180,7 @@ class Scheduler:
             return
         state.in_flight_events -= len(batch.events)
         state.in_flight_bytes -= sum(len(e.payload) for e in batch.events)
+        state.drained = False
         self._left(state, left, oldest)
         if isinstance(decision, GiveUp) and decision.reason is DeadLetterReason.PARKED_TOO_LONG:
             # A parked key's dead-letter pass goes on while older events remain; events accepted after the park
@@ -251,6 +258,7 @@ class Scheduler:
         delay = self._policy.backoff.delay(state.attempts, None, self._rng)
         state.attempts += 1
         state.reading = False
+        state.drained = False
         state.failing = True
         state.paused_until = max(state.paused_until, now + delay)
         self._release(state, now, take.batches)
@@ -357,7 +365,7 @@ class Scheduler:
 
     def _blocked(self, state: KeyState) -> bool:
         """Waiting for something other than time: a read, or the end of in-flight requests after a failure."""
-        if state.reading or state.unsent_events == 0:
+        if state.reading or state.unsent_events == 0 or (state.drained and state.in_flight > 0):
             return True
         return (state.failing or state.parked_since is not None) and state.in_flight > 0
 

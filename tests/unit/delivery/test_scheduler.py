@@ -322,3 +322,20 @@ def test_appends_to_a_waiting_key_do_not_pile_up_entries() -> None:
     for i in range(100):
         spool.append(key("a"), 1, at=1.0 + i * 0.0001 if i < 9 else 1.0)
     assert len(scheduler._timers) + len(scheduler._ready) <= 2
+
+
+def test_a_key_whose_read_found_nothing_waits_for_its_requests_in_flight() -> None:
+    """Three batches in flight; the second fails and the first then succeeds, which ends the failing. The failed
+    events are behind the read cursor, so a read now finds nothing: the key then waits for its last request in flight
+    (the cursor starts over from its oldest event) instead of being taken, and read in vain, again and again."""
+    scheduler, spool = setup()
+    spool.append(key("a"), 30, at=1.0)
+    first, second, third = send_all(scheduler, spool, 2.0)
+    scheduler.settle(second, RetryAt(2.0, "HTTP 503"), 2.0)
+    settle(scheduler, spool, first, Remove(), 2.0)
+    assert send_all(scheduler, spool, 3.0) == []  # read past the cursor: nothing there
+    assert scheduler.next_take(3.0) is None, "taken again, to read nothing again"
+    assert scheduler.next_due(3.0) is None
+    settle(scheduler, spool, third, Remove(), 3.0)
+    again = send_all(scheduler, spool, 3.0)
+    assert [[e.seq for e in b.events] for b in again] == [list(range(11, 21))]
