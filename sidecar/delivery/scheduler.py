@@ -364,7 +364,8 @@ class Scheduler:
             self._served[state.key] = state.turn
 
     def _blocked(self, state: KeyState) -> bool:
-        """Waiting for something other than time: a read, or the end of in-flight requests after a failure."""
+        """Waiting for something other than time: a read, or the end of in-flight requests after a failure or after a
+        read that found nothing."""
         if state.reading or state.unsent_events == 0 or (state.drained and state.in_flight > 0):
             return True
         return (state.failing or state.parked_since is not None) and state.in_flight > 0
