@@ -30,15 +30,10 @@ import grpc  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from bench.common import INTEGRATION_NAME, free_port, machine, table  # noqa: E402
+from bench.cpu_per_event import process_cpu_seconds  # noqa: E402
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 VARIANTS = ("bytecode", "from source")
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_once(from_source: bool) -> tuple[float, float]:

@@ -1,9 +1,10 @@
 """The scheduler core under random runs: refusals, 5xx, parking and answers in any order, several requests in flight.
 
 Each run drives one :class:`Scheduler` against the test's in-memory spool the way the dispatcher does (take, read,
-send, settle), with answers chosen by a seeded random source and settled in random order. Whatever happens, every
-event ends delivered or dead-lettered, the scheduler's counts agree with the spool after every step, the in-flight
-bound holds, and a key never reads nothing twice without a settle in between (no busy loop).
+send, settle). Segment's answers come from a seeded random source, the dispatcher's own
+:func:`~sidecar.delivery.decide.decide` makes decisions of them, and they settle in random order. Whatever happens,
+every event ends delivered or dead-lettered, the scheduler's counts agree with the spool after every step, the
+in-flight bound holds, and a key never reads nothing twice without a settle in between (no busy loop).
 """
 
 from __future__ import annotations
@@ -13,29 +14,28 @@ import random
 import pytest
 
 from sidecar.backoff import Backoff
-from sidecar.delivery.decide import Decision, GiveUp, ParkUntil, Remove, RetryAt, SplitBatch
+from sidecar.delivery.decide import DecisionRules, GiveUp, Remove, decide
 from sidecar.delivery.scheduler import Scheduler, SchedulerPolicy
-from sidecar.model import Batch, DeadLetterReason, Region, ShardKey
+from sidecar.model import Batch, Region, ShardKey
+from sidecar.send.classify import Delivered, Outcome, Retry, Split, Unauthorized
 from tests.unit.delivery.test_scheduler import FakeSpool
 
 KEYS: list[ShardKey] = [("wk-a", Region.US), ("wk-b", Region.EU)]
 MAX_STEPS = 50_000
+RULES = DecisionRules(Backoff(0.01, 0.05), parked_retry_interval=0.5)
 
 
 def answer(
     rng: random.Random, batch: Batch, bad: set[int], now: float, unauthorized_until: float, errors: float
-) -> Decision:
-    """What Segment's answer to ``batch`` makes of it, as :func:`sidecar.delivery.decide.decide` would."""
-    seqs = [event.seq for event in batch.events]
+) -> Outcome:
+    """Segment's answer to ``batch``: 401 for a while, then some 503s, 400 for a batch holding a bad event, else 200."""
     if now < unauthorized_until:
-        return ParkUntil(now + 0.5, "HTTP 401")
+        return Unauthorized("HTTP 401", 401)
     if rng.random() < errors:
-        return RetryAt(now + rng.uniform(0.0, 0.05), "HTTP 503")
-    if any(seq in bad for seq in seqs):
-        if len(seqs) > 1:
-            return SplitBatch(len(seqs) // 2, seqs[-1], "HTTP 400")
-        return GiveUp(DeadLetterReason.REFUSED_EVENT, "HTTP 400")
-    return Remove()
+        return Retry("HTTP 503", after=rng.uniform(0.0, 0.05), status=503)
+    if any(event.seq in bad for event in batch.events):
+        return Split("HTTP 400", 400)
+    return Delivered(200)
 
 
 @pytest.mark.parametrize("seed", range(300))
@@ -74,7 +74,7 @@ def test_every_event_leaves_and_the_counts_hold_whatever_the_answers(seed: int) 
         elif in_flight:
             batch = in_flight.pop(rng.randrange(len(in_flight)))
             now += 0.001
-            decision = answer(rng, batch, bad, now, unauthorized_until, errors)
+            decision = decide(batch, answer(rng, batch, bad, now, unauthorized_until, errors), now, RULES, rng)
             read_nothing.discard(batch.shard)
             if isinstance(decision, Remove | GiveUp):
                 oldest = spool.remove(batch)
