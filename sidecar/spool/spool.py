@@ -253,15 +253,18 @@ class Spool:
 
         def inserted(used: int | None) -> None:
             # The job's own callback: callers wake in the turn that learns of the commit, not behind the writer task.
+            # Their wake-ups are queued before downstream hears of the events: telling it is synchronous (its state is
+            # up to date when the callers run), but it wakes the dispatcher's task, whose turn (tens of microseconds)
+            # would otherwise come first and delay every acknowledgement.
             self._bound.committed(estimate)
             self._bound.measured(used)
             self.appended_total += len(events)
             if self._recent is not None:
                 self._recent.add(events)
-            self._downstream.tell(events)
             for pending in group:
                 if not pending.done.done():
                     pending.done.set_result(None)
+            self._downstream.tell(events)
 
         # Numbered here, by the writer, never before: seqs of a failed commit are not given again (its rows cannot
         # have been kept, but a failed fsync leaves that uncertain, and a skipped seq costs nothing).

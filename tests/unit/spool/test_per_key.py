@@ -138,6 +138,29 @@ async def test_a_removal_whose_caller_gave_up_is_still_counted(tmp_path: Path) -
     await spool.stop()
 
 
+async def test_the_caller_resumes_before_the_work_its_commit_wakes_downstream(spool: Spool) -> None:
+    """An acknowledgement does not wait behind delivery: the appending caller runs again before anything the
+    downstream schedules on hearing of the commit (the dispatcher's turn), and the downstream has heard of the events
+    by the time the caller runs."""
+    order: list[str] = []
+
+    class Waking(Recorder):
+        """Schedules a turn of its own on every append, as the dispatcher does."""
+
+        def appended(self, events: Sequence[SpooledEvent]) -> None:  # type: ignore[override]
+            """Record, then wake a task."""
+            super().appended(events)
+            asyncio.get_running_loop().call_soon(order.append, "downstream's turn")
+
+    heard = Waking()
+    spool.subscribe(heard)
+    spooled = await spool.append(make(A, 2))
+    order.append("caller")
+    assert heard.groups == [[event.seq for event in spooled]]
+    await asyncio.sleep(0)
+    assert order == ["caller", "downstream's turn"]
+
+
 async def test_a_failing_downstream_does_not_break_the_commit(spool: Spool) -> None:
     """A downstream that raises is logged; the append is still acknowledged and counted."""
 
