@@ -252,10 +252,8 @@ class Spool:
             return store.used_bytes() if measure else None
 
         def inserted(used: int | None) -> None:
-            # The job's own callback: callers wake in the turn that learns of the commit, not behind the writer task.
-            # Their wake-ups are queued before downstream hears of the events: telling it is synchronous (its state is
-            # up to date when the callers run), but it wakes the dispatcher's task, whose turn (tens of microseconds)
-            # would otherwise come first and delay every acknowledgement.
+            # The job's own callback: callers wake in the turn that learns of the commit, not behind the writer task,
+            # and before downstream is told (synchronously), whose news wakes the dispatcher: its turn comes after.
             self._bound.committed(estimate)
             self._bound.measured(used)
             self.appended_total += len(events)

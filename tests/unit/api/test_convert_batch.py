@@ -9,10 +9,11 @@ import orjson
 import pytest
 
 from sidecar._proto import sidecar_pb2 as pb
+from sidecar.api import convert
 from sidecar.api.convert import DECODE_RUN, batch_calls, to_call
 from sidecar.errors import InvalidEvent
 from sidecar.model import Call, CallType, Region
-from sidecar.validate.limits import MAX_JSON_DEPTH, MAX_STRING_CHARS
+from sidecar.validate.limits import MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_STRING_CHARS
 
 BASE = {"write_key": "wk", "user_id": "u1"}
 PROPERTIES = orjson.dumps({"email_id": "em_1", "subject": "Spring sale", "opened_at": "10:30"})
@@ -121,3 +122,38 @@ def test_one_oversized_value_refuses_only_its_own_event(at: int) -> None:
     decoded = together(events)
     assert [index for index, call in enumerate(decoded) if not isinstance(call, Call)] == [at]
     assert "properties_json" in str(decoded[at])
+
+
+def _nested(depth: int, bracket: bytes = b"{") -> bytes:
+    """A JSON object whose brackets nest ``depth`` deep (objects, or an object holding arrays)."""
+    if bracket == b"{":
+        return b'{"a":' * (depth - 1) + b"{}" + b"}" * (depth - 1)
+    return b'{"a":' + b"[" * (depth - 1) + b"1" + b"]" * (depth - 1) + b"}"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"event": "e" * convert._MIN_STRING_LIMIT},
+        {"event": "e" * (convert._MIN_STRING_LIMIT + 1)},
+        {"user_id": "u" * (MAX_STRING_CHARS + 1)},
+        {"message_id": "m" * (convert._MIN_STRING_LIMIT + 1)},
+        {"properties_json": b'{"k": "' + b"v" * (MAX_JSON_BYTES - 9) + b'"}'},
+        {"properties_json": b'{"k": "' + b"v" * (MAX_JSON_BYTES - 8) + b'"}'},
+        {"properties_json": _nested(MAX_JSON_DEPTH)},
+        {"properties_json": _nested(MAX_JSON_DEPTH + 1)},
+        {"context_json": _nested(MAX_JSON_DEPTH + 1, b"[")},
+        {"integrations_json": b'{"All": false, "x": "{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{"}'},
+    ],
+    ids=lambda extra: ",".join(f"{k}:{len(v)}" for k, v in extra.items()) or "plain",
+)
+def test_one_request_read_along_its_row_passes_the_limits_shortcut_as_a_column_does(extra: dict[str, Any]) -> None:
+    """A request decoded alone (a unary call, or one a Batch's shortcut did not settle) takes the row-wise form of
+    the limits shortcut: it lets through exactly what the columnar form lets through, and what it sends on to the
+    exact check is refused or accepted there as when the request came in a Batch."""
+    request = track(0, **extra).track
+    plan = convert._PLANS[CallType.TRACK]
+    values = plan.read(request)
+    assert convert._row_within_limits(plan, values) is convert._within_limits(plan, [values])
+    assert same(one_by_one([track(0, **extra)])[0], together([track(0, **extra), track(1)])[0])
