@@ -162,12 +162,15 @@ def sidecar(
 
 
 @contextlib.contextmanager
-def echo_server(loop: str = "asyncio") -> Iterator[Server]:
-    """The do-nothing grpc.aio servicer (bench/echo_server.py) on a free port; stopped on exit."""
+def echo_server(loop: str = "asyncio", *, commit: bool = False) -> Iterator[Server]:
+    """The do-nothing grpc.aio servicer (bench/echo_server.py) on a free port; stopped on exit. ``commit``: each call
+    answers once its request is committed to SQLite in a temporary folder (the ``floor`` server of ingest.py)."""
     with tempfile.TemporaryDirectory(prefix="echo-bench-") as folder:
         port = free_port()
         log_path = Path(folder) / "echo.log"
         command = [sys.executable, str(ROOT / "bench" / "echo_server.py"), f"127.0.0.1:{port}", "--loop", loop]
+        if commit:
+            command += ["--commit", folder]
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
         server = Server(f"127.0.0.1:{port}", process, log_path)

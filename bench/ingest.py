@@ -1,16 +1,19 @@
 """Benchmark 1, ingest: ``uv run python bench/ingest.py [--quick] [--loop uvloop] [--seconds S]``.
 
 Events/s acknowledged, and p50/p99 call latency, through unary ``Track`` at concurrency 1, 16 and 64 and through
-``Batch`` (100 and 1,000 events per call), for three servers driven by the same client processes in the same run:
+``Batch`` (100 and 1,000 events per call), for four servers driven by the same client processes in the same run:
 
 * ``echo``: a do-nothing grpc.aio servicer (bench/echo_server.py), the ceiling of unary gRPC in Python here;
+* ``floor``: the same servicer answering each call only once its request is committed to SQLite as the disk spool
+  commits (WAL, synchronous=FULL, concurrent calls sharing a commit): the ceiling of any server that acknowledges
+  only what is on this machine's disk, with nothing decoded, checked or enriched;
 * ``disk``: the sidecar with its default disk spool (SQLite WAL, synchronous=FULL, group commit);
 * ``memory``: the sidecar with ``SIDECAR_SPOOL=memory``.
 
 Each server runs in its own process; the clients are two processes (one for concurrency 1), each with one grpc.aio
 channel and ``concurrency / processes`` calls in flight. Delivery points at a closed port, so these figures are
 ingest alone (failed attempts back off and cost nothing measurable); bench/end_to_end.py measures both together.
-Ratios (``% echo``, ``x echo p99``) compare each sidecar row with the echo row of the same call and concurrency.
+Ratios (``% echo``, ``x echo p99``) compare each other row with the echo row of the same call and concurrency.
 ``--quick`` is a smoke run of a few seconds (for CI).
 """
 
@@ -126,12 +129,14 @@ def measure(address: str, call: str, size: int, concurrency: int, warmup: float,
 
 
 def main() -> None:
-    """Run the matrix against echo, disk and memory; print one table."""
+    """Run the matrix against echo, floor, disk and memory; print one table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds, three cells")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per cell (default 5)")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the servers' event loop")
-    parser.add_argument("--servers", default="echo,disk,memory", help="comma-separated subset of echo,disk,memory")
+    parser.add_argument(
+        "--servers", default="echo,floor,disk,memory", help="comma-separated subset of echo,floor,disk,memory"
+    )
     parser.add_argument("--cells", help="only cells whose label contains this (e.g. 'Track')")
     parser.add_argument(
         "--switch-interval",
@@ -146,8 +151,8 @@ def main() -> None:
     print(f"machine: {machine()}; server loop: {args.loop}; event: {enriched_size()} bytes enriched")
     figures: dict[tuple[str, str, int, int], dict[str, Any]] = {}
     for server_name in args.servers.split(","):
-        if server_name == "echo":
-            manager: Any = echo_server(args.loop)
+        if server_name in ("echo", "floor"):
+            manager: Any = echo_server(args.loop, commit=server_name == "floor")
         else:
             manager = sidecar({"SIDECAR_SPOOL": server_name}, loop=args.loop, switch_interval=args.switch_interval)
         with manager as server:
