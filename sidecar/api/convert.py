@@ -27,13 +27,14 @@ from sidecar.errors import FieldViolation, InvalidEvent
 from sidecar.model import Call, CallType, Region
 from sidecar.validate.json_keys import check_duplicate_keys
 from sidecar.validate.limits import (
-    MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     MAX_STRING_CHARS,
     check_json_bytes,
     check_string,
     check_struct_size,
     check_timestamp,
+    columns_far_inside_limits,
+    row_far_inside_limits,
 )
 
 _REGIONS = {pb.REGION_US: Region.US, pb.REGION_EU: Region.EU}
@@ -236,10 +237,6 @@ def check_limits(call_type: CallType, request: ProtoRequest) -> None:
         raise InvalidEvent("; ".join(f"{v.field}: {v.description}" for v in violations), tuple(violations))
 
 
-_MIN_STRING_LIMIT = min(MAX_STRING_CHARS, SEGMENT_MAX_MESSAGE_ID_CHARS)
-"""Strings no longer than this are within every string limit: one ``max`` settles them all."""
-
-
 _STRUCTS = {kind: tuple(name for name, _ in objects) for kind, objects in _OBJECTS.items()}
 """Per call type, the object fields a caller may send as a Struct."""
 
@@ -273,30 +270,14 @@ _PLANS = {kind: _Plan(kind) for kind in CallType}
 def _within_limits(plan: _Plan, rows: list[tuple[Any, ...]]) -> bool:
     """Whether every request's strings and JSON bytes (``rows`` of the values ``plan.read`` gives) are far inside
     their limits, so that :func:`check_limits` would find nothing in them: the common case, settled a field at a time
-    over all the requests, each count one C-level pass."""
+    over all the requests."""
     columns = list(zip(*rows, strict=True))
-    strings = plan.strings
-    if max(max(map(len, column)) for column in columns[:strings]) > _MIN_STRING_LIMIT:
-        return False
-    for texts in columns[strings:-1]:
-        if not any(texts):
-            continue
-        if max(map(len, texts)) > MAX_JSON_BYTES:
-            return False
-        # A text with no more brackets than the depth bound cannot nest deeper than it; one with more may still be
-        # shallow enough, and check_limits decides that exactly.
-        if max(map(bytes.count, texts, repeat(b"{"))) + max(map(bytes.count, texts, repeat(b"["))) > MAX_JSON_DEPTH:
-            return False
-    return True
+    return columns_far_inside_limits(columns[: plan.strings], columns[plan.strings : -1])
 
 
 def _row_within_limits(plan: _Plan, values: tuple[Any, ...]) -> bool:
     """:func:`_within_limits` for one request, along its row (building the columns of one row took 5 us)."""
-    strings = plan.strings
-    return max(map(len, values[:strings])) <= _MIN_STRING_LIMIT and not any(
-        text and (len(text) > MAX_JSON_BYTES or text.count(b"{") + text.count(b"[") > MAX_JSON_DEPTH)
-        for text in values[strings:-1]
-    )
+    return row_far_inside_limits(values[: plan.strings], values[plan.strings : -1])
 
 
 def _read_objects(
@@ -353,24 +334,38 @@ def to_calls(
     rows = list(map(plan.read, requests))
     settled = True not in chain.from_iterable(marks) and _within_limits(plan, rows)
     for request, values, marked in zip(requests, rows, marks, strict=True):
-        try:
-            if not settled and (True in marked or not _row_within_limits(plan, values)):
-                check_limits(call_type, request)
-            call: Call | InvalidEvent = _call_of(plan, call_type, request, values, marked, default_region, received_at)
-        except InvalidEvent as refusal:
-            # Handed on without its traceback, whose frame holds every request's values.
-            call = refusal.with_traceback(None)
-        yield call
+        yield _decoded(plan, call_type, request, values, marked, default_region, received_at, settled=settled)
+
+
+def _decoded(
+    plan: _Plan,
+    call_type: CallType,
+    request: ProtoRequest,
+    values: tuple[Any, ...],
+    marked: tuple[bool, ...],
+    default_region: Region,
+    received_at: float,
+    *,
+    settled: bool,
+) -> Call | InvalidEvent:
+    """One request as its Call, or the InvalidEvent refusing it, handed back without its traceback: the frames in it
+    hold the values read (copies, up to 16 MiB), which a reference cycle would keep until the collector ran."""
+    try:
+        if not settled and (True in marked or not _row_within_limits(plan, values)):
+            check_limits(call_type, request)
+        return _call_of(plan, call_type, request, values, marked, default_region, received_at)
+    except InvalidEvent as refusal:
+        return refusal.with_traceback(None)
 
 
 def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, received_at: float) -> Call:
     """Decode one request into a Call or raise :class:`InvalidEvent` (all its problems): :func:`to_calls` for one."""
     plan = _PLANS[call_type]
     marked = tuple([has_field(request) for has_field in plan.marks])
-    values = plan.read(request)
-    if True in marked or not _row_within_limits(plan, values):
-        check_limits(call_type, request)
-    return _call_of(plan, call_type, request, values, marked, default_region, received_at)
+    found = _decoded(plan, call_type, request, plan.read(request), marked, default_region, received_at, settled=False)
+    if isinstance(found, InvalidEvent):
+        raise found
+    return found
 
 
 def _call_of(

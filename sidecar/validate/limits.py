@@ -24,9 +24,10 @@ enriched event         at most ``SEGMENT_MAX_EVENT_BYTES`` (32 KiB), checked by 
 from __future__ import annotations
 
 import re
-from itertools import accumulate
+from collections.abc import Sequence
+from itertools import accumulate, repeat
 
-from sidecar.config import SEGMENT_MAX_EVENT_BYTES
+from sidecar.config import SEGMENT_MAX_EVENT_BYTES, SEGMENT_MAX_MESSAGE_ID_CHARS
 from sidecar.errors import FieldViolation
 
 MAX_STRING_CHARS = 1024
@@ -125,3 +126,32 @@ def check_timestamp(seconds: int, nanos: int) -> FieldViolation | None:
             f"9999-12-31T23:59:59Z ({MAX_TIMESTAMP_SECONDS})",
         )
     return None
+
+
+_MIN_STRING_LIMIT = min(MAX_STRING_CHARS, SEGMENT_MAX_MESSAGE_ID_CHARS)
+"""Strings no longer than this are within every string limit: one ``max`` settles them all."""
+
+
+def columns_far_inside_limits(strings: Sequence[Sequence[str]], texts: Sequence[Sequence[bytes]]) -> bool:
+    """Whether every string (columns of a request field each) and every JSON text is so far inside its limit that
+    the exact checks would find nothing: settled a field at a time over many requests, each count one C-level pass.
+    False says only that an exact check must decide."""
+    if max(max(map(len, column)) for column in strings) > _MIN_STRING_LIMIT:
+        return False
+    for column in texts:
+        if not any(column):
+            continue
+        if max(map(len, column)) > MAX_JSON_BYTES:
+            return False
+        # A text with no more brackets than the depth bound cannot nest deeper than it; one with more may still be
+        # shallow enough, and the exact check decides that.
+        if max(map(bytes.count, column, repeat(b"{"))) + max(map(bytes.count, column, repeat(b"["))) > MAX_JSON_DEPTH:
+            return False
+    return True
+
+
+def row_far_inside_limits(strings: Sequence[str], texts: Sequence[bytes]) -> bool:
+    """:func:`columns_far_inside_limits` for one request's fields."""
+    return max(map(len, strings)) <= _MIN_STRING_LIMIT and not any(
+        text and (len(text) > MAX_JSON_BYTES or text.count(b"{") + text.count(b"[") > MAX_JSON_DEPTH) for text in texts
+    )

@@ -13,6 +13,7 @@ from sidecar.api import convert
 from sidecar.api.convert import DECODE_RUN, batch_calls, to_call
 from sidecar.errors import InvalidEvent
 from sidecar.model import Call, CallType, Region
+from sidecar.validate import limits
 from sidecar.validate.limits import MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_STRING_CHARS
 
 BASE = {"write_key": "wk", "user_id": "u1"}
@@ -135,10 +136,10 @@ def _nested(depth: int, bracket: bytes = b"{") -> bytes:
     "extra",
     [
         {},
-        {"event": "e" * convert._MIN_STRING_LIMIT},
-        {"event": "e" * (convert._MIN_STRING_LIMIT + 1)},
+        {"event": "e" * limits._MIN_STRING_LIMIT},
+        {"event": "e" * (limits._MIN_STRING_LIMIT + 1)},
         {"user_id": "u" * (MAX_STRING_CHARS + 1)},
-        {"message_id": "m" * (convert._MIN_STRING_LIMIT + 1)},
+        {"message_id": "m" * (limits._MIN_STRING_LIMIT + 1)},
         {"properties_json": b'{"k": "' + b"v" * (MAX_JSON_BYTES - 9) + b'"}'},
         {"properties_json": b'{"k": "' + b"v" * (MAX_JSON_BYTES - 8) + b'"}'},
         {"properties_json": _nested(MAX_JSON_DEPTH)},
@@ -157,3 +158,31 @@ def test_one_request_read_along_its_row_passes_the_limits_shortcut_as_a_column_d
     values = plan.read(request)
     assert convert._row_within_limits(plan, values) is convert._within_limits(plan, [values])
     assert same(one_by_one([track(0, **extra)])[0], together([track(0, **extra), track(1)])[0])
+
+
+@pytest.mark.parametrize("decode", ["alone", "in a batch"])
+def test_a_refusal_holds_no_copy_of_the_values_it_refused(decode: str) -> None:
+    """The refusal of an oversized request carries no frame holding the values read from it: a reference cycle
+    through its traceback would keep those copies (up to 16 MiB a call) alive until the collector runs."""
+    huge = "x" * (MAX_STRING_CHARS * 64)
+    event = track(0, event=huge)
+    if decode == "alone":
+        with pytest.raises(InvalidEvent) as caught:
+            to_call(CallType.TRACK, event.track, Region.US, 0.0)
+        refusal = caught.value
+    else:
+        refusal = together([event])[0]
+        assert isinstance(refusal, InvalidEvent)
+    frames = []  # the sidecar's own frames (the test's frame holds ``huge`` itself)
+    trace = refusal.__traceback__
+    while trace is not None:
+        if convert.__file__ == trace.tb_frame.f_code.co_filename:
+            frames.append(trace.tb_frame)
+        trace = trace.tb_next
+    holding = [
+        (frame.f_code.co_name, name)
+        for frame in frames
+        for name, value in frame.f_locals.items()
+        if value is not event.track and huge in (value if isinstance(value, tuple) else (value,))
+    ]
+    assert holding == []
