@@ -337,6 +337,16 @@ def to_calls(
         yield _decoded(plan, call_type, request, values, marked, default_region, received_at, settled=settled)
 
 
+def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, received_at: float) -> Call:
+    """Decode one request into a Call or raise :class:`InvalidEvent` (all its problems): :func:`to_calls` for one."""
+    plan = _PLANS[call_type]
+    marked = tuple([has_field(request) for has_field in plan.marks])
+    found = _decoded(plan, call_type, request, plan.read(request), marked, default_region, received_at, settled=False)
+    if isinstance(found, InvalidEvent):
+        raise found
+    return found
+
+
 def _decoded(
     plan: _Plan,
     call_type: CallType,
@@ -348,39 +358,17 @@ def _decoded(
     *,
     settled: bool,
 ) -> Call | InvalidEvent:
-    """One request as its Call, or the InvalidEvent refusing it, handed back without its traceback: the frames in it
-    hold the values read (copies, up to 16 MiB), which a reference cycle would keep until the collector ran."""
-    try:
-        if not settled and (True in marked or not _row_within_limits(plan, values)):
-            check_limits(call_type, request)
-        return _call_of(plan, call_type, request, values, marked, default_region, received_at)
-    except InvalidEvent as refusal:
-        return refusal.with_traceback(None)
-
-
-def to_call(call_type: CallType, request: ProtoRequest, default_region: Region, received_at: float) -> Call:
-    """Decode one request into a Call or raise :class:`InvalidEvent` (all its problems): :func:`to_calls` for one."""
-    plan = _PLANS[call_type]
-    marked = tuple([has_field(request) for has_field in plan.marks])
-    found = _decoded(plan, call_type, request, plan.read(request), marked, default_region, received_at, settled=False)
-    if isinstance(found, InvalidEvent):
-        raise found
-    return found
-
-
-def _call_of(
-    plan: _Plan,
-    call_type: CallType,
-    request: ProtoRequest,
-    values: tuple[Any, ...],
-    marked: tuple[bool, ...],
-    default_region: Region,
-    received_at: float,
-) -> Call:
-    """One request within its limits, from its values, as a Call; raises InvalidEvent.
+    """One request, from its values, as its Call, or the InvalidEvent refusing it (every problem at once), which is
+    returned without a traceback: the frames in one would hold the values read (copies, up to 16 MiB), kept alive by
+    a reference cycle until the collector ran. ``settled``: the limits shortcut passed the request already.
 
     ``fields`` is filled in Segment's order (see ``_LEADING``); messageId and timestamp come last.
     """
+    if not settled and (True in marked or not _row_within_limits(plan, values)):
+        try:
+            check_limits(call_type, request)
+        except InvalidEvent as refusal:
+            return refusal.with_traceback(None)
     fields: dict[str, Any] = {}
     parsed: dict[str, dict[str, Any]] = {}
     violations: list[FieldViolation] = []
@@ -409,7 +397,7 @@ def _call_of(
         else:
             region = known
     if violations:
-        raise InvalidEvent("; ".join(f"{v.field}: {v.description}" for v in violations), tuple(violations))
+        return InvalidEvent("; ".join(f"{v.field}: {v.description}" for v in violations), tuple(violations))
     context = values[plan.context]
     return Call(call_type, values[0], region, fields, parsed, received_at, context if "context" in parsed else b"")
 
