@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import re
 import sys
 import time
 from array import array
@@ -137,7 +138,9 @@ def main() -> None:
     parser.add_argument(
         "--servers", default="echo,floor,disk,memory", help="comma-separated subset of echo,floor,disk,memory"
     )
-    parser.add_argument("--cells", help="only cells whose label contains this (e.g. 'Track')")
+    parser.add_argument(
+        "--cells", help="only cells whose label ('Track 1 c16', 'Batch 1000 c4') has this, ending a word ('Track 1 c1')"
+    )
     parser.add_argument(
         "--switch-interval",
         type=float,
@@ -146,7 +149,8 @@ def main() -> None:
     args = parser.parse_args()
     matrix = QUICK_MATRIX if args.quick else FULL_MATRIX
     if args.cells:
-        matrix = [cell for cell in matrix if args.cells in f"{cell[0]} {cell[1]} c{cell[2]}"]
+        wanted = re.compile(rf"{re.escape(args.cells)}\b")
+        matrix = [cell for cell in matrix if wanted.search(f"{cell[0]} {cell[1]} c{cell[2]}")]
     seconds, warmup = (0.6, 0.3) if args.quick else (args.seconds, 1.0)
     print(f"machine: {machine()}; server loop: {args.loop}; event: {enriched_size()} bytes enriched")
     figures: dict[tuple[str, str, int, int], dict[str, Any]] = {}
