@@ -42,7 +42,8 @@ async def test_the_request_stream_is_closed_once_its_message_is_read() -> None:
 
 
 async def test_a_stream_without_a_message_is_refused_and_closed() -> None:
-    """No message: INVALID_ARGUMENT, and the stream is closed all the same."""
+    """No message: INVALID_ARGUMENT, and closing the stream that has already ended (it closed itself) neither raises
+    nor hides the abort."""
     events: list[str] = []
 
     async def empty() -> AsyncIterator[str]:
